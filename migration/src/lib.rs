@@ -1,0 +1,18 @@
+//! Schema migrations for the thumbnails service.
+//!
+//! The schema is SkyPortal-compatible: every statement tolerates a database
+//! where SkyPortal already created `objs`, `thumbnails` and the
+//! `thumbnail_types` enum, and never drops or alters what SkyPortal owns.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_schema;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_schema::Migration)]
+    }
+}

@@ -1,0 +1,105 @@
+//! `thumbnail_types`, `objs` and `thumbnails`, with a unique `(obj_id, type)`.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::ConnectionTrait;
+
+pub struct Migration;
+
+impl MigrationName for Migration {
+    fn name(&self) -> &str {
+        "m20261125_000001_schema"
+    }
+}
+
+/// SkyPortal's enum values, in its order.
+const TYPES: [&str; 14] = [
+    "new", "ref", "sub", "sdss", "dr8", "ls", "ps1", "sm", "hst", "chandra", "jwst", "new_gz",
+    "ref_gz", "sub_gz",
+];
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        let quoted: Vec<String> = TYPES.iter().map(|t| format!("'{t}'")).collect();
+        db.execute_unprepared(&format!(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'thumbnail_types') THEN
+                 CREATE TYPE thumbnail_types AS ENUM ({});
+               END IF;
+             END $$;",
+            quoted.join(", ")
+        ))
+        .await?;
+        // An older SkyPortal enum may lack recent values: add them, never remove.
+        for t in TYPES {
+            db.execute_unprepared(&format!(
+                "ALTER TYPE thumbnail_types ADD VALUE IF NOT EXISTS '{t}'"
+            ))
+            .await?;
+        }
+        db.execute_unprepared(
+            "CREATE TABLE IF NOT EXISTS objs (
+               id varchar PRIMARY KEY,
+               ra double precision,
+               dec double precision,
+               is_roid boolean DEFAULT false,
+               internal_key varchar NOT NULL,
+               created_at timestamp without time zone NOT NULL,
+               modified timestamp without time zone NOT NULL
+             )",
+        )
+        .await?;
+        db.execute_unprepared(
+            "CREATE TABLE IF NOT EXISTS thumbnails (
+               id serial PRIMARY KEY,
+               created_at timestamp without time zone NOT NULL,
+               modified timestamp without time zone NOT NULL,
+               type thumbnail_types,
+               file_uri varchar,
+               public_url varchar,
+               origin varchar,
+               survey varchar,
+               is_grayscale boolean,
+               obj_id varchar NOT NULL REFERENCES objs(id) ON DELETE CASCADE
+             )",
+        )
+        .await?;
+        // SkyPortal has no unique constraint, so real databases hold
+        // duplicates: keep the lowest id of each (obj_id, type).
+        let removed = db
+            .execute_unprepared(
+                "DELETE FROM thumbnails t USING thumbnails k
+                 WHERE t.obj_id = k.obj_id AND t.type = k.type AND t.id > k.id",
+            )
+            .await?
+            .rows_affected();
+        if removed > 0 {
+            tracing::warn!(removed, "removed duplicate (obj_id, type) thumbnail rows");
+        }
+        db.execute_unprepared(
+            "CREATE UNIQUE INDEX IF NOT EXISTS thumbnails_obj_id_type_key
+               ON thumbnails (obj_id, type)",
+        )
+        .await?;
+        // replay --missing looks for failed PS1 lookups without a scan.
+        db.execute_unprepared(
+            "CREATE INDEX IF NOT EXISTS thumbnails_ps1_unavailable_idx
+               ON thumbnails (obj_id)
+               WHERE type = 'ps1' AND public_url = '/static/images/currently_unavailable.png'",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Only undo what this migration can own without touching SkyPortal's
+        // data: the indexes. Tables and the enum may predate us.
+        let db = manager.get_connection();
+        db.execute_unprepared("DROP INDEX IF EXISTS thumbnails_ps1_unavailable_idx")
+            .await?;
+        db.execute_unprepared("DROP INDEX IF EXISTS thumbnails_obj_id_type_key")
+            .await?;
+        Ok(())
+    }
+}

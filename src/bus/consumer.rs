@@ -1,0 +1,188 @@
+//! The supervised consumer loop: connect, declare, consume; on any broker
+//! error reconnect with backoff (lapin's own recovery is not relied on,
+//! amqp-rs/lapin#450); on shutdown stop consuming and drain in-flight work.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::Connection;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{connect, declare, BusError, Publisher, Topology};
+
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    pub url: String,
+    /// Connection name shown by the broker, so one connection can be found.
+    pub connection_name: String,
+    pub topology: Topology,
+    pub prefetch: u16,
+    /// How long in-flight deliveries may take to finish after shutdown.
+    pub drain_timeout: Duration,
+}
+
+/// What a delivery handler gets besides the delivery: the publisher of the
+/// connection the delivery came on (its acker dies with that connection).
+pub struct Session {
+    pub publisher: Publisher,
+    pub topology: Topology,
+}
+
+/// Consumes `settings.topology.queue` until `shutdown` fires. The first
+/// connection must succeed (a bad address is reported at start); later
+/// losses are survived.
+pub async fn consume<H, Fut>(
+    settings: ConsumerSettings,
+    shutdown: CancellationToken,
+    handler: H,
+) -> Result<(), BusError>
+where
+    H: Fn(Delivery, Arc<Session>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let tracker = TaskTracker::new();
+    let mut conn = Some(connect(&settings.url, &settings.connection_name).await?);
+    let mut backoff = Backoff::default();
+    loop {
+        let connection = match conn.take() {
+            Some(c) => c,
+            None => {
+                let wait = backoff.next();
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                match connect(&settings.url, &settings.connection_name).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in = ?backoff.peek(), "reconnect failed");
+                        continue;
+                    }
+                }
+            }
+        };
+        match run_session(&settings, &connection, &shutdown, &tracker, &handler).await {
+            Ok(()) => {
+                // Shutdown: let in-flight deliveries finish and ack, then close.
+                tracker.close();
+                if tokio::time::timeout(settings.drain_timeout, tracker.wait())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "in-flight deliveries did not finish in time; the broker will redeliver them"
+                    );
+                }
+                let _ = connection.close(200, "shutdown".into()).await;
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "lost the broker; reconnecting (unacked messages return to the queue)");
+                let _ = connection.close(320, "reconnecting".into()).await;
+                if shutdown.is_cancelled() {
+                    break;
+                }
+            }
+        }
+        backoff.reset_if_stable();
+    }
+    tracker.close();
+    let _ = tokio::time::timeout(settings.drain_timeout, tracker.wait()).await;
+    Ok(())
+}
+
+/// One connection's life. `Ok` means shutdown was asked for; `Err` means the
+/// connection or consumer was lost and should be re-established.
+async fn run_session<H, Fut>(
+    settings: &ConsumerSettings,
+    connection: &Connection,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+    handler: &H,
+) -> Result<(), BusError>
+where
+    H: Fn(Delivery, Arc<Session>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let channel = connection.create_channel().await?;
+    declare(&channel, &settings.topology).await?;
+    // Per-consumer (not global) QoS: global is refused on quorum queues.
+    channel
+        .basic_qos(settings.prefetch, BasicQosOptions { global: false })
+        .await?;
+    let session = Arc::new(Session {
+        publisher: Publisher::open(connection, &settings.topology.exchange).await?,
+        topology: settings.topology.clone(),
+    });
+    let tag = format!("{}-{}", settings.connection_name, uuid::Uuid::new_v4().simple());
+    let mut consumer = channel
+        .basic_consume(
+            settings.topology.queue.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(queue = %settings.topology.queue, "consuming");
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+                return Ok(());
+            }
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    tracker.spawn(handler(delivery, session.clone()));
+                }
+                Some(Err(e)) => return Err(e.into()),
+                // A broker-side cancel ends the stream: resubscribe.
+                None => return Err(BusError::ConsumerCancelled),
+            }
+        }
+    }
+}
+
+/// Exponential backoff from 100 ms to 10 s.
+#[derive(Debug)]
+struct Backoff {
+    current: Duration,
+    last_failure: Option<tokio::time::Instant>,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            current: Duration::from_millis(100),
+            last_failure: None,
+        }
+    }
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let wait = self.current;
+        self.current = (self.current * 2).min(Duration::from_secs(10));
+        self.last_failure = Some(tokio::time::Instant::now());
+        wait
+    }
+
+    fn peek(&self) -> Duration {
+        self.current
+    }
+
+    /// A connection that lived a minute resets the backoff.
+    fn reset_if_stable(&mut self) {
+        if let Some(t) = self.last_failure {
+            if t.elapsed() > Duration::from_secs(60) {
+                *self = Self::default();
+            }
+        }
+    }
+}

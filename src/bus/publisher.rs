@@ -1,0 +1,111 @@
+//! Publishing with publisher confirms, one answer per message.
+
+use futures_util::future::try_join_all;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
+
+use super::BusError;
+
+/// A confirm-mode channel. Cheap to clone; all clones share the channel.
+#[derive(Clone)]
+pub struct Publisher {
+    channel: Channel,
+    exchange: String,
+}
+
+/// What to publish: routing key, JSON body, headers.
+pub struct Outgoing<'a> {
+    pub exchange: &'a str,
+    pub routing_key: &'a str,
+    pub body: &'a [u8],
+    pub headers: FieldTable,
+    /// An unroutable message is an error (rather than silently dropped).
+    pub mandatory: bool,
+}
+
+impl Publisher {
+    pub async fn open(conn: &Connection, exchange: &str) -> Result<Self, BusError> {
+        let channel = conn.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Self {
+            channel,
+            exchange: exchange.into(),
+        })
+    }
+
+    pub fn exchange(&self) -> &str {
+        &self.exchange
+    }
+
+    /// Publishes persistent JSON to the service exchange and waits for the
+    /// broker's confirm.
+    pub async fn publish_json(
+        &self,
+        routing_key: &str,
+        body: &[u8],
+        mandatory: bool,
+    ) -> Result<(), BusError> {
+        self.publish(Outgoing {
+            exchange: &self.exchange,
+            routing_key,
+            body,
+            headers: FieldTable::default(),
+            mandatory,
+        })
+        .await
+    }
+
+    /// Publishes many bodies to one routing key, pipelined, and waits for
+    /// every confirm.
+    pub async fn publish_many(
+        &self,
+        routing_key: &str,
+        bodies: &[Vec<u8>],
+        mandatory: bool,
+    ) -> Result<(), BusError> {
+        try_join_all(
+            bodies
+                .iter()
+                .map(|b| self.publish_json(routing_key, b, mandatory)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn publish(&self, msg: Outgoing<'_>) -> Result<(), BusError> {
+        let props = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_headers(msg.headers);
+        let confirm = self
+            .channel
+            .basic_publish(
+                msg.exchange.into(),
+                msg.routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: msg.mandatory,
+                    ..Default::default()
+                },
+                msg.body,
+                props,
+            )
+            .await?
+            .await?;
+        match confirm {
+            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Ack(Some(_)) => Err(BusError::Unroutable(
+                msg.routing_key.into(),
+                msg.exchange.into(),
+            )),
+            Confirmation::Nack(_) => Err(BusError::Nacked(msg.routing_key.into())),
+        }
+    }
+}
+
+/// A string header value.
+pub fn header(value: &str) -> AMQPValue {
+    AMQPValue::LongString(value.into())
+}

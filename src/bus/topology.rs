@@ -1,0 +1,113 @@
+//! Exchange and queue declarations, idempotent and re-run after reconnects.
+//! Arguments must stay stable: re-declaring with different `x-` arguments
+//! fails with PRECONDITION_FAILED and closes the channel.
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, ExchangeKind};
+
+use super::BusError;
+
+pub const ROUTING_OBJ_CREATED: &str = "obj.created";
+pub const ROUTING_THUMBNAIL_STORED: &str = "thumbnail.stored";
+
+/// Deliveries beyond this many attempts go to the dead-letter queue by the
+/// broker itself (a crash loop on one message must end somewhere).
+const DELIVERY_LIMIT: i64 = 50;
+
+/// Names derived from `amqp.exchange` and `amqp.queue`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    /// Durable topic exchange carrying `obj.created` and `thumbnail.stored`.
+    pub exchange: String,
+    /// Durable quorum queue bound to `obj.created`.
+    pub queue: String,
+}
+
+impl Topology {
+    pub fn new(exchange: &str, queue: &str) -> Self {
+        Self {
+            exchange: exchange.into(),
+            queue: queue.into(),
+        }
+    }
+
+    /// Direct exchange that routes dead letters to [`Self::dead_queue`].
+    pub fn dead_exchange(&self) -> String {
+        format!("{}.dead", self.exchange)
+    }
+
+    /// Where messages that can never succeed end up, with a reason header.
+    pub fn dead_queue(&self) -> String {
+        format!("{}.dead", self.queue)
+    }
+}
+
+/// Declares everything the service uses; safe to call any number of times.
+pub async fn declare(channel: &Channel, t: &Topology) -> Result<(), BusError> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .exchange_declare(
+            t.exchange.as_str().into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .exchange_declare(
+            t.dead_exchange().as_str().into(),
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+
+    let queue_opts = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    // The dead-letter queue is a plain durable queue: it is read by people.
+    channel
+        .queue_declare(t.dead_queue().as_str().into(), queue_opts, FieldTable::default())
+        .await?;
+    channel
+        .queue_bind(
+            t.dead_queue().as_str().into(),
+            t.dead_exchange().as_str().into(),
+            t.dead_queue().as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+
+    let mut args = FieldTable::default();
+    // Replicated, durable, and counts deliveries (needed for the limit).
+    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    // Broker-side dead-lettering (delivery limit) lands in the same place.
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(t.dead_exchange().as_str().into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(t.dead_queue().as_str().into()),
+    );
+    args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
+    channel
+        .queue_declare(t.queue.as_str().into(), queue_opts, args)
+        .await?;
+    channel
+        .queue_bind(
+            t.queue.as_str().into(),
+            t.exchange.as_str().into(),
+            super::ROUTING_OBJ_CREATED.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(())
+}

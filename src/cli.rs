@@ -1,0 +1,25 @@
+//! The command line: one binary, one subcommand per job.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "thumbnails", version, about = "Thumbnails for every astronomical object")]
+pub struct Cli {
+    /// Configuration file (YAML); keys can be overridden by THUMBNAILS_<SECTION>__<KEY>.
+    #[arg(long, global = true, default_value = "config.yaml")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The main job: migrate, then worker and sidecar in one process.
+    Run,
+    /// Apply database migrations (safe to run twice).
+    Migrate,
+    /// Consume object-created events and write survey thumbnails.
+    Worker,
+}

@@ -1,0 +1,347 @@
+//! Layered configuration: built-in defaults, then `config.yaml`, then
+//! `THUMBNAILS_<SECTION>__<KEY>` environment variables.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Yaml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the environment variables that override config keys.
+pub const ENV_PREFIX: &str = "THUMBNAILS_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} not found")]
+    Missing(PathBuf),
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub amqp: AmqpConfig,
+    pub http: HttpConfig,
+    pub storage: StorageConfig,
+    pub surveys: SurveysConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmqpConfig {
+    pub url: String,
+    pub exchange: String,
+    pub queue: String,
+    pub prefetch: u16,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: String,
+    pub tokens: Vec<TokenConfig>,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub token: String,
+    #[serde(default)]
+    pub scopes: Vec<Scope>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Upload,
+    Manage,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub root: PathBuf,
+    pub depth: u8,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SurveysConfig {
+    pub sdss: TemplateConfig,
+    pub ls: TemplateConfig,
+    pub ps1: Ps1Config,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateConfig {
+    pub template: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ps1Config {
+    pub lookup_url: String,
+    pub timeout_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+pub const DEFAULT_SDSS_TEMPLATE: &str = "https://skyserver.sdss.org/dr18/SkyServerWS/ImgCutout/getjpeg?TaskName=SkyServer.Chart.List&ra={ra}&dec={dec}&scale=0.3&width=200&height=200&opt=G&query=&Grid=on";
+pub const DEFAULT_LS_TEMPLATE: &str = "https://www.legacysurvey.org/viewer/jpeg-cutout?ra={ra}&dec={dec}&size=200&layer=ls-dr10&pixscale=0.3&bands=griz";
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@127.0.0.1:5432/thumbnails".into(),
+            max_connections: 10,
+        }
+    }
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        Self {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            exchange: "thumbnails".into(),
+            queue: "thumbnails.object-created".into(),
+            prefetch: 512,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8642".into(),
+            tokens: Vec::new(),
+            max_body_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("persistentdata"),
+            depth: 2,
+        }
+    }
+}
+
+impl Default for TemplateConfig {
+    fn default() -> Self {
+        Self {
+            template: String::new(),
+        }
+    }
+}
+
+impl Default for Ps1Config {
+    fn default() -> Self {
+        Self {
+            lookup_url: "http://ps1images.stsci.edu/cgi-bin/ps1cutouts".into(),
+            timeout_s: 15.0,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database: DatabaseConfig::default(),
+            amqp: AmqpConfig::default(),
+            http: HttpConfig::default(),
+            storage: StorageConfig::default(),
+            surveys: SurveysConfig {
+                sdss: TemplateConfig {
+                    template: DEFAULT_SDSS_TEMPLATE.into(),
+                },
+                ls: TemplateConfig {
+                    template: DEFAULT_LS_TEMPLATE.into(),
+                },
+                ps1: Ps1Config::default(),
+            },
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then the YAML file at `path` (which must exist), then
+    /// the environment, and validates the result.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        if !path.is_file() {
+            return Err(ConfigError::Missing(path.to_path_buf()));
+        }
+        Self::from_figment(
+            Figment::from(Serialized::defaults(Config::default()))
+                .merge(Yaml::file_exact(path))
+                .merge(Env::prefixed(ENV_PREFIX).split("__")),
+        )
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(one_line(&e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("{key}: {why}")));
+        for (key, template) in [
+            ("surveys.sdss.template", &self.surveys.sdss.template),
+            ("surveys.ls.template", &self.surveys.ls.template),
+        ] {
+            if !template.contains("{ra}") || !template.contains("{dec}") {
+                return bad(key, "must contain {ra} and {dec}");
+            }
+        }
+        if self.amqp.exchange.is_empty() {
+            return bad("amqp.exchange", "must not be empty");
+        }
+        if self.amqp.queue.is_empty() {
+            return bad("amqp.queue", "must not be empty");
+        }
+        if self.amqp.prefetch == 0 {
+            return bad("amqp.prefetch", "must be at least 1");
+        }
+        if !(self.surveys.ps1.timeout_s.is_finite() && self.surveys.ps1.timeout_s > 0.0) {
+            return bad("surveys.ps1.timeout_s", "must be a positive number");
+        }
+        if self.storage.depth > 16 {
+            return bad("storage.depth", "must be between 0 and 16");
+        }
+        if self.database.max_connections == 0 {
+            return bad("database.max_connections", "must be at least 1");
+        }
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad("http.listen", "must be an address such as 127.0.0.1:8642");
+        }
+        for (i, token) in self.http.tokens.iter().enumerate() {
+            if token.token.len() < 8 {
+                return bad(
+                    &format!("http.tokens[{i}].token"),
+                    "must be at least 8 characters",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Figment errors can span lines; the contract wants one line naming the key.
+fn one_line(e: &figment::Error) -> String {
+    let mut parts = Vec::new();
+    for err in e.clone() {
+        let key = err.path.join(".");
+        let text = err.kind.to_string();
+        let source = err
+            .metadata
+            .as_ref()
+            .map(|m| format!(" (from {})", m.name))
+            .unwrap_or_default();
+        if key.is_empty() {
+            parts.push(format!("{text}{source}"));
+        } else {
+            parts.push(format!("{key}: {text}{source}"));
+        }
+    }
+    parts.join("; ").replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn shipped_config_yaml_equals_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.yaml");
+        let from_file: Config = Figment::from(Yaml::file_exact(&path))
+            .extract()
+            .expect("config.yaml parses");
+        assert_eq!(from_file, Config::default());
+    }
+
+    #[test]
+    fn env_overrides_nested_keys() {
+        Jail::expect_with(|jail| {
+            jail.create_file("c.yaml", "amqp:\n  prefetch: 7\n")?;
+            jail.set_env("THUMBNAILS_SURVEYS__PS1__LOOKUP_URL", "");
+            jail.set_env("THUMBNAILS_DATABASE__URL", "postgres://x/y");
+            jail.set_env("THUMBNAILS_STORAGE__ROOT", "/tmp/store");
+            let c = Config::load(Path::new("c.yaml")).expect("loads");
+            assert_eq!(c.amqp.prefetch, 7);
+            assert_eq!(c.surveys.ps1.lookup_url, "");
+            assert_eq!(c.database.url, "postgres://x/y");
+            assert_eq!(c.storage.root, PathBuf::from("/tmp/store"));
+            assert_eq!(c.amqp.queue, "thumbnails.object-created");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn wrong_type_names_the_key_on_one_line() {
+        Jail::expect_with(|jail| {
+            jail.create_file("c.yaml", "amqp:\n  prefetch: lots\n")?;
+            let e = Config::load(Path::new("c.yaml")).expect_err("must fail");
+            let text = e.to_string();
+            assert!(text.contains("amqp.prefetch"), "{text}");
+            assert!(!text.contains('\n'), "{text}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        Jail::expect_with(|jail| {
+            jail.create_file("c.yaml", "amqp:\n  prefetc: 7\n")?;
+            let e = Config::load(Path::new("c.yaml")).expect_err("must fail");
+            assert!(e.to_string().contains("prefetc"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let e = Config::load(Path::new("/nonexistent/thumbs.yaml")).expect_err("must fail");
+        assert!(e.to_string().contains("/nonexistent/thumbs.yaml"), "{e}");
+    }
+
+    #[test]
+    fn template_without_placeholders_is_refused() {
+        Jail::expect_with(|jail| {
+            jail.create_file("c.yaml", "surveys:\n  ls:\n    template: http://x\n")?;
+            let e = Config::load(Path::new("c.yaml")).expect_err("must fail");
+            assert!(e.to_string().contains("surveys.ls.template"), "{e}");
+            Ok(())
+        });
+    }
+}

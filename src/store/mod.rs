@@ -1,0 +1,132 @@
+//! PostgreSQL through SeaORM: connecting, migrating, and the few queries the
+//! service needs.
+
+pub mod entities;
+mod writes;
+
+pub use writes::{write_batch, ObjRow, StoredRow, SurveyRow, WriteJob};
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, RuntimeErr,
+    TransactionTrait,
+};
+
+/// Key of the advisory lock that serialises concurrent `migrate` runs
+/// (sea-orm-migration has no lock of its own, sea-orm#1378).
+const MIGRATION_LOCK: i64 = 0x7468_756d_626e_6c73; // "thumbnls"
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot connect to the database at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: DbErr,
+    },
+    #[error("database migration failed: {0}")]
+    Migrate(#[source] DbErr),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+impl StoreError {
+    /// A transient error may succeed if retried unchanged (connection lost,
+    /// database restarting, deadlock); a permanent one never will.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Connect { .. } => true,
+            StoreError::Migrate(e) | StoreError::Db(e) => is_transient(e),
+        }
+    }
+}
+
+/// Only data exceptions (class 22) and integrity violations (class 23) are
+/// the data's fault; anything else (connections, restarts, deadlocks,
+/// missing tables while an operator migrates) is worth retrying.
+pub fn is_transient(e: &DbErr) -> bool {
+    match sqlstate(e) {
+        Some(code) => !(code.starts_with("22") || code.starts_with("23")),
+        None => !matches!(
+            e,
+            DbErr::TryIntoErr { .. } | DbErr::Type(_) | DbErr::Json(_) | DbErr::Custom(_)
+        ),
+    }
+}
+
+fn sqlstate(e: &DbErr) -> Option<String> {
+    let (DbErr::Conn(RuntimeErr::SqlxError(inner))
+    | DbErr::Exec(RuntimeErr::SqlxError(inner))
+    | DbErr::Query(RuntimeErr::SqlxError(inner))) = e
+    else {
+        return None;
+    };
+    match inner.as_ref() {
+        sea_orm::sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+/// Opens the pool. Per-statement logging is off; slow statements are logged.
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, StoreError> {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(true)
+        .sqlx_logging_level(tracing::log::LevelFilter::Trace)
+        .sqlx_slow_statements_logging_settings(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+    Database::connect(opts)
+        .await
+        .map_err(|source| StoreError::Connect {
+            url: redact(url),
+            source,
+        })
+}
+
+/// Applies pending migrations under an advisory lock; safe to run twice and
+/// from several processes at once.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
+    let txn = db.begin().await.map_err(StoreError::Migrate)?;
+    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+        .await
+        .map_err(StoreError::Migrate)?;
+    Migrator::up(&txn, None).await.map_err(StoreError::Migrate)?;
+    txn.commit().await.map_err(StoreError::Migrate)?;
+    Ok(())
+}
+
+/// Removes a password from a URL before it is shown.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(
+            redact("postgres://postgres@127.0.0.1/db"),
+            "postgres://postgres@127.0.0.1/db"
+        );
+        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+    }
+}

@@ -1,0 +1,193 @@
+//! The `obj.created` event: parsing and validation, no I/O.
+
+use serde::{Deserialize, Serialize};
+
+use crate::surveys::ThumbnailType;
+
+/// Longest object id accepted (SkyPortal ids are short; this bounds abuse).
+pub const MAX_ID_LEN: usize = 256;
+
+/// A validated `obj.created` event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObjCreated {
+    pub id: String,
+    pub ra: f64,
+    pub dec: f64,
+    pub is_roid: bool,
+    /// Archival types to make, deduplicated, in sdss/ls/ps1 order.
+    pub types: Vec<ThumbnailType>,
+    pub replace: bool,
+}
+
+/// The wire form; unknown fields are ignored for forward compatibility.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct RawObjCreated {
+    pub id: String,
+    pub ra: f64,
+    pub dec: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_roid: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub types: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace: Option<bool>,
+}
+
+/// Why an event can never succeed; becomes the `x-thumbnails-error` header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidEvent {
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    #[error("id must not be empty")]
+    EmptyId,
+    #[error("id is longer than {MAX_ID_LEN} bytes")]
+    LongId,
+    #[error("id contains a control character")]
+    ControlInId,
+    #[error("ra must be a finite number in [0, 360), got {0}")]
+    Ra(String),
+    #[error("dec must be a finite number in [-90, 90], got {0}")]
+    Dec(String),
+    #[error("types: {0}")]
+    Types(String),
+}
+
+impl ObjCreated {
+    /// Parses and validates a message body.
+    pub fn parse(body: &[u8]) -> Result<Self, InvalidEvent> {
+        let raw: RawObjCreated =
+            serde_json::from_slice(body).map_err(|e| InvalidEvent::Json(e.to_string()))?;
+        Self::try_from(raw)
+    }
+
+    /// The body `replay` publishes for this object.
+    pub fn to_json(&self) -> Vec<u8> {
+        let raw = RawObjCreated {
+            id: self.id.clone(),
+            ra: self.ra,
+            dec: self.dec,
+            is_roid: self.is_roid.then_some(true),
+            types: (self.types != ThumbnailType::ARCHIVAL)
+                .then(|| self.types.iter().map(|t| t.to_string()).collect()),
+            replace: self.replace.then_some(true),
+        };
+        serde_json::to_vec(&raw).unwrap_or_default()
+    }
+}
+
+impl TryFrom<RawObjCreated> for ObjCreated {
+    type Error = InvalidEvent;
+
+    fn try_from(raw: RawObjCreated) -> Result<Self, InvalidEvent> {
+        validate_id(&raw.id)?;
+        if !(raw.ra.is_finite() && (0.0..360.0).contains(&raw.ra)) {
+            return Err(InvalidEvent::Ra(raw.ra.to_string()));
+        }
+        if !(raw.dec.is_finite() && (-90.0..=90.0).contains(&raw.dec)) {
+            return Err(InvalidEvent::Dec(raw.dec.to_string()));
+        }
+        let types = match raw.types {
+            None => ThumbnailType::ARCHIVAL.to_vec(),
+            Some(names) => parse_types(&names)?,
+        };
+        Ok(Self {
+            id: raw.id,
+            ra: raw.ra,
+            dec: raw.dec,
+            is_roid: raw.is_roid.unwrap_or(false),
+            types,
+            replace: raw.replace.unwrap_or(false),
+        })
+    }
+}
+
+/// An object id must be storable and printable: non-empty, bounded, and
+/// free of control characters (PostgreSQL refuses NUL in text).
+pub fn validate_id(id: &str) -> Result<(), InvalidEvent> {
+    if id.trim().is_empty() {
+        return Err(InvalidEvent::EmptyId);
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(InvalidEvent::LongId);
+    }
+    if id.chars().any(char::is_control) {
+        return Err(InvalidEvent::ControlInId);
+    }
+    Ok(())
+}
+
+/// Parses archival type names (`sdss`, `ls`, `ps1`), deduplicated, ordered.
+pub fn parse_types(names: &[String]) -> Result<Vec<ThumbnailType>, InvalidEvent> {
+    let mut types = Vec::new();
+    for name in names {
+        let t: ThumbnailType = name
+            .parse()
+            .map_err(|e: crate::surveys::UnknownType| InvalidEvent::Types(e.to_string()))?;
+        if !ThumbnailType::ARCHIVAL.contains(&t) {
+            return Err(InvalidEvent::Types(format!(
+                "'{name}' is not an archival type (sdss, ls, ps1)"
+            )));
+        }
+        types.push(t);
+    }
+    types.sort();
+    types.dedup();
+    Ok(types)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<ObjCreated, InvalidEvent> {
+        ObjCreated::parse(s.as_bytes())
+    }
+
+    #[test]
+    fn minimal_event_makes_all_three() {
+        let e = parse(r#"{"id": "ZTF21aaaaaaa", "ra": 234.22, "dec": -22.33}"#).expect("valid");
+        assert_eq!(e.id, "ZTF21aaaaaaa");
+        assert_eq!(e.types, ThumbnailType::ARCHIVAL.to_vec());
+        assert!(!e.is_roid && !e.replace);
+    }
+
+    #[test]
+    fn options_are_read_and_extra_fields_ignored() {
+        let e = parse(
+            r#"{"id":"a","ra":0,"dec":90,"is_roid":true,"types":["ps1","sdss","ps1"],"replace":true,"x":1}"#,
+        )
+        .expect("valid");
+        assert!(e.is_roid && e.replace);
+        assert_eq!(e.types, vec![ThumbnailType::Sdss, ThumbnailType::Ps1]);
+    }
+
+    #[test]
+    fn invalid_events_say_why() {
+        let cases = [
+            ("not json", "invalid JSON"),
+            (r#"{"ra":1,"dec":1}"#, "missing field `id`"),
+            (r#"{"id":"","ra":1,"dec":1}"#, "id must not be empty"),
+            (r#"{"id":"a\u0000b","ra":1,"dec":1}"#, "control character"),
+            (r#"{"id":"a","ra":360,"dec":1}"#, "ra must be"),
+            (r#"{"id":"a","ra":-0.5,"dec":1}"#, "ra must be"),
+            (r#"{"id":"a","ra":1,"dec":90.5}"#, "dec must be"),
+            (r#"{"id":"a","ra":1,"dec":NaN}"#, "invalid JSON"),
+            (r#"{"id":"a","ra":"1","dec":1}"#, "invalid JSON"),
+            (r#"{"id":"a","ra":1,"dec":1,"types":["new"]}"#, "not an archival type"),
+            (r#"{"id":"a","ra":1,"dec":1,"types":["x"]}"#, "is not among the defined enum values"),
+        ];
+        for (body, want) in cases {
+            let e = parse(body).expect_err(body);
+            assert!(e.to_string().contains(want), "{body}: {e}");
+        }
+        let long = format!(r#"{{"id":"{}","ra":1,"dec":1}}"#, "x".repeat(MAX_ID_LEN + 1));
+        assert_eq!(parse(&long), Err(InvalidEvent::LongId));
+    }
+
+    #[test]
+    fn replay_body_round_trips() {
+        let e = parse(r#"{"id":"q\"'; DROP","ra":1e-05,"dec":-0.0,"types":["ls"],"replace":true}"#)
+            .expect("valid");
+        assert_eq!(ObjCreated::parse(&e.to_json()), Ok(e));
+    }
+}

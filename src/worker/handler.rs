@@ -1,0 +1,243 @@
+//! One delivery, start to ack.
+
+use futures_util::future::try_join_all;
+use lapin::message::Delivery;
+use lapin::options::BasicAckOptions;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{ObjCreated, Ps1Client, WriteError, Writer, MAX_BATCH, WRITERS};
+use crate::bus::{publisher::Outgoing, Session, ROUTING_THUMBNAIL_STORED};
+use crate::config::Config;
+use crate::store::entities::thumbnail;
+use crate::store::{ObjRow, StoredRow, SurveyRow, WriteJob};
+use crate::surveys::{Templates, ThumbnailType, CURRENTLY_UNAVAILABLE};
+
+/// What became of an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Rows committed; these were new or changed.
+    Done(Vec<StoredRow>),
+    /// Can never succeed: dead-letter with this reason.
+    Invalid(String),
+    /// Shutting down before commit: leave unacked for redelivery.
+    Stopped,
+}
+
+pub struct Worker {
+    db: DatabaseConnection,
+    templates: Templates,
+    ps1: Ps1Client,
+    writer: Writer,
+}
+
+impl Worker {
+    pub fn new(
+        config: &Config,
+        db: DatabaseConnection,
+        abort: CancellationToken,
+    ) -> Result<Self, super::WorkerError> {
+        let s = &config.surveys;
+        let templates = Templates::new(&s.sdss.template, &s.ls.template)
+            .map_err(|e| super::WorkerError::Surveys(e.to_string()))?;
+        let ps1 = Ps1Client::new(
+            &s.ps1.lookup_url,
+            std::time::Duration::from_secs_f64(s.ps1.timeout_s),
+        )
+        .map_err(|e| super::WorkerError::Surveys(e.to_string()))?;
+        let writer = Writer::spawn(db.clone(), MAX_BATCH, WRITERS, abort);
+        Ok(Self {
+            db,
+            templates,
+            ps1,
+            writer,
+        })
+    }
+
+    /// Processes one event body; no broker involved (tests call this).
+    pub async fn handle(&self, body: &[u8]) -> Outcome {
+        let event = match ObjCreated::parse(body) {
+            Ok(e) => e,
+            Err(e) => return Outcome::Invalid(e.to_string()),
+        };
+        tracing::Span::current().record("obj_id", event.id.as_str());
+        match self.process(&event).await {
+            Ok(rows) => Outcome::Done(rows),
+            Err(WriteError::Permanent(reason)) => Outcome::Invalid(reason),
+            Err(WriteError::Stopped) => Outcome::Stopped,
+        }
+    }
+
+    async fn process(&self, ev: &ObjCreated) -> Result<Vec<StoredRow>, WriteError> {
+        let wants = |t| !ev.is_roid && ev.types.contains(&t);
+        let mut rows: Vec<SurveyRow> = [ThumbnailType::Sdss, ThumbnailType::Ls]
+            .into_iter()
+            .filter(|t| wants(*t))
+            .filter_map(|t| self.templates.url(t, ev.ra, ev.dec).map(|url| (t, url)))
+            .map(|(ttype, public_url)| SurveyRow {
+                ttype,
+                public_url,
+                replace: ev.replace,
+            })
+            .collect();
+        let ps1_wanted = wants(ThumbnailType::Ps1);
+        // Without a lookup, ps1 is known at once and rides in the same batch.
+        if ps1_wanted && !self.ps1.enabled() {
+            rows.push(self.ps1_row(CURRENTLY_UNAVAILABLE.into(), ev.replace));
+        }
+        let job = |rows| WriteJob {
+            obj: ObjRow {
+                id: ev.id.clone(),
+                ra: ev.ra,
+                dec: ev.dec,
+                is_roid: ev.is_roid,
+            },
+            rows,
+        };
+        let mut stored = self.writer.write(job(rows)).await?;
+        if ps1_wanted && self.ps1.enabled() && self.ps1_needs_lookup(ev).await {
+            let url = self.ps1.lookup(ev.ra, ev.dec).await.into_url();
+            stored.extend(self.writer.write(job(vec![self.ps1_row(url, ev.replace)])).await?);
+        }
+        Ok(stored)
+    }
+
+    fn ps1_row(&self, public_url: String, replace: bool) -> SurveyRow {
+        SurveyRow {
+            ttype: ThumbnailType::Ps1,
+            public_url,
+            replace,
+        }
+    }
+
+    /// A stored real PS1 URL (or outside-survey answer) is kept unless the
+    /// event says `replace`; a failed lookup's placeholder is retried.
+    async fn ps1_needs_lookup(&self, ev: &ObjCreated) -> bool {
+        if ev.replace {
+            return true;
+        }
+        match self.stored_rows(&ev.id, &[ThumbnailType::Ps1]).await {
+            Ok(rows) => rows
+                .first()
+                .is_none_or(|r| r.public_url.as_deref() == Some(CURRENTLY_UNAVAILABLE)),
+            Err(_) => true,
+        }
+    }
+
+    async fn stored_rows(
+        &self,
+        obj_id: &str,
+        types: &[ThumbnailType],
+    ) -> Result<Vec<StoredRow>, sea_orm::DbErr> {
+        let types: Vec<thumbnail::DbType> = types.iter().map(|t| (*t).into()).collect();
+        Ok(thumbnail::Entity::find()
+            .filter(thumbnail::Column::ObjId.eq(obj_id))
+            .filter(thumbnail::Column::Ttype.is_in(types))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(StoredRow::from)
+            .collect())
+    }
+
+    /// The AMQP side: handle, publish, dead-letter, ack.
+    pub async fn handle_delivery(&self, delivery: Delivery, session: &Session) {
+        let span = tracing::info_span!("delivery", obj_id = tracing::field::Empty, tag = delivery.delivery_tag);
+        async {
+            match self.handle(&delivery.data).await {
+                Outcome::Done(mut rows) => {
+                    if delivery.redelivered {
+                        // The first attempt may have committed without
+                        // publishing: announce every row of the event again.
+                        if let Ok(ev) = ObjCreated::parse(&delivery.data) {
+                            match self.stored_rows(&ev.id, &ev.types).await {
+                                Ok(all) => rows = all,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "cannot re-read rows; leaving the message for redelivery");
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    if let Err(e) = publish_stored(session, &rows).await {
+                        tracing::warn!(error = %e, "publishing thumbnail.stored failed; leaving the message for redelivery");
+                        return;
+                    }
+                    ack(&delivery).await;
+                    tracing::debug!(rows = rows.len(), "done");
+                }
+                Outcome::Invalid(reason) => {
+                    tracing::warn!(%reason, "dead-lettering");
+                    if let Err(e) = dead_letter(session, &delivery, &reason).await {
+                        tracing::warn!(error = %e, "dead-lettering failed; leaving the message for redelivery");
+                        return;
+                    }
+                    ack(&delivery).await;
+                }
+                Outcome::Stopped => {
+                    tracing::debug!("stopped before commit; the broker will redeliver");
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+async fn ack(delivery: &Delivery) {
+    if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+        // The channel died; the broker has requeued the message already.
+        tracing::warn!(error = %e, "ack failed; the message will be redelivered");
+    }
+}
+
+/// The `thumbnail.stored` body for a survey row.
+pub fn stored_event(row: &StoredRow, origin: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "id": row.id,
+        "obj_id": row.obj_id,
+        "type": row.ttype,
+        "public_url": row.public_url,
+        "file_uri": row.file_uri,
+        "origin": origin,
+    }))
+    .unwrap_or_default()
+}
+
+async fn publish_stored(session: &Session, rows: &[StoredRow]) -> Result<(), crate::bus::BusError> {
+    // Not mandatory: nobody listening for thumbnail.stored is not an error.
+    try_join_all(rows.iter().map(|row| {
+        let body = stored_event(row, "survey");
+        async move {
+            session
+                .publisher
+                .publish_json(ROUTING_THUMBNAIL_STORED, &body, false)
+                .await
+        }
+    }))
+    .await?;
+    Ok(())
+}
+
+async fn dead_letter(
+    session: &Session,
+    delivery: &Delivery,
+    reason: &str,
+) -> Result<(), crate::bus::BusError> {
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    headers.insert("x-thumbnails-error".into(), crate::bus::publisher::header(reason));
+    let exchange = session.topology.dead_exchange();
+    let routing_key = session.topology.dead_queue();
+    session
+        .publisher
+        .publish(Outgoing {
+            exchange: &exchange,
+            routing_key: &routing_key,
+            body: &delivery.data,
+            headers,
+            mandatory: true,
+        })
+        .await
+}

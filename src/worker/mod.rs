@@ -1,0 +1,63 @@
+//! The worker: `obj.created` events become sdss, ls and ps1 rows.
+//!
+//! Per delivery: validate; write the obj row with the templated rows (sdss,
+//! ls) in a shared batch; resolve ps1 over HTTP and write it; publish
+//! `thumbnail.stored` for each new or changed row; then ack. Nothing is acked
+//! before its rows are committed.
+
+mod event;
+mod handler;
+mod ps1;
+mod writer;
+
+pub use event::{parse_types, validate_id, InvalidEvent, ObjCreated, RawObjCreated};
+pub use handler::{Outcome, Worker};
+pub use ps1::Ps1Client;
+pub use writer::{WriteError, Writer};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{self, ConsumerSettings, Topology};
+use crate::config::Config;
+
+/// Jobs per transaction at most.
+const MAX_BATCH: usize = 1024;
+/// Transactions in flight at once.
+const WRITERS: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Bus(#[from] bus::BusError),
+    #[error("surveys: {0}")]
+    Surveys(String),
+}
+
+/// Runs the worker until `shutdown`, then drains in-flight deliveries.
+pub async fn run(
+    config: &Config,
+    db: sea_orm::DatabaseConnection,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let abort = CancellationToken::new();
+    let worker = Arc::new(Worker::new(config, db, abort.clone())?);
+    let settings = ConsumerSettings {
+        url: config.amqp.url.clone(),
+        connection_name: format!("thumbnails-worker {}", config.amqp.queue),
+        topology: Topology::new(&config.amqp.exchange, &config.amqp.queue),
+        prefetch: config.amqp.prefetch,
+        drain_timeout: Duration::from_secs(30),
+    };
+    let result = bus::consume(settings, shutdown, move |delivery, session| {
+        let worker = worker.clone();
+        async move { worker.handle_delivery(delivery, &session).await }
+    })
+    .await;
+    abort.cancel();
+    Ok(result?)
+}

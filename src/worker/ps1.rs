@@ -1,0 +1,58 @@
+//! The PS1 lookup over HTTP. The page is read by `surveys::parse_lookup_page`.
+
+use std::time::Duration;
+
+use crate::surveys::{lookup_url, parse_lookup_page, Ps1Outcome};
+
+/// Lookups share one connection pool; each has the configured timeout.
+#[derive(Clone)]
+pub struct Ps1Client {
+    http: reqwest::Client,
+    lookup_url: String,
+}
+
+impl Ps1Client {
+    pub fn new(lookup_url: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .pool_max_idle_per_host(1024)
+            .build()?;
+        Ok(Self {
+            http,
+            lookup_url: lookup_url.to_string(),
+        })
+    }
+
+    /// `lookup_url: ""` means no lookup at all.
+    pub fn enabled(&self) -> bool {
+        !self.lookup_url.is_empty()
+    }
+
+    /// Never fails: a timeout, HTTP error or unreadable page is
+    /// `Unavailable`, which `replay --missing` retries later.
+    pub async fn lookup(&self, ra: f64, dec: f64) -> Ps1Outcome {
+        if !self.enabled() {
+            return Ps1Outcome::Unavailable;
+        }
+        let url = lookup_url(&self.lookup_url, ra, dec);
+        let response = match self.http.get(&url).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "PS1 lookup failed");
+                return Ps1Outcome::Unavailable;
+            }
+        };
+        if !response.status().is_success() {
+            tracing::warn!(status = %response.status(), "PS1 lookup answered with an error");
+            return Ps1Outcome::Unavailable;
+        }
+        match response.text().await {
+            Ok(page) => parse_lookup_page(&page),
+            Err(e) => {
+                tracing::warn!(error = %e, "PS1 lookup page could not be read");
+                Ps1Outcome::Unavailable
+            }
+        }
+    }
+}
