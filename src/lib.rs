@@ -14,4 +14,5 @@ pub mod shutdown;
 pub mod store;
 pub mod surveys;
 pub mod telemetry;
+pub mod testkit;
 pub mod worker;

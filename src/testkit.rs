@@ -1,0 +1,76 @@
+//! A local stand-in for the PS1 cutout service, used by the tests and the
+//! benchmark (there is no internet here, and tests must not depend on it).
+//!
+//! The answer depends on the integer part of `ra` in `pos=RA+DEC`:
+//! `1` -> an image link, `2` -> "No PS1 3PI images were found", `3` -> HTTP
+//! 500, `4` -> an answer slower than any sane timeout (30 s); anything else ->
+//! an image link after the configured delay.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Deserialize)]
+struct Params {
+    pos: Option<String>,
+}
+
+/// The image `src` the stand-in answers with for a position.
+pub fn image_src(pos: &str) -> String {
+    format!("//ps1images.stsci.edu/cgi-bin/fitscut.cgi?red=/rings.v3.skycell.{}.stk.i.fits&size=240", pos.replace(' ', "_"))
+}
+
+async fn lookup(State(delay): State<Duration>, Query(p): Query<Params>) -> Response {
+    let pos = p.pos.unwrap_or_default();
+    let ra_int = pos
+        .split([' ', '+'])
+        .next()
+        .and_then(|ra| ra.parse::<f64>().ok())
+        .map(|ra| ra.trunc() as i64);
+    match ra_int {
+        Some(2) => Html("<html><body><p>No PS1 3PI images were found at this position</p></body></html>").into_response(),
+        Some(3) => (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
+        Some(4) => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Html("too late").into_response()
+        }
+        Some(1) => image_page(&pos),
+        _ => {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            image_page(&pos)
+        }
+    }
+}
+
+fn image_page(pos: &str) -> Response {
+    Html(format!(
+        "<html><table><tr><td><img src=\"{}\" alt=\"color\"></td>\n<td><img src=\"//ps1images.stsci.edu/other.jpg\"></td></tr></table></html>",
+        image_src(pos)
+    ))
+    .into_response()
+}
+
+/// Serves the stand-in on 127.0.0.1 (port 0 = any) until `stop`; returns the
+/// lookup URL to configure as `surveys.ps1.lookup_url`.
+pub async fn serve_ps1(delay: Duration, stop: CancellationToken) -> std::io::Result<String> {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let addr = listener.local_addr()?;
+    let app = Router::new()
+        .route("/cgi-bin/ps1cutouts", get(lookup))
+        .with_state(delay);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+    });
+    Ok(format!("http://{addr}/cgi-bin/ps1cutouts"))
+}

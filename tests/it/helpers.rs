@@ -1,0 +1,308 @@
+//! Shared test helpers: every test gets its own database, its own exchange
+//! and queue names, and its own PS1 stand-in.
+
+use std::future::Future;
+use std::time::Duration;
+
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use thumbnails::bus::{self, Publisher, Topology, ROUTING_OBJ_CREATED, ROUTING_THUMBNAIL_STORED};
+use thumbnails::config::Config;
+use thumbnails::store;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// Polls `f` until it returns `Some` or the deadline passes.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A fresh database, migrated; dropped by [`TestDb::drop_db`] or on drop.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub db: DatabaseConnection,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let db = Self::empty().await;
+        store::migrate(&db.db).await.expect("migrate");
+        db
+    }
+
+    /// A fresh database without the schema.
+    pub async fn empty() -> Self {
+        let name = format!("thumbnails_it_{}", uuid::Uuid::new_v4().simple());
+        let admin = Database::connect(PG_ADMIN).await.expect("admin connection");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        let db = store::connect(&url, 10).await.expect("connect");
+        Self { name, url, db }
+    }
+
+    pub async fn scalar_i64(&self, sql: &str) -> i64 {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(self.db.get_database_backend(), sql.to_owned()))
+            .await
+            .expect(sql)
+            .expect("one row");
+        row.try_get_by_index::<i64>(0).expect("i64 column")
+    }
+
+    /// `(obj_id, type, public_url)` of every thumbnail, sorted.
+    pub async fn thumbnails(&self) -> Vec<(String, String, Option<String>)> {
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                "SELECT obj_id, type::text, public_url FROM thumbnails ORDER BY obj_id, type::text".to_owned(),
+            ))
+            .await
+            .expect("select thumbnails");
+        rows.into_iter()
+            .map(|r| {
+                (
+                    r.try_get_by_index(0).expect("obj_id"),
+                    r.try_get_by_index(1).expect("type"),
+                    r.try_get_by_index(2).expect("public_url"),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop cannot await: a small runtime on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                if let Ok(admin) = Database::connect(PG_ADMIN).await {
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Unique exchange and queue names, deleted on drop.
+pub struct TestBus {
+    pub topology: Topology,
+    pub _conn: Connection,
+    pub channel: Channel,
+    pub publisher: Publisher,
+}
+
+impl TestBus {
+    pub async fn new() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let topology = Topology::new(&format!("it-{id}"), &format!("it-{id}.object-created"));
+        let conn = bus::connect(AMQP, &format!("it-test {id}")).await.expect("amqp");
+        let channel = conn.create_channel().await.expect("channel");
+        bus::declare(&channel, &topology).await.expect("declare");
+        let publisher = Publisher::open(&conn, &topology.exchange).await.expect("publisher");
+        Self {
+            topology,
+            _conn: conn,
+            channel,
+            publisher,
+        }
+    }
+
+    pub fn config(&self, db: &TestDb, ps1_lookup_url: &str) -> Config {
+        let mut c = Config::default();
+        c.database.url = db.url.clone();
+        c.amqp.url = AMQP.into();
+        c.amqp.exchange = self.topology.exchange.clone();
+        c.amqp.queue = self.topology.queue.clone();
+        c.surveys.ps1.lookup_url = ps1_lookup_url.into();
+        c.surveys.ps1.timeout_s = 1.0;
+        c
+    }
+
+    pub async fn publish(&self, body: &[u8]) {
+        self.publisher
+            .publish_json(ROUTING_OBJ_CREATED, body, true)
+            .await
+            .expect("publish obj.created");
+    }
+
+    pub async fn publish_many(&self, bodies: &[Vec<u8>]) {
+        for chunk in bodies.chunks(500) {
+            self.publisher
+                .publish_many(ROUTING_OBJ_CREATED, chunk, true)
+                .await
+                .expect("publish obj.created");
+        }
+    }
+
+    /// A queue that collects `thumbnail.stored` events.
+    pub async fn listen_stored(&self) -> String {
+        let name = format!("{}.stored-listener", self.topology.queue);
+        self.channel
+            .queue_declare(name.as_str().into(), QueueDeclareOptions::default(), FieldTable::default())
+            .await
+            .expect("declare listener");
+        self.channel
+            .queue_bind(
+                name.as_str().into(),
+                self.topology.exchange.as_str().into(),
+                ROUTING_THUMBNAIL_STORED.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind listener");
+        name
+    }
+
+    /// Takes every message currently in `queue`: (body, error header).
+    pub async fn drain(&self, queue: &str) -> Vec<(Vec<u8>, Option<String>)> {
+        let mut out = Vec::new();
+        while let Some(msg) = self
+            .channel
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await
+            .expect("basic_get")
+        {
+            let reason = msg
+                .delivery
+                .properties
+                .headers()
+                .as_ref()
+                .and_then(|h| h.inner().get("x-thumbnails-error").cloned())
+                .and_then(|v| match v {
+                    AMQPValue::LongString(s) => Some(s.to_string()),
+                    _ => None,
+                });
+            out.push((msg.delivery.data.clone(), reason));
+            msg.delivery
+                .ack(BasicAckOptions::default())
+                .await
+                .expect("ack");
+        }
+        out
+    }
+
+    pub async fn queue_len(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("passive declare")
+            .message_count()
+    }
+
+    pub async fn delete(&self) {
+        let t = &self.topology;
+        for q in [
+            t.queue.clone(),
+            t.dead_queue(),
+            format!("{}.stored-listener", t.queue),
+        ] {
+            let _ = self
+                .channel
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+        for e in [t.exchange.clone(), t.dead_exchange()] {
+            let _ = self
+                .channel
+                .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
+                .await;
+        }
+    }
+}
+
+/// A worker running in this process until [`RunningWorker::stop`].
+pub struct RunningWorker {
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<Result<(), thumbnails::worker::WorkerError>>,
+}
+
+impl RunningWorker {
+    pub async fn start(config: &Config) -> Self {
+        let shutdown = CancellationToken::new();
+        let db = store::connect(&config.database.url, 10).await.expect("connect");
+        let config = config.clone();
+        let s = shutdown.clone();
+        let task = tokio::spawn(async move { thumbnails::worker::run(&config, db, s).await });
+        Self { shutdown, task }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("worker stops within a minute")
+            .expect("worker task joins")
+            .expect("worker exits cleanly");
+    }
+}
+
+/// A PS1 stand-in (see `thumbnails::testkit`), stopped on drop.
+pub struct Ps1StandIn {
+    pub url: String,
+    stop: CancellationToken,
+}
+
+impl Ps1StandIn {
+    pub async fn start() -> Self {
+        let stop = CancellationToken::new();
+        let url = thumbnails::testkit::serve_ps1(Duration::ZERO, stop.clone())
+            .await
+            .expect("stand-in");
+        Self { url, stop }
+    }
+}
+
+impl Drop for Ps1StandIn {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The JSON body of an `obj.created` event.
+pub fn event(id: &str, ra: f64, dec: f64) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"id": id, "ra": ra, "dec": dec})).expect("json")
+}

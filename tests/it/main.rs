@@ -1,0 +1,5 @@
+//! Integration tests against the real PostgreSQL and RabbitMQ.
+
+mod helpers;
+mod migration;
+mod worker;

@@ -1,0 +1,291 @@
+//! The worker end to end: events in, rows and events out.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use thumbnails::surveys::{CURRENTLY_UNAVAILABLE, OUTSIDE_SURVEY};
+
+use crate::helpers::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn ls_url(ra: &str, dec: &str) -> String {
+    format!("https://www.legacysurvey.org/viewer/jpeg-cutout?ra={ra}&dec={dec}&size=200&layer=ls-dr10&pixscale=0.3&bands=griz")
+}
+
+fn sdss_url(ra: &str, dec: &str) -> String {
+    format!("https://skyserver.sdss.org/dr18/SkyServerWS/ImgCutout/getjpeg?TaskName=SkyServer.Chart.List&ra={ra}&dec={dec}&scale=0.3&width=200&height=200&opt=G&query=&Grid=on")
+}
+
+async fn rows_for(db: &TestDb, n: usize) -> Vec<(String, String, Option<String>)> {
+    eventually("thumbnail rows", WAIT, || async {
+        let rows = db.thumbnails().await;
+        (rows.len() >= n).then_some(rows)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn events_become_rows_with_exact_urls_and_stored_events() {
+    let (db, bus, ps1) = (TestDb::new().await, TestBus::new().await, Ps1StandIn::start().await);
+    let listener = bus.listen_stored().await;
+    let worker = RunningWorker::start(&bus.config(&db, &ps1.url)).await;
+
+    bus.publish(&event("ZTF21aaaaaaa", 1.25, -0.0)).await;
+    bus.publish(&event("ZTF21bbbbbbb", 10.0, 1e-05)).await;
+
+    let rows = rows_for(&db, 6).await;
+    let ps1_a = format!("https:{}", thumbnails::testkit::image_src("1.25 -0.0"));
+    let ps1_b = format!("https:{}", thumbnails::testkit::image_src("10.0 1e-05"));
+    assert_eq!(
+        rows,
+        vec![
+            ("ZTF21aaaaaaa".into(), "ls".into(), Some(ls_url("1.25", "-0.0"))),
+            ("ZTF21aaaaaaa".into(), "ps1".into(), Some(ps1_a)),
+            ("ZTF21aaaaaaa".into(), "sdss".into(), Some(sdss_url("1.25", "-0.0"))),
+            ("ZTF21bbbbbbb".into(), "ls".into(), Some(ls_url("10.0", "1e-05"))),
+            ("ZTF21bbbbbbb".into(), "ps1".into(), Some(ps1_b)),
+            ("ZTF21bbbbbbb".into(), "sdss".into(), Some(sdss_url("10.0", "1e-05"))),
+        ]
+    );
+    // The obj rows are filled completely by the worker.
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM objs WHERE internal_key <> '' AND created_at IS NOT NULL AND modified IS NOT NULL AND is_roid = false AND ra IS NOT NULL").await,
+        2
+    );
+
+    let events = eventually("six thumbnail.stored events", WAIT, || async {
+        let got = bus.drain(&listener).await;
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    let mut events: Vec<Value> = events
+        .iter()
+        .map(|(b, _)| serde_json::from_slice(b).expect("json event"))
+        .collect();
+    events.extend(
+        eventually("the rest of the events", WAIT, || async {
+            let more = bus.drain(&listener).await;
+            let total = events.len() + more.len();
+            (total >= 6).then_some(more)
+        })
+        .await
+        .iter()
+        .map(|(b, _)| serde_json::from_slice::<Value>(b).expect("json event")),
+    );
+    assert_eq!(events.len(), 6);
+    for e in &events {
+        assert_eq!(e["origin"], json!("survey"));
+        assert_eq!(e["file_uri"], Value::Null);
+        assert!(e["id"].as_i64().is_some());
+        assert!(e["public_url"].as_str().is_some_and(|u| u.starts_with("https://")));
+    }
+    let ids: Vec<i64> = events.iter().filter_map(|e| e["id"].as_i64()).collect();
+    assert_eq!(
+        db.scalar_i64(&format!(
+            "SELECT count(*) FROM thumbnails WHERE id IN ({})",
+            ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+        ))
+        .await,
+        6
+    );
+
+    worker.stop().await;
+    bus.delete().await;
+}
+
+#[tokio::test]
+async fn duplicate_events_give_no_duplicate_rows() {
+    let (db, bus) = (TestDb::new().await, TestBus::new().await);
+    let listener = bus.listen_stored().await;
+    let worker = RunningWorker::start(&bus.config(&db, "")).await;
+
+    let body = event("dup", 100.5, 20.5);
+    let bodies: Vec<Vec<u8>> = (0..20).map(|_| body.clone()).collect();
+    bus.publish_many(&bodies).await;
+    eventually("queue drained", WAIT, || async {
+        (bus.queue_len(&bus.topology.queue).await == 0).then_some(())
+    })
+    .await;
+    // Stop so that every delivery has been acked and published.
+    worker.stop().await;
+
+    let rows = db.thumbnails().await;
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[1], ("dup".into(), "ps1".into(), Some(CURRENTLY_UNAVAILABLE.into())));
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM objs").await, 1);
+    // Only the first write of each row is announced.
+    assert_eq!(bus.drain(&listener).await.len(), 3);
+    bus.delete().await;
+}
+
+#[tokio::test]
+async fn options_replace_types_and_roid() {
+    let (db, bus) = (TestDb::new().await, TestBus::new().await);
+    let mut config = bus.config(&db, "");
+    let worker = RunningWorker::start(&config).await;
+
+    bus.publish(br#"{"id":"only-ls","ra":1.5,"dec":2.5,"types":["ls"]}"#).await;
+    bus.publish(br#"{"id":"roid","ra":1.5,"dec":2.5,"is_roid":true}"#).await;
+    bus.publish(&event("moved", 3.5, 4.5)).await;
+    eventually("rows", WAIT, || async {
+        let n = db.scalar_i64("SELECT count(*) FROM thumbnails").await;
+        let objs = db.scalar_i64("SELECT count(*) FROM objs").await;
+        (n == 4 && objs == 3).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM objs WHERE id = 'roid' AND is_roid").await,
+        1
+    );
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM thumbnails WHERE obj_id IN ('roid', 'only-ls') AND type <> 'ls'").await,
+        0
+    );
+
+    // Without replace, a new template leaves stored rows alone; with it, the
+    // listed types are rewritten.
+    config.surveys.ls.template = "https://ls.example/dr11?ra={ra}&dec={dec}".into();
+    let worker = RunningWorker::start(&config).await;
+    bus.publish(&event("moved", 3.5, 4.5)).await;
+    bus.publish(br#"{"id":"only-ls","ra":1.5,"dec":2.5,"types":["ls"],"replace":true}"#).await;
+    let url = eventually("replaced ls row", WAIT, || async {
+        let rows = db.thumbnails().await;
+        rows.into_iter()
+            .find(|r| r.0 == "only-ls" && r.2.as_deref() != Some(&ls_url("1.5", "2.5")))
+    })
+    .await;
+    assert_eq!(url.2.as_deref(), Some("https://ls.example/dr11?ra=1.5&dec=2.5"));
+    eventually("queue drained", WAIT, || async {
+        (bus.queue_len(&bus.topology.queue).await == 0).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    let moved_ls = db
+        .thumbnails()
+        .await
+        .into_iter()
+        .find(|r| r.0 == "moved" && r.1 == "ls")
+        .expect("moved ls");
+    assert_eq!(moved_ls.2, Some(ls_url("3.5", "4.5")));
+    bus.delete().await;
+}
+
+#[tokio::test]
+async fn ps1_answers_become_urls_or_placeholders() {
+    let (db, bus, ps1) = (TestDb::new().await, TestBus::new().await, Ps1StandIn::start().await);
+    let worker = RunningWorker::start(&bus.config(&db, &ps1.url)).await;
+    // The stand-in answers by the integer part of ra: 1 image, 2 no images,
+    // 3 HTTP 500, 4 slower than the 1 s timeout.
+    for (id, ra) in [("img", 1.5), ("none", 2.5), ("err", 3.5), ("slow", 4.5)] {
+        bus.publish(&event(id, ra, 10.0)).await;
+    }
+    let ps1_rows = eventually("four ps1 rows", WAIT, || async {
+        let rows: Vec<_> = db.thumbnails().await.into_iter().filter(|r| r.1 == "ps1").collect();
+        (rows.len() == 4).then_some(rows)
+    })
+    .await;
+    let url = |id: &str| ps1_rows.iter().find(|r| r.0 == id).and_then(|r| r.2.clone());
+    assert_eq!(url("img"), Some(format!("https:{}", thumbnails::testkit::image_src("1.5 10.0"))));
+    assert_eq!(url("none").as_deref(), Some(OUTSIDE_SURVEY));
+    assert_eq!(url("err").as_deref(), Some(CURRENTLY_UNAVAILABLE));
+    assert_eq!(url("slow").as_deref(), Some(CURRENTLY_UNAVAILABLE));
+    worker.stop().await;
+
+    // A failed lookup is retried by the next event for the object; a real
+    // answer is kept.
+    let mut config = bus.config(&db, &ps1.url);
+    config.surveys.ps1.timeout_s = 1.0;
+    let worker = RunningWorker::start(&config).await;
+    bus.publish(&event("err", 1.5, 10.0)).await; // now at an "image" position
+    bus.publish(&event("none", 1.5, 10.0)).await;
+    eventually("placeholder replaced", WAIT, || async {
+        let rows = db.thumbnails().await;
+        rows.iter()
+            .any(|r| r.0 == "err" && r.1 == "ps1" && r.2.as_deref() != Some(CURRENTLY_UNAVAILABLE))
+            .then_some(())
+    })
+    .await;
+    eventually("queue drained", WAIT, || async {
+        (bus.queue_len(&bus.topology.queue).await == 0).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    let rows = db.thumbnails().await;
+    let none = rows.iter().find(|r| r.0 == "none" && r.1 == "ps1").expect("none row");
+    assert_eq!(none.2.as_deref(), Some(OUTSIDE_SURVEY));
+    bus.delete().await;
+}
+
+#[tokio::test]
+async fn bad_messages_are_dead_lettered_and_good_ones_still_processed() {
+    let (db, bus) = (TestDb::new().await, TestBus::new().await);
+    let worker = RunningWorker::start(&bus.config(&db, "")).await;
+    let bad: Vec<(&[u8], &str)> = vec![
+        (b"not json", "invalid JSON"),
+        (br#"{"ra": 1, "dec": 2}"#, "missing field `id`"),
+        (br#"{"id": "x", "ra": 360, "dec": 2}"#, "ra must be"),
+        (br#"{"id": "x", "ra": 1, "dec": -91}"#, "dec must be"),
+        (br#"{"id": "", "ra": 1, "dec": 2}"#, "id must not be empty"),
+        (br#"{"id": "x", "ra": 1, "dec": 2, "types": ["jwst"]}"#, "types"),
+    ];
+    for (body, _) in &bad {
+        bus.publish(body).await;
+    }
+    bus.publish(&event("good", 5.5, 6.5)).await;
+    rows_for(&db, 3).await;
+    let dead = eventually("dead letters", WAIT, || async {
+        let n = bus.queue_len(&bus.topology.dead_queue()).await;
+        (n as usize >= bad.len()).then_some(())
+    })
+    .await;
+    let _ = dead;
+    let dead = bus.drain(&bus.topology.dead_queue()).await;
+    assert_eq!(dead.len(), bad.len());
+    for (body, want) in bad {
+        let (_, reason) = dead
+            .iter()
+            .find(|(b, _)| b.as_slice() == body)
+            .unwrap_or_else(|| panic!("{} not dead-lettered", String::from_utf8_lossy(body)));
+        let reason = reason.as_deref().unwrap_or_default();
+        assert!(reason.contains(want), "{reason} should contain {want}");
+    }
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM objs").await, 1);
+    worker.stop().await;
+    bus.delete().await;
+}
+
+#[tokio::test]
+async fn shutdown_mid_stream_loses_nothing() {
+    let (db, bus) = (TestDb::new().await, TestBus::new().await);
+    let config = bus.config(&db, "");
+    let n = 3000;
+    let bodies: Vec<Vec<u8>> = (0..n).map(|i| event(&format!("obj{i}"), (i % 360) as f64 + 0.5, 1.0)).collect();
+    bus.publish_many(&bodies).await;
+
+    let worker = RunningWorker::start(&config).await;
+    eventually("some progress", WAIT, || async {
+        (db.scalar_i64("SELECT count(*) FROM objs").await > 0).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    let acked_gone = n as i64 - bus.queue_len(&bus.topology.queue).await as i64;
+    let objs_done = db.scalar_i64("SELECT count(DISTINCT obj_id) FROM thumbnails").await;
+    // Every acked message has its rows (rows may also exist for unacked ones).
+    assert!(objs_done >= acked_gone, "acked {acked_gone} but only {objs_done} objects written");
+
+    let worker = RunningWorker::start(&config).await;
+    eventually("all objects complete", Duration::from_secs(120), || async {
+        (db.scalar_i64("SELECT count(*) FROM thumbnails").await == 3 * n as i64).then_some(())
+    })
+    .await;
+    eventually("queue drained", WAIT, || async {
+        (bus.queue_len(&bus.topology.queue).await == 0).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM objs").await, n as i64);
+    assert_eq!(bus.queue_len(&bus.topology.dead_queue()).await, 0);
+    bus.delete().await;
+}
