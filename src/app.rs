@@ -2,11 +2,11 @@
 //! until done or until the shutdown signal.
 
 use anyhow::Context;
-use tokio_util::sync::CancellationToken;
+use sea_orm::DatabaseConnection;
 
 use crate::cli::Command;
 use crate::config::Config;
-use crate::{shutdown, store, worker};
+use crate::{ops, shutdown, sidecar, store, worker};
 
 pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
     let stop = shutdown::on_signal();
@@ -17,16 +17,38 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::Worker => run_worker(&config, stop).await,
-        Command::Run => {
-            let db = store::connect(&config.database.url, config.database.max_connections).await?;
-            store::migrate(&db).await?;
+        Command::Worker => {
+            let db = connect(&config).await?;
             worker::run(&config, db, stop).await.context("worker")
         }
+        Command::Sidecar => {
+            let db = connect(&config).await?;
+            sidecar::run(&config, db, stop).await.context("sidecar")
+        }
+        Command::Run => {
+            let db = connect(&config).await?;
+            store::migrate(&db).await?;
+            // Whichever ends first (an error, or shutdown) stops the other.
+            let (w, s) = tokio::join!(
+                async {
+                    let r = worker::run(&config, db.clone(), stop.clone()).await;
+                    stop.cancel();
+                    r
+                },
+                async {
+                    let r = sidecar::run(&config, db.clone(), stop.clone()).await;
+                    stop.cancel();
+                    r
+                },
+            );
+            w.context("worker")?;
+            s.context("sidecar")
+        }
+        Command::Replay(args) => ops::replay::run(&config, args).await,
+        Command::Resurvey(args) => ops::resurvey::run(&config, args).await,
     }
 }
 
-async fn run_worker(config: &Config, stop: CancellationToken) -> anyhow::Result<()> {
-    let db = store::connect(&config.database.url, config.database.max_connections).await?;
-    worker::run(config, db, stop).await.context("worker")
+async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
+    Ok(store::connect(&config.database.url, config.database.max_connections).await?)
 }

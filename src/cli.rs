@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::ops::{replay::ReplayArgs, resurvey::ResurveyArgs};
+
 #[derive(Debug, Parser)]
 #[command(name = "thumbnails", version, about = "Thumbnails for every astronomical object")]
 pub struct Cli {
@@ -22,4 +24,10 @@ pub enum Command {
     Migrate,
     /// Consume object-created events and write survey thumbnails.
     Worker,
+    /// The HTTP upload API and static file server.
+    Sidecar,
+    /// Republish object-created events for objects already in the database.
+    Replay(ReplayArgs),
+    /// Rewrite stored survey URLs to the current templates, in place.
+    Resurvey(ResurveyArgs),
 }

@@ -3,14 +3,20 @@
 //! - [`surveys`]: pure URL logic (templates, Python float repr, PS1 pages).
 //! - [`store`]: PostgreSQL through SeaORM (entities, migrations, batched writes).
 //! - [`bus`]: RabbitMQ through lapin (topology, confirms, supervised consumer).
+//! - [`files`]: the upload file store under `storage.root`.
 //! - [`worker`]: `obj.created` events become survey thumbnail rows.
+//! - [`sidecar`]: the HTTP upload API and static file server.
+//! - [`ops`]: operator tools, `replay` and `resurvey`.
 //! - [`app`]: the subcommands, wired from config.
 
 pub mod app;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod files;
+pub mod ops;
 pub mod shutdown;
+pub mod sidecar;
 pub mod store;
 pub mod surveys;
 pub mod telemetry;

@@ -2,4 +2,6 @@
 
 mod helpers;
 mod migration;
+mod ops;
+mod sidecar;
 mod worker;

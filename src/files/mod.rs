@@ -1,0 +1,1 @@
+//! The upload file store rooted at `storage.root`.

@@ -1,0 +1,4 @@
+//! Operator tools: `replay` and `resurvey`.
+
+pub mod replay;
+pub mod resurvey;
