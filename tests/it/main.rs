@@ -1,5 +1,6 @@
 //! Integration tests against the real PostgreSQL and RabbitMQ.
 
+mod faults;
 mod helpers;
 mod migration;
 mod ops;
