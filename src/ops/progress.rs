@@ -1,0 +1,116 @@
+//! Progress for long operator runs: an indicatif bar with rows/s and ETA on
+//! a terminal, plain periodic log lines otherwise (a bar drawn into a log
+//! file is noise).
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// How often the plain log line is written when stderr is not a terminal.
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+pub struct Progress {
+    label: String,
+    unit: &'static str,
+    mode: Mode,
+    total: u64,
+    done: u64,
+    started: Instant,
+    last_line: Instant,
+}
+
+enum Mode {
+    Off,
+    Bar(ProgressBar),
+    Lines,
+}
+
+impl Progress {
+    /// `enabled = false` reports nothing (library callers, tests).
+    pub fn new(label: &str, unit: &'static str, total: u64, enabled: bool) -> Self {
+        let mode = if !enabled {
+            Mode::Off
+        } else if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(total);
+            let template = format!(
+                "{{prefix}} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} {unit} {{per_sec}} ETA {{eta}} {{msg}}"
+            );
+            if let Ok(style) = ProgressStyle::with_template(&template) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_prefix(label.to_string());
+            bar.enable_steady_tick(Duration::from_millis(250));
+            Mode::Bar(bar)
+        } else {
+            Mode::Lines
+        };
+        let now = Instant::now();
+        Self {
+            label: label.into(),
+            unit,
+            mode,
+            total,
+            done: 0,
+            started: now,
+            last_line: now,
+        }
+    }
+
+    pub fn inc(&mut self, n: u64) {
+        self.done += n;
+        match &self.mode {
+            Mode::Off => {}
+            Mode::Bar(bar) => bar.inc(n),
+            Mode::Lines => {
+                if self.last_line.elapsed() >= LOG_EVERY {
+                    self.last_line = Instant::now();
+                    self.line();
+                }
+            }
+        }
+    }
+
+    pub fn set_message(&self, msg: String) {
+        if let Mode::Bar(bar) = &self.mode {
+            bar.set_message(msg);
+        }
+    }
+
+    /// Runs `f` (typically a log call) with the bar hidden, so it does not tear.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.mode {
+            Mode::Bar(bar) => bar.suspend(f),
+            _ => f(),
+        }
+    }
+
+    pub fn finish(self) {
+        match &self.mode {
+            Mode::Off => {}
+            Mode::Bar(bar) => bar.finish_and_clear(),
+            Mode::Lines => self.line(),
+        }
+    }
+
+    fn line(&self) {
+        let secs = self.started.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 { self.done as f64 / secs } else { 0.0 };
+        let left = self.total.saturating_sub(self.done);
+        let eta = if rate > 0.0 {
+            format!("{:.0}s", left as f64 / rate)
+        } else {
+            "?".into()
+        };
+        tracing::info!(
+            "{}: {}/{} {}, {:.0} {}/s, ETA {}",
+            self.label,
+            self.done,
+            self.total,
+            self.unit,
+            rate,
+            self.unit,
+            eta
+        );
+    }
+}
