@@ -1,1 +1,11 @@
 //! The upload file store rooted at `storage.root`.
+//!
+//! [`layout`] is pure path logic (hashed folders, a file name that is safe
+//! for any obj_id); [`FileStore`] does the I/O: stage to a temporary file,
+//! place it with an atomic rename, and undo on failure.
+
+mod layout;
+mod store;
+
+pub use layout::{file_name, hashed_dirs, RelPath, SUBDIR};
+pub use store::{FileError, FileStore, Placed, Staged};

@@ -1,9 +1,199 @@
 //! The HTTP sidecar: custom thumbnail uploads, static files, health.
+//!
+//! - [`upload`]: `POST /api/thumbnail` (validate, stage, commit, publish).
+//! - [`thumbnails`]: read, edit, delete and list rows.
+//! - [`static_files`]: `GET /static/thumbnails/...`.
+//! - [`meta`]: health, readiness, metrics, OpenAPI.
+//! - [`image`]: pure PNG checks and the grayscale rule.
+//! - [`auth`], [`error`]: tokens and the one error-to-HTTP mapping.
+//! - [`outbox`]: `thumbnail.stored` events that survive a broker outage.
 
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod image;
+pub mod meta;
+pub mod metrics;
+pub mod outbox;
+pub mod static_files;
+pub mod thumbnails;
+pub mod upload;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
 use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::Config;
+use crate::files::FileStore;
+use auth::Tokens;
+use outbox::BusLink;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub files: FileStore,
+    pub bus: Arc<BusLink>,
+    pub tokens: Arc<Tokens>,
+    /// The OpenAPI document, serialised once the router is built.
+    pub openapi: Arc<OnceLock<String>>,
+}
+
+/// Knobs tests turn; `run` uses the defaults.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// How often leftover outbox events are republished.
+    pub outbox_interval: Duration,
+    /// How long in-flight requests may take after shutdown (axum#1070).
+    pub shutdown_deadline: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            outbox_interval: Duration::from_secs(5),
+            shutdown_deadline: Duration::from_secs(20),
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "thumbnails sidecar", description = "SkyPortal-compatible thumbnail upload API and static file server."),
+    paths(static_files::serve_file),
+    modifiers(&TokenScheme),
+    tags(
+        (name = "thumbnails", description = "Thumbnail rows and uploads"),
+        (name = "files", description = "Stored files"),
+        (name = "operations", description = "Health, readiness, metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct TokenScheme;
+
+impl utoipa::Modify for TokenScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "`token <T>`, a token from http.tokens (scopes: upload, manage)",
+            ))),
+        );
+    }
+}
+
+/// The application: every route, documented, with its layers.
+pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
+    let (schemas, paths, upload_route) = routes!(upload::upload);
+    // axum's own limit (DefaultBodyLimit, 2 MB) and tower-http's are
+    // separate: set both to http.max_body_bytes on the upload route.
+    let upload_route: axum::routing::MethodRouter<AppState> = upload_route
+        .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(max_body_bytes));
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes((schemas, paths, upload_route))
+        .routes(routes!(
+            thumbnails::get_thumbnail,
+            thumbnails::put_thumbnail,
+            thumbnails::delete_thumbnail
+        ))
+        .routes(routes!(thumbnails::list_for_obj))
+        .routes(routes!(meta::healthz))
+        .routes(routes!(meta::readyz))
+        .routes(routes!(meta::metrics))
+        .routes(routes!(meta::openapi))
+        .route("/static/thumbnails/{*path}", get(static_files::serve_file))
+        .split_for_parts();
+    match doc.to_json() {
+        Ok(json) => {
+            let _ = state.openapi.set(json);
+        }
+        Err(e) => tracing::error!(error = %e, "cannot serialise the OpenAPI document"),
+    }
+    router
+        .fallback(|| async { error::ApiError::NotFound("Not found".into()) })
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+impl AppState {
+    /// Opens what the handlers need: the broker link (checked now, so a
+    /// wrong address fails at start) and the file store.
+    pub async fn build(config: &Config, db: DatabaseConnection) -> anyhow::Result<Self> {
+        let bus = BusLink::connect(&config.amqp, &format!("thumbnails-sidecar {}", config.amqp.exchange))
+            .await
+            .context("sidecar")?;
+        Ok(Self {
+            db,
+            files: FileStore::new(&config.storage.root, config.storage.depth),
+            bus: Arc::new(bus),
+            tokens: Arc::new(Tokens::new(&config.http.tokens)),
+            openapi: Arc::new(OnceLock::new()),
+        })
+    }
+}
+
+/// Serves on `listener` until `shutdown`; in-flight requests get
+/// `options.shutdown_deadline` to finish.
+pub async fn serve(
+    listener: TcpListener,
+    config: &Config,
+    db: DatabaseConnection,
+    shutdown: CancellationToken,
+    options: ServeOptions,
+) -> anyhow::Result<()> {
+    let state = AppState::build(config, db).await?;
+    let _ = metrics::handle();
+    if state.tokens.is_empty() {
+        tracing::warn!("http.tokens is empty: the API refuses every upload, edit, delete and read until tokens are configured");
+    }
+    let app = router(state.clone(), config.http.max_body_bytes);
+    let addr = listener.local_addr().ok();
+    tracing::info!(address = ?addr, root = %state.files.root().display(), "sidecar listening");
+
+    let relay = tokio::spawn(outbox::relay_loop(
+        state.db.clone(),
+        state.bus.clone(),
+        options.outbox_interval,
+        shutdown.clone(),
+    ));
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let mut server = tokio::spawn(async move { server.await });
+    let result = tokio::select! {
+        r = &mut server => r,
+        _ = shutdown.cancelled() => match tokio::time::timeout(options.shutdown_deadline, &mut server).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(deadline = ?options.shutdown_deadline, "requests still running at the shutdown deadline; closing them");
+                server.abort();
+                Ok(Ok(()))
+            }
+        },
+    };
+    // Whatever ended the server ends the relay too.
+    relay.abort();
+    let _ = relay.await;
+    state.bus.close().await;
+    result.context("sidecar task")?.context("HTTP server")?;
+    tracing::info!("sidecar stopped");
+    Ok(())
+}
 
 /// Serves `config.http.listen` until `shutdown`.
 pub async fn run(
@@ -11,6 +201,8 @@ pub async fn run(
     db: DatabaseConnection,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let _ = (config, db, shutdown);
-    anyhow::bail!("the sidecar is not implemented yet")
+    let listener = TcpListener::bind(&config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on http.listen {}", config.http.listen))?;
+    serve(listener, config, db, shutdown, ServeOptions::default()).await
 }

@@ -1,0 +1,173 @@
+//! Pure path logic: where an upload lives, relative to `storage.root`.
+//!
+//! `<root>/thumbnails/<aa>/<bb>/<obj_id>_<type>.png`, where `aabb...` is the
+//! hex sha256 of the obj_id (`depth` levels of two hex digits). The obj_id is
+//! written into the file name through an injective encoding that keeps
+//! `[A-Za-z0-9_.-]` as is and writes every other byte (and a leading `.`) as
+//! `~XX`, so no obj_id can name a directory, a hidden file or a parent.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::surveys::ThumbnailType;
+
+/// The folder under `storage.root` that holds uploads (and the URL prefix
+/// after `/static/`).
+pub const SUBDIR: &str = "thumbnails";
+
+/// Encoded obj_ids longer than this are shortened and suffixed with their
+/// hash, keeping file names far below the usual 255-byte limit.
+const MAX_STEM: usize = 150;
+const KEPT_PREFIX: usize = 100;
+
+/// Hex sha256 of the obj_id.
+fn hex_sha256(obj_id: &str) -> String {
+    hex::encode(Sha256::digest(obj_id.as_bytes()))
+}
+
+/// The `depth` folder names (two hex digits each) for an obj_id.
+pub fn hashed_dirs(obj_id: &str, depth: u8) -> Vec<String> {
+    let hash = hex_sha256(obj_id);
+    (0..usize::from(depth.min(32)))
+        .map(|i| hash[2 * i..2 * i + 2].to_string())
+        .collect()
+}
+
+/// `<encoded obj_id>_<type>.png`; equal to `<obj_id>_<type>.png` for the
+/// usual alphanumeric ids.
+pub fn file_name(obj_id: &str, ttype: ThumbnailType) -> String {
+    format!("{}_{}.png", encode_stem(obj_id), ttype.as_str())
+}
+
+fn encode_stem(obj_id: &str) -> String {
+    let mut out = String::with_capacity(obj_id.len());
+    for (i, b) in obj_id.bytes().enumerate() {
+        let keep = b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0);
+        if keep {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("~{b:02X}"));
+        }
+    }
+    if out.len() > MAX_STEM {
+        // "~~" never occurs in an unshortened encoding, so the two forms
+        // cannot collide; the full hash keeps shortened names distinct.
+        out.truncate(KEPT_PREFIX);
+        out.push_str("~~");
+        out.push_str(&hex_sha256(obj_id));
+    }
+    out
+}
+
+/// A file's place under `storage.root`: `thumbnails/<aa>/<bb>/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelPath {
+    dirs: Vec<String>,
+    name: String,
+}
+
+impl RelPath {
+    pub fn new(obj_id: &str, ttype: ThumbnailType, depth: u8) -> Self {
+        let mut dirs = vec![SUBDIR.to_string()];
+        dirs.extend(hashed_dirs(obj_id, depth));
+        Self {
+            dirs,
+            name: file_name(obj_id, ttype),
+        }
+    }
+
+    pub fn file_name(&self) -> &str {
+        &self.name
+    }
+
+    /// `thumbnails/aa/bb/name`, with `/` separators.
+    pub fn as_url_path(&self) -> String {
+        let mut s = self.dirs.join("/");
+        s.push('/');
+        s.push_str(&self.name);
+        s
+    }
+
+    /// The `public_url` column: `/static/thumbnails/aa/bb/name`.
+    pub fn public_url(&self) -> String {
+        format!("/static/{}", self.as_url_path())
+    }
+
+    /// The folder holding the file, under `root`.
+    pub fn dir_under(&self, root: &Path) -> PathBuf {
+        let mut p = root.to_path_buf();
+        p.extend(&self.dirs);
+        p
+    }
+
+    /// The file, under `root`.
+    pub fn path_under(&self, root: &Path) -> PathBuf {
+        self.dir_under(root).join(&self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::path::Component;
+
+    #[test]
+    fn usual_ids_are_kept_and_hashed() {
+        let p = RelPath::new("ZTF21aaaaaaa", ThumbnailType::New, 2);
+        let h = hex_sha256("ZTF21aaaaaaa");
+        assert_eq!(
+            p.as_url_path(),
+            format!("thumbnails/{}/{}/ZTF21aaaaaaa_new.png", &h[0..2], &h[2..4])
+        );
+        assert_eq!(p.public_url(), format!("/static/{}", p.as_url_path()));
+        assert_eq!(
+            p.path_under(Path::new("/srv")),
+            PathBuf::from(format!("/srv/thumbnails/{}/{}/ZTF21aaaaaaa_new.png", &h[0..2], &h[2..4]))
+        );
+        assert_eq!(hashed_dirs("x", 0), Vec::<String>::new());
+        assert_eq!(hashed_dirs("x", 3).len(), 3);
+    }
+
+    #[test]
+    fn unsafe_ids_are_encoded() {
+        assert_eq!(file_name("../../etc/passwd", ThumbnailType::Ref), "~2E.~2F..~2Fetc~2Fpasswd_ref.png");
+        assert_eq!(file_name("/abs", ThumbnailType::Sub), "~2Fabs_sub.png");
+        assert_eq!(file_name("a\0b", ThumbnailType::New), "a~00b_new.png");
+        assert_eq!(file_name("%2e%2e", ThumbnailType::New), "~252e~252e_new.png");
+        assert_eq!(file_name("a~b", ThumbnailType::New), "a~7Eb_new.png");
+        assert_eq!(file_name("SN 2021abc", ThumbnailType::New), "SN~202021abc_new.png");
+        assert_eq!(file_name("", ThumbnailType::New), "_new.png");
+    }
+
+    #[test]
+    fn long_ids_are_shortened_distinctly() {
+        let a = "a".repeat(300);
+        let b = format!("{}b", "a".repeat(299));
+        let (fa, fb) = (file_name(&a, ThumbnailType::New), file_name(&b, ThumbnailType::New));
+        assert_ne!(fa, fb);
+        assert!(fa.len() < 200, "{}", fa.len());
+    }
+
+    proptest! {
+        #[test]
+        fn never_escapes_and_never_collides(a in any::<String>(), b in any::<String>()) {
+            for id in [&a, &b] {
+                let rel = RelPath::new(id, ThumbnailType::New, 2);
+                let path = rel.path_under(Path::new("/root"));
+                prop_assert!(path.starts_with("/root/thumbnails"));
+                let comps: Vec<Component> = path.components().collect();
+                prop_assert_eq!(comps.len(), 6);
+                prop_assert!(comps.iter().all(|c| matches!(c, Component::RootDir | Component::Normal(_))));
+                let name = rel.file_name();
+                prop_assert!(!name.starts_with('.'));
+                prop_assert!(name.bytes().all(|c| c.is_ascii_alphanumeric() || b"_.-~".contains(&c)));
+                prop_assert!(name.len() < 200);
+            }
+            if a != b {
+                prop_assert_ne!(file_name(&a, ThumbnailType::New), file_name(&b, ThumbnailType::New));
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The one place errors become HTTP responses. 4xx carry their message to
+//! the client; 5xx carry a short public message and are logged with their
+//! cause chain.
+
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    TooLarge(String),
+    /// A failure of ours or of a dependency: `public` goes to the client,
+    /// `cause` to the log.
+    #[error("{public}")]
+    Internal {
+        public: String,
+        #[source]
+        cause: anyhow::Error,
+    },
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    pub fn internal(public: impl Into<String>, cause: impl Into<anyhow::Error>) -> Self {
+        Self::Internal {
+            public: public.into(),
+            cause: cause.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Adds SkyPortal's prefix (e.g. "Thumbnail failed to post: ") to the
+    /// client-facing message.
+    pub fn prefixed(self, prefix: &str) -> Self {
+        match self {
+            Self::BadRequest(m) => Self::BadRequest(format!("{prefix}{m}")),
+            Self::TooLarge(m) => Self::TooLarge(format!("{prefix}{m}")),
+            Self::Internal { public, cause } => Self::Internal {
+                public: format!("{prefix}{public}"),
+                cause,
+            },
+            Self::Unavailable(m) => Self::Unavailable(format!("{prefix}{m}")),
+            other => other,
+        }
+    }
+}
+
+/// `error: caused by: ...` on one line, for the log.
+pub fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let Self::Internal { public, cause } = &self {
+            tracing::error!(status = status.as_u16(), message = %public, cause = %format!("{cause:#}"), "request failed");
+        } else if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), message = %self, "request failed");
+        }
+        let body = json!({"status": "error", "message": self.to_string()});
+        (status, Json(body)).into_response()
+    }
+}
+
+fn body_rejection(status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::TooLarge(format!("Request body too large: {text}"))
+    } else if status.is_server_error() {
+        ApiError::internal("cannot read the request body", anyhow::anyhow!(text))
+    } else {
+        ApiError::BadRequest(text)
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        body_rejection(r.status(), r.body_text())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let text = r.body_text();
+        if status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            return ApiError::BadRequest(format!("Invalid/missing parameters: {text}"));
+        }
+        body_rejection(status, text)
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::BadRequest(r.body_text())
+    }
+}

@@ -1,0 +1,247 @@
+//! `thumbnail.stored` events through an outbox: the event row is written in
+//! the same transaction as the thumbnail row, published with confirms after
+//! the commit and deleted once confirmed. A background task republishes what
+//! a failed publish (or a crash) left behind, so a committed row's event is
+//! never lost (it may, rarely, be published twice).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::Connection;
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait,
+};
+use serde_json::json;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{self, BusError, Publisher, Topology};
+use crate::config::AmqpConfig;
+use crate::store::entities::thumbnail;
+
+pub const TABLE: &str = "thumbnail_outbox";
+
+/// How long a publish may wait for the broker's confirm.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Rows claimed per relay transaction.
+const RELAY_BATCH: i64 = 100;
+
+pub mod entity {
+    //! The outbox row (table created by migration `m20261125_000002_outbox`).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "thumbnail_outbox")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub routing_key: String,
+        pub body: String,
+        pub created_at: DateTime,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("outbox database error: {0}")]
+    Db(#[from] DbErr),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("the broker did not confirm within {0:?}")]
+    Timeout(Duration),
+}
+
+/// The `thumbnail.stored` body for a row (same shape as the worker's).
+pub fn stored_event(row: &thumbnail::Model) -> String {
+    json!({
+        "id": row.id,
+        "obj_id": row.obj_id,
+        "type": row.ttype,
+        "public_url": row.public_url,
+        "file_uri": row.file_uri,
+        "origin": row.origin,
+    })
+    .to_string()
+}
+
+/// A lazily (re)connected confirm-mode publisher on the service exchange.
+pub struct BusLink {
+    url: String,
+    topology: Topology,
+    name: String,
+    link: Mutex<Option<(Connection, Publisher)>>,
+}
+
+impl BusLink {
+    /// Connects at once, so that a wrong address is reported at start.
+    pub async fn connect(amqp: &AmqpConfig, name: &str) -> Result<Self, BusError> {
+        let me = Self {
+            url: amqp.url.clone(),
+            topology: Topology::new(&amqp.exchange, &amqp.queue),
+            name: name.to_string(),
+            link: Mutex::new(None),
+        };
+        me.publisher().await?;
+        Ok(me)
+    }
+
+    async fn publisher(&self) -> Result<Publisher, BusError> {
+        let mut link = self.link.lock().await;
+        if let Some((conn, publisher)) = link.as_ref() {
+            if conn.status().connected() {
+                return Ok(publisher.clone());
+            }
+        }
+        let conn = bus::connect(&self.url, &self.name).await?;
+        let channel = conn.create_channel().await?;
+        bus::declare(&channel, &self.topology).await?;
+        let _ = channel.close(200, "declared".into()).await;
+        let publisher = Publisher::open(&conn, &self.topology.exchange).await?;
+        *link = Some((conn, publisher.clone()));
+        Ok(publisher)
+    }
+
+    /// Forgets the connection so the next publish reconnects.
+    async fn reset(&self) {
+        if let Some((conn, _)) = self.link.lock().await.take() {
+            let _ = conn.close(200, "reconnecting".into()).await;
+        }
+    }
+
+    pub async fn publish(&self, routing_key: &str, body: &[u8]) -> Result<(), OutboxError> {
+        let publisher = self.publisher().await?;
+        // Not mandatory: nobody listening for thumbnail.stored is not an error.
+        let result = tokio::time::timeout(
+            PUBLISH_TIMEOUT,
+            publisher.publish_json(routing_key, body, false),
+        )
+        .await;
+        match result {
+            Ok(Ok(())) => {
+                metrics::counter!("thumbnails_events_published_total", "routing_key" => routing_key.to_string())
+                    .increment(1);
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                self.reset().await;
+                Err(e.into())
+            }
+            Err(_) => {
+                self.reset().await;
+                Err(OutboxError::Timeout(PUBLISH_TIMEOUT))
+            }
+        }
+    }
+
+    /// Whether the broker answers (reconnecting if needed).
+    pub async fn ready(&self) -> Result<(), BusError> {
+        self.publisher().await.map(|_| ())
+    }
+
+    pub async fn close(&self) {
+        if let Some((conn, _)) = self.link.lock().await.take() {
+            let _ = conn.close(200, "shutdown".into()).await;
+        }
+    }
+}
+
+/// Inserts the event row inside the caller's transaction; returns its id.
+pub async fn enqueue<C: ConnectionTrait>(txn: &C, routing_key: &str, body: &str) -> Result<i64, DbErr> {
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!("INSERT INTO {TABLE} (routing_key, body, created_at) VALUES ($1, $2, $3) RETURNING id"),
+            [
+                routing_key.into(),
+                body.into(),
+                chrono::Utc::now().naive_utc().into(),
+            ],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotInserted)?;
+    row.try_get_by_index::<i64>(0)
+}
+
+/// Claims rows (locked, so that a concurrent relay skips them), publishes
+/// them, and deletes them only if every publish was confirmed. Returns how
+/// many were published.
+async fn claim_and_publish(
+    db: &DatabaseConnection,
+    bus: &BusLink,
+    claim: Statement,
+) -> Result<usize, OutboxError> {
+    let txn = db.begin().await?;
+    let rows = txn.query_all_raw(claim).await?;
+    let mut n = 0;
+    for row in &rows {
+        let key: String = row.try_get_by_index(1)?;
+        let body: String = row.try_get_by_index(2)?;
+        // An error here drops the transaction: the rows stay for the relay.
+        bus.publish(&key, body.as_bytes()).await?;
+        n += 1;
+    }
+    txn.commit().await?;
+    Ok(n)
+}
+
+/// Publishes one freshly committed event (the upload path).
+pub async fn publish_one(db: &DatabaseConnection, bus: &BusLink, id: i64) -> Result<usize, OutboxError> {
+    let claim = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        format!(
+            "DELETE FROM {TABLE} WHERE id = (SELECT id FROM {TABLE} WHERE id = $1 FOR UPDATE SKIP LOCKED)
+             RETURNING id, routing_key, body"
+        ),
+        [id.into()],
+    );
+    claim_and_publish(db, bus, claim).await
+}
+
+/// Publishes every leftover event, oldest first.
+pub async fn relay(db: &DatabaseConnection, bus: &BusLink) -> Result<usize, OutboxError> {
+    let mut total = 0;
+    loop {
+        let claim = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!(
+                "DELETE FROM {TABLE} WHERE id IN
+                   (SELECT id FROM {TABLE} ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, routing_key, body"
+            ),
+            [RELAY_BATCH.into()],
+        );
+        let n = claim_and_publish(db, bus, claim).await?;
+        total += n;
+        if n < RELAY_BATCH as usize {
+            return Ok(total);
+        }
+    }
+}
+
+/// Runs [`relay`] every `interval` until `shutdown`.
+pub async fn relay_loop(
+    db: DatabaseConnection,
+    bus: Arc<BusLink>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        match relay(&db, &bus).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "republished outbox events"),
+            Err(e) => {
+                metrics::counter!("thumbnails_outbox_relay_failures_total").increment(1);
+                tracing::warn!(error = %super::error::cause_chain(&e), "outbox relay failed; will retry");
+            }
+        }
+    }
+}

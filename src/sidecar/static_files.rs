@@ -1,0 +1,112 @@
+//! `GET /static/thumbnails/...`: stored files with `Content-Type`, `ETag`
+//! and `Cache-Control`. Only names the file store can produce are served,
+//! so no request reaches outside `<root>/thumbnails`.
+
+use axum::extract::{Path, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use super::AppState;
+
+/// Uploads can be replaced under the same URL: caches revalidate with the
+/// ETag after a minute.
+const CACHE_CONTROL_VALUE: &str = "public, max-age=60";
+
+/// A stored path is folders of hex digits and a file name from the file
+/// store's alphabet; anything else (`..`, hidden names, separators, NUL)
+/// is refused before the file system is touched.
+pub fn safe_segments(path: &str) -> Option<Vec<&str>> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let ok = !segments.is_empty()
+        && segments.len() <= 17
+        && segments.iter().all(|s| {
+            !s.is_empty()
+                && !s.starts_with('.')
+                && s.len() <= 255
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-~".contains(&b))
+        });
+    ok.then_some(segments)
+}
+
+/// A stored thumbnail file.
+#[utoipa::path(
+    get,
+    path = "/static/thumbnails/{path}",
+    tag = "files",
+    params(("path" = String, Path, description = "`<aa>/<bb>/<obj_id>_<type>.png`, as in public_url")),
+    responses(
+        (status = 200, description = "The PNG", content_type = "image/png"),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 400, description = "A path that could escape the storage root"),
+        (status = 404, description = "No such file"),
+    )
+)]
+pub async fn serve_file(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(segments) = safe_segments(&path) else {
+        return Err(ApiError::BadRequest(format!("Invalid path: {}", path.escape_default())));
+    };
+    let base = state.files.uploads_dir();
+    let mut file = base.clone();
+    file.extend(&segments);
+    let missing = || ApiError::NotFound("File not found".into());
+    // Follow links only if they stay under the uploads folder.
+    let (Ok(real), Ok(real_base)) = (
+        tokio::fs::canonicalize(&file).await,
+        tokio::fs::canonicalize(&base).await,
+    ) else {
+        return Err(missing());
+    };
+    if !real.starts_with(&real_base) {
+        return Err(missing());
+    }
+    match tokio::fs::metadata(&real).await {
+        Ok(m) if m.is_file() => {}
+        _ => return Err(missing()),
+    }
+    let bytes = match tokio::fs::read(&real).await {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
+        Err(e) => return Err(ApiError::internal("cannot read the file", e)),
+    };
+    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&bytes))[..32]);
+    let etag_value = HeaderValue::from_str(&etag)
+        .map_err(|e| ApiError::internal("cannot build the ETag", e))?;
+    let cache = HeaderValue::from_static(CACHE_CONTROL_VALUE);
+    let matches = headers
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if matches {
+        return Ok((StatusCode::NOT_MODIFIED, [(ETAG, etag_value), (CACHE_CONTROL, cache)]).into_response());
+    }
+    Ok((
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("image/png")),
+            (ETAG, etag_value),
+            (CACHE_CONTROL, cache),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_segments;
+
+    #[test]
+    fn refuses_paths_that_could_escape() {
+        assert!(safe_segments("ab/cd/ZTF1_new.png").is_some());
+        assert!(safe_segments("ab/cd/~2E.~2F_new.png").is_some());
+        for bad in ["", "../x", "ab/../../etc/passwd", "ab//x", "/etc/passwd", "ab/.hidden", "a\0b", "a\\b", "ab/%2e%2e", ".."] {
+            assert!(safe_segments(bad).is_none(), "{bad:?}");
+        }
+    }
+}
