@@ -55,7 +55,9 @@ pub(crate) fn is_transient(e: &sea_orm::sqlx::Error) -> bool {
     match e {
         Error::Io(_) | Error::PoolTimedOut | Error::Tls(_) | Error::WorkerCrashed => true,
         Error::Database(db) => db.code().is_some_and(|c| {
-            ["08", "40", "53", "57", "58"].iter().any(|class| c.starts_with(class))
+            ["08", "40", "53", "57", "58"]
+                .iter()
+                .any(|class| c.starts_with(class))
         }),
         _ => false,
     }

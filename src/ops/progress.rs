@@ -95,7 +95,11 @@ impl Progress {
 
     fn line(&self) {
         let secs = self.started.elapsed().as_secs_f64();
-        let rate = if secs > 0.0 { self.done as f64 / secs } else { 0.0 };
+        let rate = if secs > 0.0 {
+            self.done as f64 / secs
+        } else {
+            0.0
+        };
         let left = self.total.saturating_sub(self.done);
         let eta = if rate > 0.0 {
             format!("{:.0}s", left as f64 / rate)

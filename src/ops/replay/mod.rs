@@ -84,7 +84,9 @@ fn parse_archival(s: &str) -> Result<ThumbnailType, String> {
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(format!("'{s}' is not a positive number of events per second")),
+        _ => Err(format!(
+            "'{s}' is not a positive number of events per second"
+        )),
     }
 }
 
@@ -110,9 +112,12 @@ pub async fn run(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
         let conn = bus::connect(&config.amqp.url, "thumbnails-replay").await?;
         let channel = conn.create_channel().await.context("opening a channel")?;
         // The worker's queue must exist, or mandatory publishes bounce.
-        bus::declare(&channel, &Topology::new(&config.amqp.exchange, &config.amqp.queue))
-            .await
-            .context("declaring the topology")?;
+        bus::declare(
+            &channel,
+            &Topology::new(&config.amqp.exchange, &config.amqp.queue),
+        )
+        .await
+        .context("declaring the topology")?;
         let publisher = Publisher::open(&conn, &config.amqp.exchange).await?;
         let summary = replay(&db, Some(&publisher), &opts).await;
         let _ = conn.close(200, "done".into()).await;

@@ -144,7 +144,9 @@ pub async fn replay(
         for chunk in bodies.chunks(pacer.chunk(MAX_IN_FLIGHT)) {
             if let Some(publisher) = publisher {
                 pacer.wait(summary.published).await;
-                publisher.publish_many(ROUTING_OBJ_CREATED, chunk, true).await?;
+                publisher
+                    .publish_many(ROUTING_OBJ_CREATED, chunk, true)
+                    .await?;
             }
             summary.published += chunk.len() as u64;
         }

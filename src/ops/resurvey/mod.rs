@@ -61,9 +61,12 @@ pub async fn run(config: &Config, args: ResurveyArgs) -> anyhow::Result<()> {
     let publisher = if args.publish && !args.dry_run {
         let conn = bus::connect(&config.amqp.url, "thumbnails-resurvey").await?;
         let channel = conn.create_channel().await.context("opening a channel")?;
-        bus::declare(&channel, &Topology::new(&config.amqp.exchange, &config.amqp.queue))
-            .await
-            .context("declaring the topology")?;
+        bus::declare(
+            &channel,
+            &Topology::new(&config.amqp.exchange, &config.amqp.queue),
+        )
+        .await
+        .context("declaring the topology")?;
         Some((Publisher::open(&conn, &config.amqp.exchange).await?, conn))
     } else {
         None

@@ -32,15 +32,17 @@ pub struct ResurveyOptions {
 pub struct Sample {
     pub id: i32,
     pub obj_id: String,
+    /// The stored type, and the type after the rewrite (a lone `dr8` row
+    /// becomes `ls`).
     pub ttype: String,
-    pub new_type: ThumbnailType,
+    pub new_type: String,
     pub before: Option<String>,
     pub after: String,
 }
 
 impl fmt::Display for Sample {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let retype = if self.ttype == self.new_type.as_str() {
+        let retype = if self.ttype == self.new_type {
             String::new()
         } else {
             format!(", type {} -> {}", self.ttype, self.new_type)
@@ -161,8 +163,23 @@ const UPDATE: &str = "UPDATE thumbnails t
                SELECT 1 FROM thumbnails x WHERE x.obj_id = t.obj_id AND x.type = 'ls')))
     RETURNING t.id, t.obj_id, t.type::text, t.public_url, t.file_uri, t.origin";
 
-type PageRow = (i32, String, String, Option<String>, Option<f64>, Option<f64>, bool);
-type Updated = (i32, String, String, Option<String>, Option<String>, Option<String>);
+type PageRow = (
+    i32,
+    String,
+    String,
+    Option<String>,
+    Option<f64>,
+    Option<f64>,
+    bool,
+);
+type Updated = (
+    i32,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 /// Rewrites every survey row of `opts.types` whose URL differs from the
 /// current template. With `publisher`, each rewritten row is announced with
@@ -195,7 +212,11 @@ pub async fn resurvey(
     };
     let label = format!(
         "resurvey {}",
-        requested.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(",")
+        requested
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     );
     let total = if opts.progress {
         let (n,): (i64,) = sqlx::query_as(COUNT).bind(&stored).fetch_one(pool).await?;
@@ -215,19 +236,25 @@ pub async fn resurvey(
                 .fetch_all(pool)
         })
         .await?;
-        let Some(end) = page.last().map(|r| r.0) else { break };
+        let Some(end) = page.last().map(|r| r.0) else {
+            break;
+        };
         let mut ids = Vec::new();
         let mut urls = Vec::new();
         let mut buckets = Vec::new();
         for (id, obj_id, ttype, before, ra, dec, lone_dr8) in &page {
             let Some(b) = bucket(ttype) else { continue };
-            let Some(counts) = summary.types.iter_mut().find(|s| s.ttype == b) else { continue };
+            let Some(counts) = summary.types.iter_mut().find(|s| s.ttype == b) else {
+                continue;
+            };
             counts.examined += 1;
             let (Some(ra), Some(dec)) = (ra, dec) else {
                 counts.skipped += 1;
                 continue;
             };
-            let Some(url) = templates.url(b, *ra, *dec) else { continue };
+            let Some(url) = templates.url(b, *ra, *dec) else {
+                continue;
+            };
             if before.as_deref() == Some(url.as_str()) && !lone_dr8 {
                 continue;
             }
@@ -238,7 +265,11 @@ pub async fn resurvey(
                         id: *id,
                         obj_id: obj_id.clone(),
                         ttype: ttype.clone(),
-                        new_type: if *lone_dr8 { ThumbnailType::Ls } else { b },
+                        new_type: if *lone_dr8 {
+                            "ls".into()
+                        } else {
+                            ttype.clone()
+                        },
                         before: before.clone(),
                         after: url,
                     });
@@ -250,9 +281,12 @@ pub async fn resurvey(
             }
         }
         if !ids.is_empty() {
-            let (updated, failed) = update_page(pool, publisher, ids, urls, buckets, &progress).await?;
+            let (updated, failed) =
+                update_page(pool, publisher, ids, urls, buckets, &progress).await?;
             for (_, _, ttype, ..) in &updated {
-                if let Some(s) = bucket(ttype).and_then(|b| summary.types.iter_mut().find(|s| s.ttype == b)) {
+                if let Some(s) =
+                    bucket(ttype).and_then(|b| summary.types.iter_mut().find(|s| s.ttype == b))
+                {
                     s.rewritten += 1;
                 }
             }
@@ -287,7 +321,9 @@ async fn update_page(
     match with_retries(|| update(pool, publisher, &ids, &urls)).await {
         Ok(rows) => return Ok((rows, Vec::new())),
         Err(OpsError::Db(e)) if is_permanent(&e) => {
-            progress.suspend(|| tracing::warn!(error = %e, "a page was refused; retrying its rows one by one"));
+            progress.suspend(
+                || tracing::warn!(error = %e, "a page was refused; retrying its rows one by one"),
+            );
         }
         Err(e) => return Err(e),
     }
@@ -324,7 +360,9 @@ async fn update(
         let bodies: Vec<Vec<u8>> = rows.iter().map(stored_event).collect();
         for chunk in bodies.chunks(1000) {
             // Not mandatory: nobody listening for thumbnail.stored is fine.
-            publisher.publish_many(ROUTING_THUMBNAIL_STORED, chunk, false).await?;
+            publisher
+                .publish_many(ROUTING_THUMBNAIL_STORED, chunk, false)
+                .await?;
         }
     }
     tx.commit().await?;
