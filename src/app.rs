@@ -46,7 +46,23 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Replay(args) => ops::replay::run(&config, args).await,
         Command::Resurvey(args) => ops::resurvey::run(&config, args).await,
+        Command::Healthcheck => healthcheck(&config).await,
     }
+}
+
+/// GETs `/healthz` on the configured listen address (0.0.0.0 -> 127.0.0.1).
+async fn healthcheck(config: &Config) -> anyhow::Result<()> {
+    let listen = config.http.listen.replace("0.0.0.0", "127.0.0.1");
+    let url = format!("http://{listen}/healthz");
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    anyhow::ensure!(response.status().is_success(), "GET {url}: {}", response.status());
+    Ok(())
 }
 
 async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {

@@ -30,4 +30,6 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Rewrite stored survey URLs to the current templates, in place.
     Resurvey(ResurveyArgs),
+    /// Exit 0 if the sidecar at `http.listen` answers /healthz (for container healthchecks).
+    Healthcheck,
 }
