@@ -1,0 +1,10 @@
+//! The HTTP sidecar end to end: a real server on a random port, the real
+//! PostgreSQL and RabbitMQ, a temporary storage root.
+
+mod app;
+mod fuzz;
+mod manage;
+mod meta;
+mod reliability;
+mod security;
+mod upload;
