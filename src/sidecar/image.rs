@@ -95,8 +95,8 @@ pub fn is_grayscale(img: &DynamicImage) -> bool {
     let n = f64::from(SIDE * SIDE);
     let mut mean = [0f64; 3];
     for p in small.pixels() {
-        for c in 0..3 {
-            mean[c] += f64::from(p.0[c]);
+        for (m, v) in mean.iter_mut().zip(p.0) {
+            *m += f64::from(v);
         }
     }
     for m in &mut mean {
@@ -108,8 +108,8 @@ pub fn is_grayscale(img: &DynamicImage) -> bool {
     for p in small.pixels() {
         let ch = p.0.map(f64::from);
         let mu = ch.iter().sum::<f64>() / 3.0;
-        for c in 0..3 {
-            let d = ch[c] - mu - bias[c];
+        for (v, b) in ch.iter().zip(bias) {
+            let d = v - mu - b;
             sse += d * d;
         }
     }

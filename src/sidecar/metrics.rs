@@ -79,3 +79,14 @@ pub fn upload_result(result: &'static str) {
 pub fn counter_bytes(bytes: usize) {
     metrics::counter!("thumbnails_upload_bytes_stored_total").increment(bytes as u64);
 }
+
+/// Runs the recorder's upkeep (histogram maintenance) every 10 seconds.
+pub async fn upkeep_loop(shutdown: tokio_util::sync::CancellationToken) {
+    let Some(handle) = handle() else { return };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => handle.run_upkeep(),
+        }
+    }
+}

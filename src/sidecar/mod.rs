@@ -173,6 +173,7 @@ pub async fn serve(
         options.outbox_interval,
         shutdown.clone(),
     ));
+    let upkeep = tokio::spawn(metrics::upkeep_loop(shutdown.clone()));
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let mut server = tokio::spawn(async move { server.await });
     let result = tokio::select! {
@@ -188,6 +189,7 @@ pub async fn serve(
     };
     // Whatever ended the server ends the relay too.
     relay.abort();
+    upkeep.abort();
     let _ = relay.await;
     state.bus.close().await;
     result.context("sidecar task")?.context("HTTP server")?;

@@ -3,7 +3,7 @@
 //! so no request reaches outside `<root>/thumbnails`.
 
 use axum::extract::{Path, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, X_CONTENT_TYPE_OPTIONS};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -91,6 +91,7 @@ pub async fn serve_file(
             (CONTENT_TYPE, HeaderValue::from_static("image/png")),
             (ETAG, etag_value),
             (CACHE_CONTROL, cache),
+            (X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
         ],
         bytes,
     )

@@ -28,6 +28,7 @@ pub struct TestApp {
     pub bus: TestBus,
     pub storage: tempfile::TempDir,
     pub stored_queue: String,
+    pub config: Config,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -56,6 +57,17 @@ impl TestApp {
 
     /// `tweak` edits the config (tokens, limits, storage root) before start.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_with_options(
+            tweak,
+            ServeOptions {
+                outbox_interval: Duration::from_millis(200),
+                shutdown_deadline: Duration::from_secs(5),
+            },
+        )
+        .await
+    }
+
+    pub async fn spawn_with_options(tweak: impl FnOnce(&mut Config), options: ServeOptions) -> Self {
         if std::env::var_os("RUST_LOG").is_some() {
             thumbnails::telemetry::init(thumbnails::config::LogFormat::Text);
         }
@@ -72,11 +84,8 @@ impl TestApp {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
-        let options = ServeOptions {
-            outbox_interval: Duration::from_millis(200),
-            shutdown_deadline: Duration::from_secs(5),
-        };
         let (c, conn, s) = (config.clone(), db.db.clone(), shutdown.clone());
+        let config = config.clone();
         let task = tokio::spawn(async move { serve(listener, &c, conn, s, options).await });
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -89,6 +98,7 @@ impl TestApp {
             bus,
             storage,
             stored_queue,
+            config,
             shutdown,
             task,
         }

@@ -1,8 +1,12 @@
 //! Failures in the middle of an upload leave nothing half-done, and the
 //! outbox republishes events whose publish never happened.
 
+use std::time::Duration;
+
+use lapin::options::ExchangeDeleteOptions;
 use reqwest::{Method, StatusCode};
 use sea_orm::ConnectionTrait;
+use thumbnails::sidecar::{outbox, ServeOptions};
 
 use super::app::*;
 
@@ -94,5 +98,74 @@ async fn leftover_outbox_events_are_republished() {
         (app.count("thumbnail_outbox").await == 0).then_some(())
     })
     .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_whose_publish_fails_is_kept_and_relayed() {
+    // No relay rounds of its own: the test runs the relay itself.
+    let app = TestApp::spawn_with_options(
+        |_| {},
+        ServeOptions {
+            outbox_interval: Duration::from_secs(3600),
+            shutdown_deadline: Duration::from_secs(5),
+        },
+    )
+    .await;
+    app.add_obj("ZTF16").await;
+    let (status, _) = app.json(Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    // The exchange disappears: the publish after the commit fails.
+    app.bus
+        .channel
+        .exchange_delete(app.bus.topology.exchange.as_str().into(), ExchangeDeleteOptions::default())
+        .await
+        .expect("delete exchange");
+    let (status, body) = app.upload_png("ZTF16", "new", &png(32, 32, false)).await;
+    assert_eq!(status, StatusCode::OK, "the row is committed: {body}");
+    let id = body["data"]["id"].as_i64().expect("id");
+    assert_eq!(app.count("thumbnail_outbox").await, 1, "the event waits in the outbox");
+
+    // The broker is back; the relay publishes the kept event.
+    thumbnails::bus::declare(&app.bus.channel, &app.bus.topology).await.expect("declare");
+    let queue = app.bus.listen_stored().await;
+    let link = outbox::BusLink::connect(&app.config.amqp, "it-relay").await.expect("link");
+    assert_eq!(outbox::relay(&app.db.db, &link).await.expect("relay"), 1);
+    link.close().await;
+    assert_eq!(app.count("thumbnail_outbox").await, 0);
+    let events = app.events(1).await;
+    assert_eq!(queue, app.stored_queue);
+    assert_eq!(events[0]["id"], id);
+    assert_eq!(events[0]["origin"], "upload");
+
+    // The app's own link reconnects for the next upload.
+    let (status, _) = app.upload_png("ZTF16", "ref", &png(32, 32, false)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.events(1).await[0]["type"], "ref");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_uploads_of_one_type_leave_one_row_and_one_file() {
+    let app = TestApp::spawn().await;
+    app.add_obj("ZTF17").await;
+    let images: Vec<Vec<u8>> = (0..8).map(|i| png(20 + i, 20 + i, i % 2 == 0)).collect();
+    let answers = futures_util::future::join_all(images.iter().map(|img| app.upload_png("ZTF17", "new", img))).await;
+    let ids: Vec<i64> = answers
+        .iter()
+        .map(|(s, b)| {
+            assert_eq!(*s, StatusCode::OK, "{b}");
+            b["data"]["id"].as_i64().expect("id")
+        })
+        .collect();
+    assert!(ids.iter().all(|&i| i == ids[0]), "{ids:?}");
+    assert_eq!(app.count("thumbnails").await, 1);
+    let files = app.files();
+    assert_eq!(files.len(), 1, "no temp or backup files left: {files:?}");
+    let stored = std::fs::read(&files[0]).expect("file");
+    let winner = images.iter().position(|i| *i == stored).expect("one of the uploads");
+    // The row describes the file that won.
+    let (_, row) = app.json(Method::GET, &format!("/api/thumbnail/{}", ids[0]), Some(READER), None).await;
+    assert_eq!(row["data"]["is_grayscale"], winner % 2 != 0, "{row}");
     app.stop().await;
 }
