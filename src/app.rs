@@ -12,6 +12,7 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
     let stop = shutdown::on_signal();
     match command {
         Command::Migrate => {
+            store::ensure_database(&config.database.url).await?;
             let db = store::connect(&config.database.url, 2).await?;
             store::migrate(&db).await?;
             tracing::info!("migrations applied");
@@ -26,6 +27,7 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             sidecar::run(&config, db, stop).await.context("sidecar")
         }
         Command::Run => {
+            store::ensure_database(&config.database.url).await?;
             let db = connect(&config).await?;
             store::migrate(&db).await?;
             // Whichever ends first (an error, or shutdown) stops the other.

@@ -69,16 +69,6 @@ where
         };
         match run_session(&settings, &connection, &shutdown, &tracker, &handler).await {
             Ok(()) => {
-                // Shutdown: let in-flight deliveries finish and ack, then close.
-                tracker.close();
-                if tokio::time::timeout(settings.drain_timeout, tracker.wait())
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(
-                        "in-flight deliveries did not finish in time; the broker will redeliver them"
-                    );
-                }
                 let _ = connection.close(200, "shutdown".into()).await;
                 return Ok(());
             }
@@ -135,6 +125,18 @@ where
             biased;
             _ = shutdown.cancelled() => {
                 let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+                // In-flight deliveries finish and ack on this channel, which
+                // must stay open until then (dropping a channel closes it).
+                tracker.close();
+                if tokio::time::timeout(settings.drain_timeout, tracker.wait())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "in-flight deliveries did not finish in time; the broker will redeliver them"
+                    );
+                }
+                let _ = channel.close(200, "shutdown".into()).await;
                 return Ok(());
             }
             next = consumer.next() => match next {

@@ -87,6 +87,44 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         })
 }
 
+/// Creates the database named in `url` if the server does not have it yet
+/// (so `thumbnails run` works on a fresh server). Connects to the server's
+/// `postgres` database for that.
+pub async fn ensure_database(url: &str) -> Result<(), StoreError> {
+    let Some((server, name)) = url.split('?').next().and_then(|u| u.rsplit_once('/')) else {
+        return Ok(());
+    };
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Ok(());
+    }
+    let admin_url = format!("{server}/postgres");
+    let admin = connect(&admin_url, 1).await?;
+    let exists = |admin: DatabaseConnection| async move {
+        admin
+            .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DatabaseBackend::Postgres,
+                "SELECT 1 FROM pg_database WHERE datname = $1",
+                [name.into()],
+            ))
+            .await
+            .map(|row| row.is_some())
+    };
+    if !exists(admin.clone()).await? {
+        tracing::info!(database = name, "creating the database");
+        let created = admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await;
+        // Another process may have created it meanwhile.
+        if let Err(e) = created {
+            if !exists(admin.clone()).await? {
+                return Err(e.into());
+            }
+        }
+    }
+    let _ = admin.close().await;
+    Ok(())
+}
+
 /// Applies pending migrations under an advisory lock; safe to run twice and
 /// from several processes at once.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {

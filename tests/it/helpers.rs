@@ -53,6 +53,16 @@ impl TestDb {
         db
     }
 
+    /// Takes over a database something else created (dropped like the others).
+    pub async fn attach(name: &str, url: &str) -> Self {
+        let db = store::connect(url, 2).await.expect("connect");
+        Self {
+            name: name.into(),
+            url: url.into(),
+            db,
+        }
+    }
+
     /// A fresh database without the schema.
     pub async fn empty() -> Self {
         let name = format!("thumbnails_it_{}", uuid::Uuid::new_v4().simple());
@@ -231,6 +241,28 @@ impl TestBus {
             .await
             .expect("passive declare")
             .message_count()
+    }
+
+    /// Waits until the worker queue has nothing ready and nothing unacked,
+    /// i.e. every delivery so far was acked (asks the broker).
+    pub async fn settled(&self) {
+        let queue = self.topology.queue.clone();
+        eventually("every delivery acked", Duration::from_secs(60), || {
+            let queue = queue.clone();
+            async move {
+                let out = tokio::process::Command::new("rabbitmqctl")
+                    .args(["-q", "list_queues", "name", "messages_ready", "messages_unacknowledged"])
+                    .output()
+                    .await
+                    .ok()?;
+                let text = String::from_utf8_lossy(&out.stdout).to_string();
+                text.lines()
+                    .map(|l| l.split('\t').collect::<Vec<_>>())
+                    .any(|f| f.len() == 3 && f[0] == queue && f[1] == "0" && f[2] == "0")
+                    .then_some(())
+            }
+        })
+        .await;
     }
 
     pub async fn delete(&self) {

@@ -1,5 +1,6 @@
 //! Integration tests against the real PostgreSQL and RabbitMQ.
 
+mod cli;
 mod faults;
 mod helpers;
 mod migration;

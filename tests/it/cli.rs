@@ -1,0 +1,121 @@
+//! The binary as a user runs it: `thumbnails run` from the README, and
+//! one-line errors for bad config or unreachable dependencies.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use crate::faults::sigterm;
+use crate::helpers::*;
+
+fn thumbnails() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_thumbnails"));
+    c.stdin(Stdio::null()).kill_on_drop(true);
+    c
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[tokio::test]
+async fn run_as_the_readme_says_migrates_consumes_serves_and_stops_cleanly() {
+    let bus = TestBus::new().await;
+    // `run` creates a missing database itself: give it a name nobody has.
+    let name = format!("thumbnails_it_run_{}", uuid::Uuid::new_v4().simple());
+    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    let port = free_port();
+    let storage = tempfile::tempdir().expect("tempdir");
+    let mut child = thumbnails()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("run")
+        .env("THUMBNAILS_DATABASE__URL", &url)
+        .env("THUMBNAILS_AMQP__EXCHANGE", &bus.topology.exchange)
+        .env("THUMBNAILS_AMQP__QUEUE", &bus.topology.queue)
+        .env("THUMBNAILS_SURVEYS__PS1__LOOKUP_URL", "")
+        .env("THUMBNAILS_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("THUMBNAILS_STORAGE__ROOT", storage.path())
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("spawn");
+
+    let http = reqwest::Client::new();
+    eventually("/healthz answers", Duration::from_secs(60), || async {
+        let r = http.get(format!("http://127.0.0.1:{port}/healthz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    bus.publish(&event("ZTF-run-1", 12.5, -3.25)).await;
+
+    let db = TestDb::attach(&name, &url).await;
+    eventually("rows from the running service", Duration::from_secs(60), || async {
+        (db.scalar_i64("SELECT count(*) FROM thumbnails WHERE obj_id = 'ZTF-run-1'").await == 3)
+            .then_some(())
+    })
+    .await;
+    let status = sigterm(&mut child).await;
+    assert!(status.success(), "SIGTERM exits 0, got {status}");
+    bus.delete().await;
+}
+
+#[tokio::test]
+async fn bad_config_is_a_one_line_error_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, "amqp:\n  prefetch: many\n").expect("write");
+    let out = thumbnails()
+        .arg("--config")
+        .arg(&path)
+        .arg("migrate")
+        .output()
+        .await
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("amqp.prefetch"), "{err}");
+
+    let out = thumbnails()
+        .arg("--config")
+        .arg(dir.path().join("missing.yaml"))
+        .arg("worker")
+        .output()
+        .await
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.yaml"));
+}
+
+#[tokio::test]
+async fn unreachable_dependencies_are_named_at_start() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml");
+    let out = thumbnails()
+        .args(["--config", config, "worker"])
+        .env("THUMBNAILS_DATABASE__URL", "postgres://postgres@127.0.0.1:1/nowhere")
+        .env("RUST_LOG", "off")
+        .output()
+        .await
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let db = TestDb::new().await;
+    let out = thumbnails()
+        .args(["--config", config, "worker"])
+        .env("THUMBNAILS_DATABASE__URL", &db.url)
+        .env("THUMBNAILS_AMQP__URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+        .env("RUST_LOG", "off")
+        .output()
+        .await
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+    assert!(!err.contains("guest:guest"), "passwords are not shown: {err}");
+}
