@@ -60,6 +60,9 @@ pub async fn track(req: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let response = next.run(req).await;
+    if route == "/api/thumbnail" && method == "POST" {
+        upload_result(response.status());
+    }
     metrics::histogram!(
         "thumbnails_http_request_duration_seconds",
         "route" => route,
@@ -70,8 +73,17 @@ pub async fn track(req: Request, next: Next) -> Response {
     response
 }
 
-/// Counts one upload outcome.
-pub fn upload_result(result: &'static str) {
+/// Counts one upload outcome, named from its status (so that refusals by
+/// the auth extractor or the body limit layer count too).
+fn upload_result(status: axum::http::StatusCode) {
+    let result = match status.as_u16() {
+        200..=299 => "success",
+        400 => "invalid",
+        401 => "unauthorized",
+        403 => "forbidden",
+        413 => "too_large",
+        _ => "error",
+    };
     metrics::counter!("thumbnails_uploads_total", "result" => result).increment(1);
 }
 

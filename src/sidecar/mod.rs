@@ -136,6 +136,11 @@ impl AppState {
     /// Opens what the handlers need: the broker link (checked now, so a
     /// wrong address fails at start) and the file store.
     pub async fn build(config: &Config, db: DatabaseConnection) -> anyhow::Result<Self> {
+        use sea_orm::ConnectionTrait;
+        db.execute_unprepared(&format!("SELECT 1 FROM {} LIMIT 0", outbox::TABLE))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("table {} is missing: run `thumbnails migrate` first", outbox::TABLE))?;
         let bus = BusLink::connect(&config.amqp, &format!("thumbnails-sidecar {}", config.amqp.exchange))
             .await
             .context("sidecar")?;

@@ -56,10 +56,10 @@ async fn find(state: &AppState, id: &str) -> Result<thumbnail::Model, ApiError> 
 )]
 pub async fn get_thumbnail(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller?;
+    let _ = caller;
     let row = find(&state, &id).await?;
     Ok(api::success(ThumbnailView::from(row)))
 }
@@ -81,11 +81,11 @@ pub async fn get_thumbnail(
 )]
 pub async fn put_thumbnail(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    caller: Caller,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    caller?.require(Scope::Manage)?;
+    caller.require(Scope::Manage)?;
     let edit: ThumbnailEdit = serde_json::from_slice(&body?)
         .map_err(|e| ApiError::BadRequest(format!("Invalid/missing parameters: {e}")))?;
     let row = find(&state, &id).await?;
@@ -159,10 +159,10 @@ pub async fn put_thumbnail(
 )]
 pub async fn delete_thumbnail(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller?.require(Scope::Manage)?;
+    caller.require(Scope::Manage)?;
     let row = find(&state, &id).await?;
     let deleted = thumbnail::Entity::delete_by_id(row.id)
         .exec(&state.db)
@@ -197,10 +197,10 @@ pub async fn delete_thumbnail(
 )]
 pub async fn list_for_obj(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    caller: Caller,
     Path(obj_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller?;
+    let _ = caller;
     check_obj(&state, &obj_id).await?;
     let rows = thumbnail::Entity::find()
         .filter(thumbnail::Column::ObjId.eq(obj_id.as_str()))

@@ -44,22 +44,19 @@ const PREFIX: &str = "Thumbnail failed to post: ";
 )]
 pub async fn upload(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let result = async {
-        caller?.require(Scope::Upload)?;
-        store_upload(&state, body?).await
+        caller.require(Scope::Upload)?;
+        let body = body?;
+        // In a task of its own: a client that disconnects must not cancel
+        // the upload between placing the file and committing the row.
+        tokio::spawn(async move { store_upload(&state, body).await })
+            .await
+            .map_err(|e| ApiError::internal("the upload task failed", anyhow::anyhow!(e.to_string())))?
     }
     .await;
-    metrics::upload_result(match &result {
-        Ok(_) => "success",
-        Err(ApiError::BadRequest(_)) => "invalid",
-        Err(ApiError::Unauthorized(_)) => "unauthorized",
-        Err(ApiError::Forbidden(_)) => "forbidden",
-        Err(ApiError::TooLarge(_)) => "too_large",
-        Err(_) => "error",
-    });
     match result {
         Ok(id) => Ok(api::success(api::Created { id })),
         Err(e) => Err(e.prefixed(PREFIX)),

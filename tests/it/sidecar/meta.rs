@@ -4,7 +4,7 @@ use reqwest::{Method, StatusCode};
 use sea_orm::{ConnectionTrait, Database};
 
 use super::app::*;
-use crate::helpers::PG_ADMIN;
+use crate::helpers::{TestBus, TestDb, PG_ADMIN};
 
 #[tokio::test]
 async fn health_readiness_metrics_and_openapi() {
@@ -19,6 +19,8 @@ async fn health_readiness_metrics_and_openapi() {
     assert_eq!(status, StatusCode::OK);
     let (status, _) = app.upload_png("ZTF11", "new", b"junk").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = app.upload(None, &serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     app.events(1).await;
 
     let (status, headers, bytes) = app.send(Method::GET, "/metrics", None, None).await;
@@ -28,6 +30,7 @@ async fn health_readiness_metrics_and_openapi() {
     for needle in [
         "thumbnails_uploads_total{result=\"success\"}",
         "thumbnails_uploads_total{result=\"invalid\"}",
+        "thumbnails_uploads_total{result=\"unauthorized\"}",
         "thumbnails_upload_bytes_stored_total",
         "thumbnails_events_published_total{routing_key=\"thumbnail.stored\"}",
         "thumbnails_http_request_duration_seconds_bucket{",
@@ -78,4 +81,27 @@ async fn readyz_is_503_when_the_database_is_gone() {
     let (status, _) = app.json(Method::GET, "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK);
     app.stop().await;
+}
+
+#[tokio::test]
+async fn start_up_errors_name_the_problem() {
+    let start = |config: thumbnails::config::Config, db: sea_orm::DatabaseConnection| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let stop = tokio_util::sync::CancellationToken::new();
+        let r = thumbnails::sidecar::serve(listener, &config, db, stop, Default::default()).await;
+        format!("{:#}", r.expect_err("must not start"))
+    };
+    let bus = TestBus::new().await;
+    // No schema: says to migrate.
+    let empty = TestDb::empty().await;
+    let e = start(bus.config(&empty, ""), empty.db.clone()).await;
+    assert!(e.contains("thumbnails migrate"), "{e}");
+    // Unreachable broker: names the address.
+    let db = TestDb::new().await;
+    let mut config = bus.config(&db, "");
+    config.amqp.url = "amqp://guest:guest@127.0.0.1:1/%2f".into();
+    let e = start(config, db.db.clone()).await;
+    assert!(e.contains("127.0.0.1:1"), "{e}");
+    assert!(!e.contains("guest:guest"), "no password in errors: {e}");
+    bus.delete().await;
 }
