@@ -104,7 +104,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
     // separate: set both to http.max_body_bytes on the upload route.
     let upload_route: axum::routing::MethodRouter<AppState> = upload_route
         .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(max_body_bytes))
-        .layer(RequestBodyLimitLayer::new(max_body_bytes));
+        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .layer(axum::middleware::map_response(move |r| json_too_large(r, max_body_bytes)));
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes((schemas, paths, upload_route))
         .routes(routes!(
@@ -130,6 +131,22 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// tower-http answers 413 in plain text; clients get the usual JSON.
+async fn json_too_large(response: axum::response::Response, limit: usize) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        return error::ApiError::TooLarge(format!(
+            "Thumbnail failed to post: request body larger than {limit} bytes (http.max_body_bytes)"
+        ))
+        .into_response();
+    }
+    response
 }
 
 impl AppState {

@@ -187,8 +187,9 @@ async fn body_limit_is_http_max_body_bytes_with_413_beyond() {
     let app = TestApp::spawn_with(|c| c.http.max_body_bytes = 64 * 1024).await;
     app.add_obj("ZTF4").await;
     let big = json!({"obj_id": "ZTF4", "data": "A".repeat(100 * 1024), "ttype": "new"});
-    let (status, _) = app.upload(Some(UPLOADER), &big).await;
+    let (status, answer) = app.upload(Some(UPLOADER), &big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(message(&answer).contains("larger than 65536 bytes"), "{answer}");
     // Streamed without a length (chunked): refused too.
     let mut req = format!(
         "POST /api/thumbnail HTTP/1.1\r\nHost: t\r\nAuthorization: token {UPLOADER}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
