@@ -2,7 +2,7 @@
 //! the client; 5xx carry a short public message and are logged with their
 //! cause chain.
 
-use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -109,19 +109,8 @@ impl From<BytesRejection> for ApiError {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(r: JsonRejection) -> Self {
-        let status = r.status();
-        let text = r.body_text();
-        if status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-            return ApiError::BadRequest(format!("Invalid/missing parameters: {text}"));
-        }
-        body_rejection(status, text)
-    }
-}
-
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
-        ApiError::BadRequest(r.body_text())
+        ApiError::BadRequest(format!("Invalid path: {}", r.body_text()))
     }
 }

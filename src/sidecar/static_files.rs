@@ -2,6 +2,7 @@
 //! and `Cache-Control`. Only names the file store can produce are served,
 //! so no request reaches outside `<root>/thumbnails`.
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, X_CONTENT_TYPE_OPTIONS};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -46,9 +47,10 @@ pub fn safe_segments(path: &str) -> Option<Vec<&str>> {
 )]
 pub async fn serve_file(
     State(state): State<AppState>,
-    Path(path): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let Path(path) = path?;
     let Some(segments) = safe_segments(&path) else {
         return Err(ApiError::BadRequest(format!("Invalid path: {}", path.escape_default())));
     };

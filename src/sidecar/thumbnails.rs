@@ -3,6 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::Json;
 use chrono::Utc;
@@ -57,9 +58,10 @@ async fn find(state: &AppState, id: &str) -> Result<thumbnail::Model, ApiError> 
 pub async fn get_thumbnail(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let _ = caller;
+    let Path(id) = id?;
     let row = find(&state, &id).await?;
     Ok(api::success(ThumbnailView::from(row)))
 }
@@ -82,10 +84,11 @@ pub async fn get_thumbnail(
 pub async fn put_thumbnail(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::Manage)?;
+    let Path(id) = id?;
     let edit: ThumbnailEdit = serde_json::from_slice(&body?)
         .map_err(|e| ApiError::BadRequest(format!("Invalid/missing parameters: {e}")))?;
     let row = find(&state, &id).await?;
@@ -160,9 +163,10 @@ pub async fn put_thumbnail(
 pub async fn delete_thumbnail(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::Manage)?;
+    let Path(id) = id?;
     let row = find(&state, &id).await?;
     let deleted = thumbnail::Entity::delete_by_id(row.id)
         .exec(&state.db)
@@ -198,9 +202,10 @@ pub async fn delete_thumbnail(
 pub async fn list_for_obj(
     State(state): State<AppState>,
     caller: Caller,
-    Path(obj_id): Path<String>,
+    obj_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let _ = caller;
+    let Path(obj_id) = obj_id?;
     check_obj(&state, &obj_id).await?;
     let rows = thumbnail::Entity::find()
         .filter(thumbnail::Column::ObjId.eq(obj_id.as_str()))

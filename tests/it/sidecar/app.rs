@@ -91,7 +91,7 @@ impl TestApp {
             .timeout(Duration::from_secs(30))
             .build()
             .expect("client");
-        Self {
+        let app = Self {
             base: format!("http://{addr}"),
             client,
             db,
@@ -101,7 +101,12 @@ impl TestApp {
             config,
             shutdown,
             task,
-        }
+        };
+        // Connections wait in the backlog while the server sets up, so one
+        // answered request means it is up (and its start-up checks passed).
+        let (status, _) = app.json(reqwest::Method::GET, "/healthz", None, None).await;
+        assert_eq!(status, StatusCode::OK, "sidecar did not start");
+        app
     }
 
     /// Stops the server (it must exit cleanly) and removes the exchange.

@@ -127,9 +127,12 @@ async fn static_requests_cannot_escape_the_root() {
         "/static/thumbnails/%2fetc%2fpasswd",
         "/static/thumbnails/ab/%00/x.png",
         "/static/thumbnails/.upload-x.tmp",
+        "/static/thumbnails/%FF%FE.png",
     ] {
         let (status, _, bytes) = app.send(Method::GET, path, None, None).await;
         assert!(status.is_client_error(), "{path}: {status}");
+        let answer: serde_json::Value = serde_json::from_slice(&bytes).expect("a JSON error");
+        assert_eq!(answer["status"], "error", "{path}");
         assert!(!String::from_utf8_lossy(&bytes).contains("TOP-SECRET"), "{path}");
     }
     // Raw request lines that a client would normalise.
