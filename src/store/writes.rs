@@ -3,10 +3,12 @@
 use std::collections::HashMap;
 
 use chrono::Utc;
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement,
+    TransactionTrait,
+};
 
-use super::entities::{obj, thumbnail};
+use super::entities::thumbnail;
 use super::StoreError;
 use crate::surveys::{ThumbnailType, CURRENTLY_UNAVAILABLE};
 
@@ -47,6 +49,22 @@ pub struct StoredRow {
     pub file_uri: Option<String>,
 }
 
+impl StoredRow {
+    /// Reads `id, obj_id, type::text, public_url, file_uri`.
+    fn from_query(row: &QueryResult) -> Result<Self, DbErr> {
+        let ttype: String = row.try_get_by_index(2)?;
+        Ok(Self {
+            id: row.try_get_by_index(0)?,
+            obj_id: row.try_get_by_index(1)?,
+            ttype: ttype
+                .parse()
+                .map_err(|e: crate::surveys::UnknownType| DbErr::Type(e.to_string()))?,
+            public_url: row.try_get_by_index(3)?,
+            file_uri: row.try_get_by_index(4)?,
+        })
+    }
+}
+
 impl From<thumbnail::Model> for StoredRow {
     fn from(m: thumbnail::Model) -> Self {
         Self {
@@ -59,6 +77,27 @@ impl From<thumbnail::Model> for StoredRow {
     }
 }
 
+/// Objects are inserted if absent and never overwritten. One fixed
+/// statement over arrays: prepared once per connection whatever the batch
+/// size, with six bind parameters instead of several per row.
+const INSERT_OBJS: &str = "INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified)
+    SELECT x.id, x.ra, x.dec, x.is_roid, x.internal_key, $6, $6
+    FROM unnest($1::text[], $2::float8[], $3::float8[], $4::bool[], $5::text[])
+      AS x(id, ra, dec, is_roid, internal_key)
+    ON CONFLICT (id) DO NOTHING";
+
+/// On `(obj_id, type)` conflict the URL is overwritten only when asked to
+/// (`$6`) or when the stored one is the failed-lookup placeholder (`$5`),
+/// and only if it differs: unchanged rows are neither rewritten nor returned.
+const UPSERT_THUMBNAILS: &str = "INSERT INTO thumbnails (created_at, modified, type, public_url, obj_id)
+    SELECT $4, $4, x.type::thumbnail_types, x.url, x.obj_id
+    FROM unnest($1::text[], $2::text[], $3::text[]) AS x(obj_id, type, url)
+    ON CONFLICT (obj_id, type) DO UPDATE
+      SET public_url = EXCLUDED.public_url, file_uri = NULL, modified = EXCLUDED.modified
+      WHERE (thumbnails.public_url = $5 OR $6)
+        AND thumbnails.public_url IS DISTINCT FROM EXCLUDED.public_url
+    RETURNING id, obj_id, type::text, public_url, file_uri";
+
 /// Writes every job in one transaction. Returns, per job, the rows that were
 /// inserted or changed (unchanged rows are not returned).
 pub async fn write_batch(
@@ -69,57 +108,64 @@ pub async fn write_batch(
     let now = Utc::now().naive_utc();
     let txn = db.begin().await?;
     // A DO UPDATE statement may touch a row once: split repeated objects into
-    // waves so that no (obj_id, type) appears twice in one statement.
-    for wave in waves(jobs) {
-        let mut objs: Vec<&ObjRow> = wave.iter().map(|&i| &jobs[i].obj).collect();
-        objs.sort_by(|a, b| a.id.cmp(&b.id));
-        for chunk in objs.chunks(ROWS_PER_STATEMENT) {
-            let models = chunk.iter().map(|o| obj::ActiveModel {
-                id: Set(o.id.clone()),
-                ra: Set(Some(o.ra)),
-                dec: Set(Some(o.dec)),
-                is_roid: Set(Some(o.is_roid)),
-                internal_key: Set(uuid::Uuid::new_v4().to_string()),
-                created_at: Set(now),
-                modified: Set(now),
-            });
-            obj::Entity::insert_many(models)
-                .on_conflict_do_nothing_on([obj::Column::Id])
-                .exec_without_returning(&txn)
-                .await?;
+    // waves so that no (obj_id, type) appears twice in one statement. Rows
+    // are sorted so concurrent writers lock in the same order.
+    for mut wave in waves(jobs) {
+        wave.sort_by(|a, b| jobs[*a].obj.id.cmp(&jobs[*b].obj.id));
+        for chunk in wave.chunks(ROWS_PER_STATEMENT) {
+            let objs: Vec<&ObjRow> = chunk.iter().map(|&i| &jobs[i].obj).collect();
+            txn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                INSERT_OBJS,
+                [
+                    objs.iter().map(|o| o.id.clone()).collect::<Vec<_>>().into(),
+                    objs.iter().map(|o| o.ra).collect::<Vec<_>>().into(),
+                    objs.iter().map(|o| o.dec).collect::<Vec<_>>().into(),
+                    objs.iter().map(|o| o.is_roid).collect::<Vec<_>>().into(),
+                    objs.iter()
+                        .map(|_| uuid::Uuid::new_v4().to_string())
+                        .collect::<Vec<_>>()
+                        .into(),
+                    now.into(),
+                ],
+            ))
+            .await?;
         }
         for replace in [false, true] {
-            let mut rows: Vec<(usize, &SurveyRow)> = wave
+            let rows: Vec<(&str, &SurveyRow, usize)> = wave
                 .iter()
-                .flat_map(|&i| jobs[i].rows.iter().map(move |r| (i, r)))
-                .filter(|(_, r)| r.replace == replace)
+                .flat_map(|&i| jobs[i].rows.iter().map(move |r| (jobs[i].obj.id.as_str(), r, i)))
+                .filter(|(_, r, _)| r.replace == replace)
                 .collect();
-            rows.sort_by(|a, b| (&jobs[a.0].obj.id, a.1.ttype).cmp(&(&jobs[b.0].obj.id, b.1.ttype)));
-            let owner: HashMap<(&str, ThumbnailType), usize> = rows
-                .iter()
-                .map(|(i, r)| ((jobs[*i].obj.id.as_str(), r.ttype), *i))
-                .collect();
+            let owner: HashMap<(&str, ThumbnailType), usize> =
+                rows.iter().map(|(id, r, i)| ((*id, r.ttype), *i)).collect();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let models = chunk.iter().map(|(i, r)| thumbnail::ActiveModel {
-                    created_at: Set(now),
-                    modified: Set(now),
-                    ttype: Set(Some(r.ttype.into())),
-                    file_uri: Set(None),
-                    public_url: Set(Some(r.public_url.clone())),
-                    obj_id: Set(jobs[*i].obj.id.clone()),
-                    ..Default::default()
-                });
-                let stored = thumbnail::Entity::insert_many(models)
-                    .on_conflict(survey_conflict(replace))
-                    .try_insert()
-                    .exec_with_returning_many(&txn)
+                let stored = txn
+                    .query_all_raw(Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        UPSERT_THUMBNAILS,
+                        [
+                            chunk.iter().map(|(id, _, _)| id.to_string()).collect::<Vec<_>>().into(),
+                            chunk
+                                .iter()
+                                .map(|(_, r, _)| r.ttype.as_str().to_owned())
+                                .collect::<Vec<_>>()
+                                .into(),
+                            chunk
+                                .iter()
+                                .map(|(_, r, _)| r.public_url.clone())
+                                .collect::<Vec<_>>()
+                                .into(),
+                            now.into(),
+                            CURRENTLY_UNAVAILABLE.into(),
+                            replace.into(),
+                        ],
+                    ))
                     .await?;
-                if let sea_orm::TryInsertResult::Inserted(models) = stored {
-                    for m in models {
-                        let row = StoredRow::from(m);
-                        if let Some(&i) = owner.get(&(row.obj_id.as_str(), row.ttype)) {
-                            out[i].push(row);
-                        }
+                for row in stored {
+                    let row = StoredRow::from_query(&row)?;
+                    if let Some(&i) = owner.get(&(row.obj_id.as_str(), row.ttype)) {
+                        out[i].push(row);
                     }
                 }
             }
@@ -127,30 +173,6 @@ pub async fn write_batch(
     }
     txn.commit().await?;
     Ok(out)
-}
-
-/// On `(obj_id, type)` conflict, overwrite the URL only when asked to (or
-/// when the stored one is the failed-lookup placeholder) and only if it
-/// differs, so that unchanged rows are neither rewritten nor reported.
-fn survey_conflict(replace: bool) -> OnConflict {
-    let differs = Expr::cust(r#""thumbnails"."public_url" IS DISTINCT FROM "excluded"."public_url""#);
-    let condition = if replace {
-        differs
-    } else {
-        ExprTrait::eq(
-            Expr::col((thumbnail::Entity, thumbnail::Column::PublicUrl)),
-            CURRENTLY_UNAVAILABLE,
-        )
-        .and(differs)
-    };
-    OnConflict::columns([thumbnail::Column::ObjId, thumbnail::Column::Ttype])
-        .update_columns([
-            thumbnail::Column::PublicUrl,
-            thumbnail::Column::FileUri,
-            thumbnail::Column::Modified,
-        ])
-        .action_and_where(condition)
-        .to_owned()
 }
 
 /// Groups job indexes so that each object appears at most once per group,
