@@ -62,3 +62,17 @@ pub(crate) fn is_transient(e: &sea_orm::sqlx::Error) -> bool {
         _ => false,
     }
 }
+
+/// Begins a short transaction for one page. JIT is off inside it: these
+/// statements are cheap index walks, but a planner that misjudges a keyset
+/// page (a `LIMIT` parameter, an array of types) can price them above
+/// `jit_above_cost` and then spend far longer compiling than running.
+pub(crate) async fn begin(
+    pool: &PgPool,
+) -> Result<sea_orm::sqlx::Transaction<'static, sea_orm::sqlx::Postgres>, sea_orm::sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sea_orm::sqlx::query("SET LOCAL jit = off")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}

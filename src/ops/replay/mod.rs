@@ -105,6 +105,8 @@ pub async fn run(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
         dry_run: args.dry_run,
         batch_size: args.batch_size as usize,
         progress: true,
+        // dispatch() has taken over SIGINT/SIGTERM: listen for them too.
+        stop: crate::shutdown::on_signal(),
     };
     let summary = if args.dry_run {
         replay(&db, None, &opts).await
@@ -132,5 +134,10 @@ pub async fn run(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
         );
     }
     println!("{}", summary.line(args.dry_run));
+    if summary.interrupted {
+        anyhow::bail!(
+            "replay interrupted; run it again to continue (the worker skips rows already made)"
+        );
+    }
     Ok(())
 }

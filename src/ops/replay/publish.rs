@@ -7,9 +7,10 @@ use chrono::NaiveDateTime;
 use sea_orm::sqlx::{self, PgPool};
 use sea_orm::DatabaseConnection;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Publisher, ROUTING_OBJ_CREATED};
-use crate::ops::{pg_pool, OpsError, Progress};
+use crate::ops::{begin, pg_pool, OpsError, Progress};
 use crate::surveys::{ThumbnailType, CURRENTLY_UNAVAILABLE};
 use crate::worker::{ObjCreated, RawObjCreated};
 
@@ -36,6 +37,8 @@ pub struct ReplayOptions {
     pub dry_run: bool,
     pub batch_size: usize,
     pub progress: bool,
+    /// Cancelled: stop after the events in flight are confirmed.
+    pub stop: CancellationToken,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,6 +51,8 @@ pub struct ReplaySummary {
     pub skipped: u64,
     /// `--obj-id` values with no matching object.
     pub not_found: u64,
+    /// Stopped early by `stop`.
+    pub interrupted: bool,
 }
 
 impl ReplaySummary {
@@ -128,7 +133,7 @@ pub async fn replay(
     let pacer = Pacer::new(opts.rate);
     let mut summary = ReplaySummary::default();
     let mut pages = Pages::new(pool, sel, ids, batch);
-    while let Some(rows) = pages.next().await? {
+    'pages: while let Some(rows) = pages.next().await? {
         summary.scanned += rows.len() as u64;
         let mut bodies = Vec::new();
         for row in &rows {
@@ -143,7 +148,10 @@ pub async fn replay(
         }
         for chunk in bodies.chunks(pacer.chunk(MAX_IN_FLIGHT)) {
             if let Some(publisher) = publisher {
-                pacer.wait(summary.published).await;
+                if !pacer.wait(summary.published, &opts.stop).await {
+                    summary.interrupted = true;
+                    break 'pages;
+                }
                 publisher
                     .publish_many(ROUTING_OBJ_CREATED, chunk, true)
                     .await?;
@@ -152,6 +160,10 @@ pub async fn replay(
         }
         progress.inc(rows.len() as u64);
         progress.set_message(format!("{} events", summary.published));
+        if opts.stop.is_cancelled() {
+            summary.interrupted = true;
+            break;
+        }
     }
     summary.not_found = pages.not_found;
     progress.finish();
@@ -231,24 +243,28 @@ impl<'a> Pages<'a> {
             let take = self.batch.min(self.ids.len());
             let chunk: Vec<String> = self.ids.drain(..take).collect();
             self.done = self.ids.is_empty();
+            let mut tx = begin(self.pool).await?;
             let rows: Vec<Row> = sqlx::query_as(BY_ID)
                 .bind(&chunk)
                 .bind(self.sel.created_after)
                 .bind(self.sel.created_before)
                 .bind(CURRENTLY_UNAVAILABLE)
-                .fetch_all(self.pool)
+                .fetch_all(&mut *tx)
                 .await?;
+            tx.commit().await?;
             self.not_found += (chunk.len() - rows.len()) as u64;
             return Ok(Some(rows));
         }
+        let mut tx = begin(self.pool).await?;
         let rows: Vec<Row> = sqlx::query_as(PAGE)
             .bind(self.last.as_deref().unwrap_or(""))
             .bind(self.sel.created_after)
             .bind(self.sel.created_before)
             .bind(i64::try_from(self.batch).unwrap_or(1000))
             .bind(CURRENTLY_UNAVAILABLE)
-            .fetch_all(self.pool)
+            .fetch_all(&mut *tx)
             .await?;
+        tx.commit().await?;
         self.done = rows.len() < self.batch;
         match rows.last() {
             Some(r) => self.last = Some(r.0.clone()),
@@ -281,10 +297,15 @@ impl Pacer {
         }
     }
 
-    async fn wait(&self, sent: u64) {
-        if let Some(rate) = self.rate {
-            let due = self.start + Duration::from_secs_f64(sent as f64 / rate);
-            tokio::time::sleep_until(due).await;
+    /// Waits until event `sent` is due; `false` if stopped meanwhile.
+    async fn wait(&self, sent: u64, stop: &CancellationToken) -> bool {
+        let Some(rate) = self.rate else {
+            return !stop.is_cancelled();
+        };
+        let due = self.start + Duration::from_secs_f64(sent as f64 / rate);
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => !stop.is_cancelled(),
+            _ = stop.cancelled() => false,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! `dr8` row becomes the object's `ls` row when it has none, and otherwise
 //! gets the current `ls` URL in place (nothing is deleted).
 
+mod batch;
 mod rewrite;
 
 pub use rewrite::{resurvey, ResurveyOptions, Sample, Summary, TypeSummary};
@@ -77,6 +78,8 @@ pub async fn run(config: &Config, args: ResurveyArgs) -> anyhow::Result<()> {
         dry_run: args.dry_run,
         samples: if args.dry_run { DRY_RUN_SAMPLES } else { 0 },
         progress: true,
+        // dispatch() has taken over SIGINT/SIGTERM: listen for them too.
+        stop: crate::shutdown::on_signal(),
     };
     let summary = resurvey(&db, &templates, publisher.as_ref().map(|(p, _)| p), &opts)
         .await
@@ -89,6 +92,11 @@ pub async fn run(config: &Config, args: ResurveyArgs) -> anyhow::Result<()> {
     }
     if let Some((_, conn)) = publisher {
         let _ = conn.close(200, "done".into()).await;
+    }
+    if summary.interrupted {
+        anyhow::bail!(
+            "resurvey interrupted; the counts above cover the pages done, run it again to finish"
+        );
     }
     Ok(())
 }

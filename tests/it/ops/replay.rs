@@ -21,6 +21,7 @@ fn opts(selection: Selection) -> ReplayOptions {
         // Small pages, so that paging itself is exercised.
         batch_size: 3,
         progress: false,
+        stop: tokio_util::sync::CancellationToken::new(),
     }
 }
 
@@ -229,6 +230,14 @@ async fn replay_dry_run_obj_id_types_replace_and_rate() {
     })
     .await;
     assert_eq!(got, 2);
+
+    // Stopped: nothing more is published.
+    let stopped = opts(Selection::default());
+    stopped.stop.cancel();
+    let summary = replay(&db.db, Some(&bus.publisher), &stopped).await.expect("stopped");
+    assert!(summary.interrupted);
+    assert_eq!(summary.published, 0);
+    assert_eq!(bus.queue_len(&queue).await, 2);
     bus.delete().await;
 }
 

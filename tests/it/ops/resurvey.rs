@@ -22,6 +22,7 @@ fn opts(types: &[ThumbnailType], dry_run: bool) -> ResurveyOptions {
         dry_run,
         samples: 5,
         progress: false,
+        stop: tokio_util::sync::CancellationToken::new(),
     }
 }
 
@@ -357,4 +358,24 @@ async fn resurvey_binary_follows_a_template_changed_by_env_override() {
         String::from_utf8_lossy(&out.stderr).contains("replay"),
         "{out:?}"
     );
+}
+
+#[tokio::test]
+async fn resurvey_stopped_early_resumes_on_the_next_run() {
+    let db = TestDb::new().await;
+    seed_old_forms(&db).await;
+    let before = snapshot(&db).await;
+    let stopped = ResurveyOptions {
+        stop: tokio_util::sync::CancellationToken::new(),
+        ..opts(&[LS], false)
+    };
+    stopped.stop.cancel();
+    let summary = resurvey(&db.db, &templates(), None, &stopped).await.expect("stopped run");
+    assert!(summary.interrupted);
+    assert_eq!(summary.rewritten(), 0);
+    assert_eq!(snapshot(&db).await, before);
+
+    let summary = resurvey(&db.db, &templates(), None, &opts(&[LS], false)).await.expect("full run");
+    assert!(!summary.interrupted);
+    assert_eq!(summary.of(LS).map(|s| s.rewritten), Some(5));
 }
