@@ -23,6 +23,9 @@ pub const TABLE: &str = "thumbnail_outbox";
 
 /// How long a publish may wait for the broker's confirm.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long (re)connecting to the broker may take before a publish gives up
+/// (the event stays in the outbox).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rows claimed per relay transaction.
 const RELAY_BATCH: i64 = 100;
 
@@ -52,7 +55,7 @@ pub enum OutboxError {
     Db(#[from] DbErr),
     #[error(transparent)]
     Bus(#[from] BusError),
-    #[error("the broker did not confirm within {0:?}")]
+    #[error("the broker did not answer within {0:?}")]
     Timeout(Duration),
 }
 
@@ -114,7 +117,9 @@ impl BusLink {
     }
 
     pub async fn publish(&self, routing_key: &str, body: &[u8]) -> Result<(), OutboxError> {
-        let publisher = self.publisher().await?;
+        let publisher = tokio::time::timeout(CONNECT_TIMEOUT, self.publisher())
+            .await
+            .map_err(|_| OutboxError::Timeout(CONNECT_TIMEOUT))??;
         // Not mandatory: nobody listening for thumbnail.stored is not an error.
         let result = tokio::time::timeout(
             PUBLISH_TIMEOUT,

@@ -42,22 +42,36 @@ async fn a_database_failure_during_upload_leaves_no_file() {
 }
 
 #[tokio::test]
-async fn a_failed_replace_keeps_the_previous_file() {
+async fn a_failed_commit_puts_the_previous_file_back() {
     let app = TestApp::spawn().await;
     app.add_obj("ZTF13").await;
     let first = png(32, 32, true);
-    let (status, _) = app.upload_png("ZTF13", "new", &first).await;
+    let (status, body) = app.upload_png("ZTF13", "new", &first).await;
     assert_eq!(status, StatusCode::OK);
+    let id = body["data"]["id"].as_i64().expect("id");
+    // Every statement succeeds; the COMMIT itself fails (deferred trigger),
+    // after the new file was renamed into place.
     app.db
         .db
-        .execute_unprepared("ALTER TABLE thumbnail_outbox RENAME TO thumbnail_outbox_away")
+        .execute_unprepared(
+            "CREATE FUNCTION refuse_commit() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION 'commit refused'; END $$;
+             CREATE CONSTRAINT TRIGGER refuse_commit AFTER INSERT ON thumbnail_outbox
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_commit();",
+        )
         .await
-        .expect("rename");
-    let (status, _) = app.upload_png("ZTF13", "new", &png(40, 40, false)).await;
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        .expect("trigger");
+    let (status, body) = app.upload_png("ZTF13", "new", &png(40, 40, false)).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    let (status, body) = app.upload_png("ZTF13", "ref", &png(40, 40, false)).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    // The first file is back, unchanged; the new type left nothing.
     let files = app.files();
     assert_eq!(files.len(), 1, "{files:?}");
     assert_eq!(std::fs::read(&files[0]).expect("file"), first);
+    assert_eq!(app.count("thumbnails").await, 1);
+    let (_, row) = app.json(Method::GET, &format!("/api/thumbnail/{id}"), Some(READER), None).await;
+    assert_eq!(row["data"]["is_grayscale"], false, "the row still describes the first file");
     app.stop().await;
 }
 
