@@ -141,3 +141,70 @@ pub async fn run(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn args(line: &[&str]) -> Result<ReplayArgs, clap::Error> {
+        let mut argv = vec!["thumbnails", "replay"];
+        argv.extend_from_slice(line);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Replay(a) => Ok(a),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn selection_is_required_and_all_stands_alone() {
+        assert!(args(&[]).is_err());
+        assert!(args(&["--all", "--missing"]).is_err());
+        assert!(args(&["--all", "--obj-id", "a"]).is_err());
+        let a = args(&["--missing", "--obj-id", "a", "--obj-id", "b"]).expect("valid");
+        assert!(a.missing && !a.all);
+        assert_eq!(a.obj_id, vec!["a", "b"]);
+        assert_eq!(a.batch_size, 1000);
+    }
+
+    #[test]
+    fn options_parse_and_bad_values_are_refused() {
+        let a = args(&[
+            "--all",
+            "--types",
+            "ps1,sdss",
+            "--replace",
+            "--rate",
+            "250",
+            "--created-after",
+            "2026-01-31",
+            "--created-before",
+            "2026-02-01T12:30:00Z",
+        ])
+        .expect("valid");
+        assert_eq!(a.types, vec![ThumbnailType::Ps1, ThumbnailType::Sdss]);
+        assert!(a.replace);
+        assert_eq!(a.rate, Some(250.0));
+        assert_eq!(
+            a.created_after.map(|t| t.to_string()).as_deref(),
+            Some("2026-01-31 00:00:00")
+        );
+        assert_eq!(
+            a.created_before.map(|t| t.to_string()).as_deref(),
+            Some("2026-02-01 12:30:00")
+        );
+        for bad in [
+            vec!["--all", "--types", "new"],
+            vec!["--all", "--types", "bogus"],
+            vec!["--all", "--rate", "0"],
+            vec!["--all", "--rate", "-3"],
+            vec!["--all", "--rate", "NaN"],
+            vec!["--all", "--created-after", "yesterday"],
+            vec!["--all", "--batch-size", "0"],
+        ] {
+            assert!(args(&bad).is_err(), "{bad:?}");
+        }
+    }
+}

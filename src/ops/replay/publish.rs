@@ -309,3 +309,73 @@ impl Pacer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(missing: bool, types: Option<Vec<ThumbnailType>>) -> ReplayOptions {
+        ReplayOptions {
+            selection: Selection {
+                missing,
+                ..Default::default()
+            },
+            types,
+            replace: false,
+            rate: None,
+            dry_run: true,
+            batch_size: 10,
+            progress: false,
+            stop: CancellationToken::new(),
+        }
+    }
+
+    fn row(ra: Option<f64>, roid: bool, has: [bool; 3]) -> Row {
+        ("o".into(), ra, Some(1.0), roid, has[0], has[1], has[2])
+    }
+
+    fn types_of(body: &[u8]) -> Vec<ThumbnailType> {
+        ObjCreated::parse(body).expect("valid event").types
+    }
+
+    #[test]
+    fn missing_events_ask_for_the_missing_types_only() {
+        let o = opts(true, None);
+        let ev = event_for(&row(Some(2.0), false, [true, false, false]), &o);
+        let body = ev.expect("selected").expect("valid");
+        assert_eq!(types_of(&body), vec![ThumbnailType::Ls, ThumbnailType::Ps1]);
+        assert!(event_for(&row(Some(2.0), false, [true, true, true]), &o).is_none());
+        assert!(
+            event_for(&row(Some(2.0), true, [false, false, false]), &o).is_none(),
+            "roids are never missing"
+        );
+        let only_ps1 = opts(true, Some(vec![ThumbnailType::Ps1]));
+        assert!(event_for(&row(Some(2.0), false, [false, false, true]), &only_ps1).is_none());
+    }
+
+    #[test]
+    fn all_sends_every_object_and_skips_bad_positions() {
+        let o = opts(false, None);
+        let body = event_for(&row(Some(2.0), false, [true, true, true]), &o)
+            .expect("selected")
+            .expect("valid");
+        assert_eq!(types_of(&body), ThumbnailType::ARCHIVAL.to_vec());
+        assert_eq!(body, br#"{"id":"o","ra":2.0,"dec":1.0}"#.to_vec());
+        assert!(matches!(
+            event_for(&row(None, false, [false; 3]), &o),
+            Some(Err(_))
+        ));
+        assert!(matches!(
+            event_for(&row(Some(360.0), false, [false; 3]), &o),
+            Some(Err(_))
+        ));
+    }
+
+    #[test]
+    fn pacing_bursts_are_a_tenth_of_a_second() {
+        assert_eq!(Pacer::new(None).chunk(1000), 1000);
+        assert_eq!(Pacer::new(Some(200.0)).chunk(1000), 20);
+        assert_eq!(Pacer::new(Some(0.5)).chunk(1000), 1);
+        assert_eq!(Pacer::new(Some(1e9)).chunk(1000), 1000);
+    }
+}

@@ -100,3 +100,37 @@ pub async fn run(config: &Config, args: ResurveyArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn args(line: &[&str]) -> Result<ResurveyArgs, clap::Error> {
+        let mut argv = vec!["thumbnails", "resurvey"];
+        argv.extend_from_slice(line);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Resurvey(a) => Ok(a),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn types_are_sdss_and_ls_only() {
+        let a = args(&["--type", "ls", "--type", "sdss,ls"]).expect("valid");
+        assert_eq!(
+            a.types,
+            vec![ThumbnailType::Ls, ThumbnailType::Sdss, ThumbnailType::Ls]
+        );
+        assert_eq!(a.batch_size, 10_000);
+        assert!(!a.dry_run && !a.publish);
+        assert!(args(&[]).is_err(), "--type is required");
+        for (bad, says) in [("ps1", "replay"), ("dr8", "--type ls"), ("new", "unknown")] {
+            let e = args(&["--type", bad]).expect_err(bad).to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        assert!(args(&["--type", "ls", "--batch-size", "0"]).is_err());
+    }
+}

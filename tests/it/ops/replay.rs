@@ -234,7 +234,9 @@ async fn replay_dry_run_obj_id_types_replace_and_rate() {
     // Stopped: nothing more is published.
     let stopped = opts(Selection::default());
     stopped.stop.cancel();
-    let summary = replay(&db.db, Some(&bus.publisher), &stopped).await.expect("stopped");
+    let summary = replay(&db.db, Some(&bus.publisher), &stopped)
+        .await
+        .expect("stopped");
     assert!(summary.interrupted);
     assert_eq!(summary.published, 0);
     assert_eq!(bus.queue_len(&queue).await, 2);

@@ -370,12 +370,16 @@ async fn resurvey_stopped_early_resumes_on_the_next_run() {
         ..opts(&[LS], false)
     };
     stopped.stop.cancel();
-    let summary = resurvey(&db.db, &templates(), None, &stopped).await.expect("stopped run");
+    let summary = resurvey(&db.db, &templates(), None, &stopped)
+        .await
+        .expect("stopped run");
     assert!(summary.interrupted);
     assert_eq!(summary.rewritten(), 0);
     assert_eq!(snapshot(&db).await, before);
 
-    let summary = resurvey(&db.db, &templates(), None, &opts(&[LS], false)).await.expect("full run");
+    let summary = resurvey(&db.db, &templates(), None, &opts(&[LS], false))
+        .await
+        .expect("full run");
     assert!(!summary.interrupted);
     assert_eq!(summary.of(LS).map(|s| s.rewritten), Some(5));
 }
