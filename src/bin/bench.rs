@@ -39,6 +39,18 @@ enum What {
     },
     /// Worker rate at N=10000 and N=100000: the rate must not fall as the table grows.
     Scale,
+    /// C concurrent clients uploading 200x200 PNGs to the release sidecar.
+    Sidecar {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 20_000)]
+        uploads: usize,
+    },
+    /// Rewriting N old-form `ls` rows to the current template.
+    Resurvey {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+    },
     /// Everything, with the defaults.
     All,
 }
@@ -52,9 +64,13 @@ async fn main() -> anyhow::Result<()> {
             bench_worker(&cli, *n, *ps1_delay_ms, "worker").await?;
         }
         What::Scale => scale(&cli).await?,
+        What::Sidecar { clients, uploads } => bench_sidecar(&cli, *clients, *uploads).await?,
+        What::Resurvey { rows } => bench_resurvey(&cli, *rows).await?,
         What::All => {
             scale(&cli).await?;
             bench_worker(&cli, 100_000, Some(200), "worker-ps1-200ms").await?;
+            bench_sidecar(&cli, 64, 20_000).await?;
+            bench_resurvey(&cli, 1_000_000).await?;
         }
     }
     Ok(())
@@ -241,4 +257,168 @@ async fn bench_worker(
     let _ = conn.close(200, "done".into()).await;
     db.drop_db().await;
     Ok(rate)
+}
+
+/// A 200x200 RGB PNG whose pixels depend on `seed`.
+fn png_200(seed: u32) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, 200, 200);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut w = enc.write_header()?;
+    let data: Vec<u8> = (0..200 * 200 * 3)
+        .map(|i: u32| (i.wrapping_mul(31).wrapping_add(seed.wrapping_mul(7)) % 251) as u8)
+        .collect();
+    w.write_image_data(&data)?;
+    w.finish()?;
+    Ok(out)
+}
+
+async fn bench_sidecar(cli: &Cli, clients: usize, uploads: usize) -> anyhow::Result<()> {
+    use base64::Engine;
+    let db = BenchDb::create(&cli.pg).await?;
+    db.db
+        .execute_unprepared(&format!(
+            "INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified)
+             SELECT 'up' || g, 1.0, 2.0, false, md5(g::text), now(), now()
+             FROM generate_series(0, {}) g",
+            uploads
+        ))
+        .await?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let storage = std::env::temp_dir().join(format!("thumbnails-bench-{id}"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let token = format!("bench-token-{id}");
+    let config_path = std::env::temp_dir().join(format!("thumbnails-bench-{id}.yaml"));
+    std::fs::write(
+        &config_path,
+        format!(
+            "database:\n  url: {}\namqp:\n  url: \"{}\"\n  exchange: bench-{id}\n  queue: bench-{id}.object-created\nhttp:\n  listen: 127.0.0.1:{port}\n  tokens:\n    - token: {token}\n      scopes: [upload]\nstorage:\n  root: {}\n",
+            db.url,
+            cli.amqp,
+            storage.display()
+        ),
+    )?;
+    let mut sidecar = Command::new(sibling_binary("thumbnails")?)
+        .arg("--config")
+        .arg(&config_path)
+        .arg("sidecar")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(clients)
+        .build()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = Instant::now();
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        if ready.elapsed() > Duration::from_secs(60) {
+            bail!("sidecar did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let images: Vec<String> = (0..16)
+        .map(|i| png_200(i).map(|b| base64::engine::general_purpose::STANDARD.encode(b)))
+        .collect::<Result<_, _>>()?;
+    let images = std::sync::Arc::new(images);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (http, base, token, images, next) =
+            (http.clone(), base.clone(), token.clone(), images.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= uploads {
+                    return Ok::<_, anyhow::Error>(latencies);
+                }
+                let body = serde_json::json!({
+                    "obj_id": format!("up{i}"),
+                    "ttype": "new",
+                    "data": images[i % images.len()],
+                });
+                let t = Instant::now();
+                let r = http
+                    .post(format!("{base}/api/thumbnail"))
+                    .header("Authorization", format!("token {token}"))
+                    .header("Content-Type", "application/json")
+                    .body(serde_json::to_vec(&body)?)
+                    .send()
+                    .await?;
+                if !r.status().is_success() {
+                    bail!("upload {i}: {} {}", r.status(), r.text().await.unwrap_or_default());
+                }
+                latencies.push(t.elapsed());
+            }
+        }));
+    }
+    let mut latencies = Vec::with_capacity(uploads);
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let pct = |p: f64| {
+        let i = ((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1));
+        latencies.get(i).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(f64::NAN)
+    };
+    println!("bench sidecar: {:.0} uploads/s", uploads as f64 / elapsed.as_secs_f64());
+    println!("bench sidecar-p50: {:.1} ms", pct(0.50));
+    println!("bench sidecar-p99: {:.1} ms", pct(0.99));
+    sigterm(&mut sidecar).await?;
+    let _ = std::fs::remove_dir_all(&storage);
+    let _ = std::fs::remove_file(&config_path);
+    if let Ok(conn) = bus::connect(&cli.amqp, "thumbnails-bench").await {
+        if let Ok(ch) = conn.create_channel().await {
+            let t = Topology::new(&format!("bench-{id}"), &format!("bench-{id}.object-created"));
+            let _ = ch.exchange_delete(t.exchange.as_str().into(), Default::default()).await;
+        }
+        let _ = conn.close(200, "done".into()).await;
+    }
+    db.drop_db().await;
+    Ok(())
+}
+
+async fn bench_resurvey(cli: &Cli, rows: usize) -> anyhow::Result<()> {
+    use thumbnails::ops::resurvey::{resurvey, ResurveyOptions};
+    use thumbnails::surveys::{Templates, ThumbnailType};
+    let db = BenchDb::create(&cli.pg).await?;
+    // Rows as SkyPortal wrote them before DR10: layer=ls-dr9, pixscale 0.262.
+    db.db
+        .execute_unprepared(&format!(
+            "INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified)
+               SELECT 'rs' || g, (g * 0.000359) % 360, ((g * 0.00017) % 180) - 90, false, md5(g::text), now(), now()
+               FROM generate_series(1, {rows}) g;
+             INSERT INTO thumbnails (created_at, modified, type, public_url, obj_id)
+               SELECT now(), now(), 'ls', 'https://www.legacysurvey.org/viewer/jpeg-cutout?ra=' || o.ra || '&dec=' || o.dec || '&size=200&layer=ls-dr9&pixscale=0.262&bands=grz', o.id
+               FROM objs o;"
+        ))
+        .await?;
+    for table in ["objs", "thumbnails"] {
+        db.db.execute_unprepared(&format!("VACUUM ANALYZE {table}")).await?;
+    }
+    let config = thumbnails::config::Config::default();
+    let templates = Templates::new(&config.surveys.sdss.template, &config.surveys.ls.template)?;
+    let opts = ResurveyOptions {
+        types: vec![ThumbnailType::Ls],
+        batch_size: 10_000,
+        dry_run: false,
+        samples: 0,
+        progress: false,
+        stop: CancellationToken::new(),
+    };
+    let started = Instant::now();
+    let summary = resurvey(&db.db, &templates, None, &opts).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let rewritten = summary.rewritten();
+    if rewritten != rows as u64 {
+        bail!("resurvey rewrote {rewritten} of {rows} rows");
+    }
+    println!("bench resurvey: {:.0} rows/s", rows as f64 / elapsed);
+    db.drop_db().await;
+    Ok(())
 }
