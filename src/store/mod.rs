@@ -4,7 +4,7 @@
 pub mod entities;
 mod writes;
 
-pub use writes::{write_batch, ObjRow, StoredRow, SurveyRow, WriteJob};
+pub use writes::{write_batch, ObjRow, StoredRow, SurveyRow, WriteJob, Written};
 
 use std::time::Duration;
 
@@ -78,7 +78,10 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         .acquire_timeout(Duration::from_secs(10))
         .sqlx_logging(true)
         .sqlx_logging_level(tracing::log::LevelFilter::Trace)
-        .sqlx_slow_statements_logging_settings(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+        .sqlx_slow_statements_logging_settings(
+            tracing::log::LevelFilter::Warn,
+            Duration::from_secs(1),
+        );
     Database::connect(opts)
         .await
         .map_err(|source| StoreError::Connect {
@@ -94,7 +97,11 @@ pub async fn ensure_database(url: &str) -> Result<(), StoreError> {
     let Some((server, name)) = url.split('?').next().and_then(|u| u.rsplit_once('/')) else {
         return Ok(());
     };
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         return Ok(());
     }
     let admin_url = format!("{server}/postgres");
@@ -132,7 +139,9 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
     txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
         .await
         .map_err(StoreError::Migrate)?;
-    Migrator::up(&txn, None).await.map_err(StoreError::Migrate)?;
+    Migrator::up(&txn, None)
+        .await
+        .map_err(StoreError::Migrate)?;
     txn.commit().await.map_err(StoreError::Migrate)?;
     Ok(())
 }

@@ -4,8 +4,7 @@ use std::collections::HashMap;
 
 use chrono::Utc;
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement,
-    TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement, TransactionTrait,
 };
 
 use super::entities::thumbnail;
@@ -37,6 +36,18 @@ pub struct SurveyRow {
 pub struct WriteJob {
     pub obj: ObjRow,
     pub rows: Vec<SurveyRow>,
+    /// Also report the object's stored ps1 URL (read in the same
+    /// transaction, batched), so the caller can skip a needless lookup.
+    pub probe_ps1: bool,
+}
+
+/// What a job's write did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Written {
+    /// Rows inserted or changed.
+    pub stored: Vec<StoredRow>,
+    /// With `probe_ps1`: the stored ps1 URL, if the object has one.
+    pub ps1_url: Option<String>,
 }
 
 /// A row as committed, for the `thumbnail.stored` event.
@@ -80,7 +91,8 @@ impl From<thumbnail::Model> for StoredRow {
 /// Objects are inserted if absent and never overwritten. One fixed
 /// statement over arrays: prepared once per connection whatever the batch
 /// size, with six bind parameters instead of several per row.
-const INSERT_OBJS: &str = "INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified)
+const INSERT_OBJS: &str =
+    "INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified)
     SELECT x.id, x.ra, x.dec, x.is_roid, x.internal_key, $6, $6
     FROM unnest($1::text[], $2::float8[], $3::float8[], $4::bool[], $5::text[])
       AS x(id, ra, dec, is_roid, internal_key)
@@ -89,7 +101,8 @@ const INSERT_OBJS: &str = "INSERT INTO objs (id, ra, dec, is_roid, internal_key,
 /// On `(obj_id, type)` conflict the URL is overwritten only when asked to
 /// (`$6`) or when the stored one is the failed-lookup placeholder (`$5`),
 /// and only if it differs: unchanged rows are neither rewritten nor returned.
-const UPSERT_THUMBNAILS: &str = "INSERT INTO thumbnails (created_at, modified, type, public_url, obj_id)
+const UPSERT_THUMBNAILS: &str =
+    "INSERT INTO thumbnails (created_at, modified, type, public_url, obj_id)
     SELECT $4, $4, x.type::thumbnail_types, x.url, x.obj_id
     FROM unnest($1::text[], $2::text[], $3::text[]) AS x(obj_id, type, url)
     ON CONFLICT (obj_id, type) DO UPDATE
@@ -98,13 +111,16 @@ const UPSERT_THUMBNAILS: &str = "INSERT INTO thumbnails (created_at, modified, t
         AND thumbnails.public_url IS DISTINCT FROM EXCLUDED.public_url
     RETURNING id, obj_id, type::text, public_url, file_uri";
 
+const PROBE_PS1: &str = "SELECT obj_id, public_url FROM thumbnails
+    WHERE type = 'ps1' AND obj_id = ANY($1::text[])";
+
 /// Writes every job in one transaction. Returns, per job, the rows that were
 /// inserted or changed (unchanged rows are not returned).
 pub async fn write_batch(
     db: &DatabaseConnection,
     jobs: &[WriteJob],
-) -> Result<Vec<Vec<StoredRow>>, StoreError> {
-    let mut out = vec![Vec::new(); jobs.len()];
+) -> Result<Vec<Written>, StoreError> {
+    let mut out = vec![Written::default(); jobs.len()];
     let now = Utc::now().naive_utc();
     let txn = db.begin().await?;
     // A DO UPDATE statement may touch a row once: split repeated objects into
@@ -134,7 +150,12 @@ pub async fn write_batch(
         for replace in [false, true] {
             let rows: Vec<(&str, &SurveyRow, usize)> = wave
                 .iter()
-                .flat_map(|&i| jobs[i].rows.iter().map(move |r| (jobs[i].obj.id.as_str(), r, i)))
+                .flat_map(|&i| {
+                    jobs[i]
+                        .rows
+                        .iter()
+                        .map(move |r| (jobs[i].obj.id.as_str(), r, i))
+                })
                 .filter(|(_, r, _)| r.replace == replace)
                 .collect();
             let owner: HashMap<(&str, ThumbnailType), usize> =
@@ -145,7 +166,11 @@ pub async fn write_batch(
                         DbBackend::Postgres,
                         UPSERT_THUMBNAILS,
                         [
-                            chunk.iter().map(|(id, _, _)| id.to_string()).collect::<Vec<_>>().into(),
+                            chunk
+                                .iter()
+                                .map(|(id, _, _)| id.to_string())
+                                .collect::<Vec<_>>()
+                                .into(),
                             chunk
                                 .iter()
                                 .map(|(_, r, _)| r.ttype.as_str().to_owned())
@@ -165,9 +190,31 @@ pub async fn write_batch(
                 for row in stored {
                     let row = StoredRow::from_query(&row)?;
                     if let Some(&i) = owner.get(&(row.obj_id.as_str(), row.ttype)) {
-                        out[i].push(row);
+                        out[i].stored.push(row);
                     }
                 }
+            }
+        }
+    }
+    let probed: Vec<String> = jobs
+        .iter()
+        .filter(|j| j.probe_ps1)
+        .map(|j| j.obj.id.clone())
+        .collect();
+    if !probed.is_empty() {
+        let found: HashMap<String, Option<String>> = txn
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                PROBE_PS1,
+                [probed.into()],
+            ))
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+            .collect::<Result<_, DbErr>>()?;
+        for (job, written) in jobs.iter().zip(out.iter_mut()) {
+            if job.probe_ps1 {
+                written.ps1_url = found.get(&job.obj.id).cloned().flatten();
             }
         }
     }
@@ -204,6 +251,7 @@ mod tests {
                 is_roid: false,
             },
             rows: vec![],
+            probe_ps1: false,
         }
     }
 

@@ -87,7 +87,8 @@ impl Worker {
         if ps1_wanted && !self.ps1.enabled() {
             rows.push(self.ps1_row(CURRENTLY_UNAVAILABLE.into(), ev.replace));
         }
-        let job = |rows| WriteJob {
+        let ps1_lookup = ps1_wanted && self.ps1.enabled();
+        let job = |rows, probe_ps1| WriteJob {
             obj: ObjRow {
                 id: ev.id.clone(),
                 ra: ev.ra,
@@ -95,11 +96,28 @@ impl Worker {
                 is_roid: ev.is_roid,
             },
             rows,
+            probe_ps1,
         };
-        let mut stored = self.writer.write(job(rows)).await?;
-        if ps1_wanted && self.ps1.enabled() && self.ps1_needs_lookup(ev).await {
+        let first = self
+            .writer
+            .write(job(rows, ps1_lookup && !ev.replace))
+            .await?;
+        let mut stored = first.stored;
+        // A stored real PS1 URL (or outside-survey answer) is kept unless the
+        // event says `replace`; a failed lookup's placeholder is retried.
+        let lookup = ps1_lookup
+            && (ev.replace
+                || first
+                    .ps1_url
+                    .as_deref()
+                    .is_none_or(|url| url == CURRENTLY_UNAVAILABLE));
+        if lookup {
             let url = self.ps1.lookup(ev.ra, ev.dec).await.into_url();
-            stored.extend(self.writer.write(job(vec![self.ps1_row(url, ev.replace)])).await?);
+            let second = self
+                .writer
+                .write(job(vec![self.ps1_row(url, ev.replace)], false))
+                .await?;
+            stored.extend(second.stored);
         }
         Ok(stored)
     }
@@ -109,20 +127,6 @@ impl Worker {
             ttype: ThumbnailType::Ps1,
             public_url,
             replace,
-        }
-    }
-
-    /// A stored real PS1 URL (or outside-survey answer) is kept unless the
-    /// event says `replace`; a failed lookup's placeholder is retried.
-    async fn ps1_needs_lookup(&self, ev: &ObjCreated) -> bool {
-        if ev.replace {
-            return true;
-        }
-        match self.stored_rows(&ev.id, &[ThumbnailType::Ps1]).await {
-            Ok(rows) => rows
-                .first()
-                .is_none_or(|r| r.public_url.as_deref() == Some(CURRENTLY_UNAVAILABLE)),
-            Err(_) => true,
         }
     }
 
@@ -144,7 +148,11 @@ impl Worker {
 
     /// The AMQP side: handle, publish, dead-letter, ack.
     pub async fn handle_delivery(&self, delivery: Delivery, session: &Session) {
-        let span = tracing::info_span!("delivery", obj_id = tracing::field::Empty, tag = delivery.delivery_tag);
+        let span = tracing::info_span!(
+            "delivery",
+            obj_id = tracing::field::Empty,
+            tag = delivery.delivery_tag
+        );
         async {
             match self.handle(&delivery.data).await {
                 Outcome::Done(mut rows) => {
@@ -227,7 +235,10 @@ async fn dead_letter(
     reason: &str,
 ) -> Result<(), crate::bus::BusError> {
     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-    headers.insert("x-thumbnails-error".into(), crate::bus::publisher::header(reason));
+    headers.insert(
+        "x-thumbnails-error".into(),
+        crate::bus::publisher::header(reason),
+    );
     let exchange = session.topology.dead_exchange();
     let routing_key = session.topology.dead_queue();
     session

@@ -10,7 +10,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{write_batch, StoredRow, WriteJob};
+use crate::store::{write_batch, WriteJob, Written};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
@@ -22,7 +22,7 @@ pub enum WriteError {
     Stopped,
 }
 
-type Reply = oneshot::Sender<Result<Vec<StoredRow>, WriteError>>;
+type Reply = oneshot::Sender<Result<Written, WriteError>>;
 
 /// Handle to the writer tasks. Cheap to clone.
 #[derive(Clone)]
@@ -48,7 +48,7 @@ impl Writer {
     }
 
     /// Commits one job (with others) and returns its new or changed rows.
-    pub async fn write(&self, job: WriteJob) -> Result<Vec<StoredRow>, WriteError> {
+    pub async fn write(&self, job: WriteJob) -> Result<Written, WriteError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send((job, reply))
@@ -90,7 +90,7 @@ async fn commit(
     db: &DatabaseConnection,
     jobs: &[WriteJob],
     abort: &CancellationToken,
-) -> Vec<Result<Vec<StoredRow>, WriteError>> {
+) -> Vec<Result<Written, WriteError>> {
     match commit_retrying(db, jobs, abort).await {
         Ok(rows) => rows.into_iter().map(Ok).collect(),
         Err(WriteError::Permanent(reason)) if jobs.len() == 1 => {
@@ -115,7 +115,7 @@ async fn commit_retrying(
     db: &DatabaseConnection,
     jobs: &[WriteJob],
     abort: &CancellationToken,
-) -> Result<Vec<Vec<StoredRow>>, WriteError> {
+) -> Result<Vec<Written>, WriteError> {
     let mut wait = Duration::from_millis(50);
     loop {
         match write_batch(db, jobs).await {
