@@ -63,7 +63,11 @@ async fn healthcheck(config: &Config) -> anyhow::Result<()> {
         .send()
         .await
         .with_context(|| format!("GET {url}"))?;
-    anyhow::ensure!(response.status().is_success(), "GET {url}: {}", response.status());
+    anyhow::ensure!(
+        response.status().is_success(),
+        "GET {url}: {}",
+        response.status()
+    );
     Ok(())
 }
 

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use crate::ops::{replay::ReplayArgs, resurvey::ResurveyArgs};
 
 #[derive(Debug, Parser)]
-#[command(name = "thumbnails", version, about = "Thumbnails for every astronomical object")]
+#[command(
+    name = "thumbnails",
+    version,
+    about = "Thumbnails for every astronomical object"
+)]
 pub struct Cli {
     /// Configuration file (YAML); keys can be overridden by THUMBNAILS_<SECTION>__<KEY>.
     #[arg(long, global = true, default_value = "config.yaml")]

@@ -24,7 +24,10 @@ struct Params {
 
 /// The image `src` the stand-in answers with for a position.
 pub fn image_src(pos: &str) -> String {
-    format!("//ps1images.stsci.edu/cgi-bin/fitscut.cgi?red=/rings.v3.skycell.{}.stk.i.fits&size=240", pos.replace(' ', "_"))
+    format!(
+        "//ps1images.stsci.edu/cgi-bin/fitscut.cgi?red=/rings.v3.skycell.{}.stk.i.fits&size=240",
+        pos.replace(' ', "_")
+    )
 }
 
 async fn lookup(State(delay): State<Duration>, Query(p): Query<Params>) -> Response {
@@ -35,7 +38,10 @@ async fn lookup(State(delay): State<Duration>, Query(p): Query<Params>) -> Respo
         .and_then(|ra| ra.parse::<f64>().ok())
         .map(|ra| ra.trunc() as i64);
     match ra_int {
-        Some(2) => Html("<html><body><p>No PS1 3PI images were found at this position</p></body></html>").into_response(),
+        Some(2) => {
+            Html("<html><body><p>No PS1 3PI images were found at this position</p></body></html>")
+                .into_response()
+        }
         Some(3) => (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
         Some(4) => {
             tokio::time::sleep(Duration::from_secs(30)).await;

@@ -125,7 +125,10 @@ impl BenchDb {
         let _ = self.db.close().await;
         let _ = self
             .admin
-            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .execute_unprepared(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
             .await;
     }
 }
@@ -171,7 +174,10 @@ async fn bench_worker(
 ) -> anyhow::Result<f64> {
     let db = BenchDb::create(&cli.pg).await?;
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let topology = Topology::new(&format!("bench-{id}"), &format!("bench-{id}.object-created"));
+    let topology = Topology::new(
+        &format!("bench-{id}"),
+        &format!("bench-{id}.object-created"),
+    );
     let conn = bus::connect(&cli.amqp, "thumbnails-bench").await?;
     let channel = conn.create_channel().await?;
     bus::declare(&channel, &topology).await?;
@@ -193,9 +199,7 @@ async fn bench_worker(
     }
     let stop = CancellationToken::new();
     let ps1_url = match ps1_delay_ms {
-        Some(ms) => {
-            thumbnails::testkit::serve_ps1(Duration::from_millis(ms), stop.clone()).await?
-        }
+        Some(ms) => thumbnails::testkit::serve_ps1(Duration::from_millis(ms), stop.clone()).await?,
         None => String::new(),
     };
     let mut worker = Command::new(sibling_binary("thumbnails")?)
@@ -236,7 +240,9 @@ async fn bench_worker(
     }
     let rss = peak_rss_mib(pid).unwrap_or(f64::NAN);
     let span = db
-        .scalar("SELECT EXTRACT(EPOCH FROM max(modified) - min(created_at))::float8 FROM thumbnails")
+        .scalar(
+            "SELECT EXTRACT(EPOCH FROM max(modified) - min(created_at))::float8 FROM thumbnails",
+        )
         .await?;
     sigterm(&mut worker).await?;
     stop.cancel();
@@ -287,7 +293,9 @@ async fn bench_sidecar(cli: &Cli, clients: usize, uploads: usize) -> anyhow::Res
         .await?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let storage = std::env::temp_dir().join(format!("thumbnails-bench-{id}"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let token = format!("bench-token-{id}");
     let config_path = std::env::temp_dir().join(format!("thumbnails-bench-{id}.yaml"));
     std::fs::write(
@@ -327,8 +335,13 @@ async fn bench_sidecar(cli: &Cli, clients: usize, uploads: usize) -> anyhow::Res
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (http, base, token, images, next) =
-            (http.clone(), base.clone(), token.clone(), images.clone(), next.clone());
+        let (http, base, token, images, next) = (
+            http.clone(),
+            base.clone(),
+            token.clone(),
+            images.clone(),
+            next.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
@@ -350,7 +363,11 @@ async fn bench_sidecar(cli: &Cli, clients: usize, uploads: usize) -> anyhow::Res
                     .send()
                     .await?;
                 if !r.status().is_success() {
-                    bail!("upload {i}: {} {}", r.status(), r.text().await.unwrap_or_default());
+                    bail!(
+                        "upload {i}: {} {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    );
                 }
                 latencies.push(t.elapsed());
             }
@@ -364,9 +381,15 @@ async fn bench_sidecar(cli: &Cli, clients: usize, uploads: usize) -> anyhow::Res
     latencies.sort();
     let pct = |p: f64| {
         let i = ((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1));
-        latencies.get(i).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(f64::NAN)
+        latencies
+            .get(i)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(f64::NAN)
     };
-    println!("bench sidecar: {:.0} uploads/s", uploads as f64 / elapsed.as_secs_f64());
+    println!(
+        "bench sidecar: {:.0} uploads/s",
+        uploads as f64 / elapsed.as_secs_f64()
+    );
     println!("bench sidecar-p50: {:.1} ms", pct(0.50));
     println!("bench sidecar-p99: {:.1} ms", pct(0.99));
     sigterm(&mut sidecar).await?;
@@ -374,8 +397,13 @@ async fn bench_sidecar(cli: &Cli, clients: usize, uploads: usize) -> anyhow::Res
     let _ = std::fs::remove_file(&config_path);
     if let Ok(conn) = bus::connect(&cli.amqp, "thumbnails-bench").await {
         if let Ok(ch) = conn.create_channel().await {
-            let t = Topology::new(&format!("bench-{id}"), &format!("bench-{id}.object-created"));
-            let _ = ch.exchange_delete(t.exchange.as_str().into(), Default::default()).await;
+            let t = Topology::new(
+                &format!("bench-{id}"),
+                &format!("bench-{id}.object-created"),
+            );
+            let _ = ch
+                .exchange_delete(t.exchange.as_str().into(), Default::default())
+                .await;
         }
         let _ = conn.close(200, "done".into()).await;
     }
@@ -399,7 +427,9 @@ async fn bench_resurvey(cli: &Cli, rows: usize) -> anyhow::Result<()> {
         ))
         .await?;
     for table in ["objs", "thumbnails"] {
-        db.db.execute_unprepared(&format!("VACUUM ANALYZE {table}")).await?;
+        db.db
+            .execute_unprepared(&format!("VACUUM ANALYZE {table}"))
+            .await?;
     }
     let config = thumbnails::config::Config::default();
     let templates = Templates::new(&config.surveys.sdss.template, &config.surveys.ls.template)?;

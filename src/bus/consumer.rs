@@ -110,7 +110,11 @@ where
         publisher: Publisher::open(connection, &settings.topology.exchange).await?,
         topology: settings.topology.clone(),
     });
-    let tag = format!("{}-{}", settings.connection_name, uuid::Uuid::new_v4().simple());
+    let tag = format!(
+        "{}-{}",
+        settings.connection_name,
+        uuid::Uuid::new_v4().simple()
+    );
     let mut consumer = channel
         .basic_consume(
             settings.topology.queue.as_str().into(),

@@ -72,7 +72,11 @@ pub async fn declare(channel: &Channel, t: &Topology) -> Result<(), BusError> {
     };
     // The dead-letter queue is a plain durable queue: it is read by people.
     channel
-        .queue_declare(t.dead_queue().as_str().into(), queue_opts, FieldTable::default())
+        .queue_declare(
+            t.dead_queue().as_str().into(),
+            queue_opts,
+            FieldTable::default(),
+        )
         .await?;
     channel
         .queue_bind(
@@ -86,7 +90,10 @@ pub async fn declare(channel: &Channel, t: &Topology) -> Result<(), BusError> {
 
     let mut args = FieldTable::default();
     // Replicated, durable, and counts deliveries (needed for the limit).
-    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
     // Broker-side dead-lettering (delivery limit) lands in the same place.
     args.insert(
         "x-dead-letter-exchange".into(),
@@ -96,7 +103,10 @@ pub async fn declare(channel: &Channel, t: &Topology) -> Result<(), BusError> {
         "x-dead-letter-routing-key".into(),
         AMQPValue::LongString(t.dead_queue().as_str().into()),
     );
-    args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
+    args.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(DELIVERY_LIMIT),
+    );
     channel
         .queue_declare(t.queue.as_str().into(), queue_opts, args)
         .await?;

@@ -135,7 +135,9 @@ mod tests {
             );
         }
         let e = "bogus".parse::<ThumbnailType>().expect_err("unknown");
-        assert!(e.to_string().contains("is not among the defined enum values"));
+        assert!(e
+            .to_string()
+            .contains("is not among the defined enum values"));
     }
 
     #[test]

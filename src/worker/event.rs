@@ -173,14 +173,23 @@ mod tests {
             (r#"{"id":"a","ra":1,"dec":90.5}"#, "dec must be"),
             (r#"{"id":"a","ra":1,"dec":NaN}"#, "invalid JSON"),
             (r#"{"id":"a","ra":"1","dec":1}"#, "invalid JSON"),
-            (r#"{"id":"a","ra":1,"dec":1,"types":["new"]}"#, "not an archival type"),
-            (r#"{"id":"a","ra":1,"dec":1,"types":["x"]}"#, "is not among the defined enum values"),
+            (
+                r#"{"id":"a","ra":1,"dec":1,"types":["new"]}"#,
+                "not an archival type",
+            ),
+            (
+                r#"{"id":"a","ra":1,"dec":1,"types":["x"]}"#,
+                "is not among the defined enum values",
+            ),
         ];
         for (body, want) in cases {
             let e = parse(body).expect_err(body);
             assert!(e.to_string().contains(want), "{body}: {e}");
         }
-        let long = format!(r#"{{"id":"{}","ra":1,"dec":1}}"#, "x".repeat(MAX_ID_LEN + 1));
+        let long = format!(
+            r#"{{"id":"{}","ra":1,"dec":1}}"#,
+            "x".repeat(MAX_ID_LEN + 1)
+        );
         assert_eq!(parse(&long), Err(InvalidEvent::LongId));
     }
 

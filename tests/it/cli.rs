@@ -45,17 +45,27 @@ async fn run_as_the_readme_says_migrates_consumes_serves_and_stops_cleanly() {
 
     let http = reqwest::Client::new();
     eventually("/healthz answers", Duration::from_secs(60), || async {
-        let r = http.get(format!("http://127.0.0.1:{port}/healthz")).send().await.ok()?;
+        let r = http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .ok()?;
         r.status().is_success().then_some(())
     })
     .await;
     bus.publish(&event("ZTF-run-1", 12.5, -3.25)).await;
 
     let db = TestDb::attach(&name, &url).await;
-    eventually("rows from the running service", Duration::from_secs(60), || async {
-        (db.scalar_i64("SELECT count(*) FROM thumbnails WHERE obj_id = 'ZTF-run-1'").await == 3)
-            .then_some(())
-    })
+    eventually(
+        "rows from the running service",
+        Duration::from_secs(60),
+        || async {
+            (db.scalar_i64("SELECT count(*) FROM thumbnails WHERE obj_id = 'ZTF-run-1'")
+                .await
+                == 3)
+                .then_some(())
+        },
+    )
     .await;
     let status = sigterm(&mut child).await;
     assert!(status.success(), "SIGTERM exits 0, got {status}");
@@ -95,7 +105,10 @@ async fn unreachable_dependencies_are_named_at_start() {
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml");
     let out = thumbnails()
         .args(["--config", config, "worker"])
-        .env("THUMBNAILS_DATABASE__URL", "postgres://postgres@127.0.0.1:1/nowhere")
+        .env(
+            "THUMBNAILS_DATABASE__URL",
+            "postgres://postgres@127.0.0.1:1/nowhere",
+        )
         .env("RUST_LOG", "off")
         .output()
         .await
@@ -117,5 +130,8 @@ async fn unreachable_dependencies_are_named_at_start() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("127.0.0.1:1"), "{err}");
-    assert!(!err.contains("guest:guest"), "passwords are not shown: {err}");
+    assert!(
+        !err.contains("guest:guest"),
+        "passwords are not shown: {err}"
+    );
 }

@@ -15,7 +15,13 @@ const LONG: Duration = Duration::from_secs(180);
 
 fn events(prefix: &str, n: usize) -> Vec<Vec<u8>> {
     (0..n)
-        .map(|i| event(&format!("{prefix}{i}"), (i % 359) as f64 + 0.25, (i % 89) as f64 - 44.5))
+        .map(|i| {
+            event(
+                &format!("{prefix}{i}"),
+                (i % 359) as f64 + 0.25,
+                (i % 89) as f64 - 44.5,
+            )
+        })
         .collect()
 }
 
@@ -72,7 +78,12 @@ async fn broker_connection_cut_is_survived() {
     let before = connection_pids(&name).await;
     assert_eq!(before.len(), 1, "the worker's connection is found by name");
     let closed = Command::new("rabbitmqctl")
-        .args(["-q", "close_connection", &before[0], "test: cut the worker's connection"])
+        .args([
+            "-q",
+            "close_connection",
+            &before[0],
+            "test: cut the worker's connection",
+        ])
         .status()
         .await
         .expect("rabbitmqctl close_connection");
@@ -109,7 +120,10 @@ async fn database_outage_holds_messages_until_it_returns() {
     // worker's sessions in it.
     let admin = Database::connect(PG_ADMIN).await.expect("admin");
     admin
-        .execute_unprepared(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", db.name))
+        .execute_unprepared(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+            db.name
+        ))
         .await
         .expect("refuse connections");
     admin
@@ -128,7 +142,10 @@ async fn database_outage_holds_messages_until_it_returns() {
         "nothing is dead-lettered while the database is away"
     );
     admin
-        .execute_unprepared(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", db.name))
+        .execute_unprepared(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+            db.name
+        ))
         .await
         .expect("allow connections");
     all_complete(&db, &bus, n).await;
@@ -262,10 +279,15 @@ async fn ten_thousand_generated_bodies_are_sorted_into_rows_and_dead_letters() {
         (bus.queue_len(&bus.topology.queue).await == 0).then_some(())
     })
     .await;
-    assert_eq!(db.scalar_i64("SELECT count(*) FROM thumbnails").await as usize, 3 * valid);
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM thumbnails").await as usize,
+        3 * valid
+    );
     let dead = bus.drain(&bus.topology.dead_queue()).await;
     assert_eq!(dead.len(), invalid);
-    assert!(dead.iter().all(|(_, reason)| reason.as_deref().is_some_and(|r| !r.is_empty())));
+    assert!(dead
+        .iter()
+        .all(|(_, reason)| reason.as_deref().is_some_and(|r| !r.is_empty())));
     worker.stop().await;
     bus.delete().await;
 }

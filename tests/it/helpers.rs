@@ -5,8 +5,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use lapin::options::{
-    BasicAckOptions, BasicGetOptions, ExchangeDeleteOptions, QueueBindOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicGetOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
@@ -79,7 +79,10 @@ impl TestDb {
     pub async fn scalar_i64(&self, sql: &str) -> i64 {
         let row = self
             .db
-            .query_one_raw(Statement::from_string(self.db.get_database_backend(), sql.to_owned()))
+            .query_one_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                sql.to_owned(),
+            ))
             .await
             .expect(sql)
             .expect("one row");
@@ -92,7 +95,8 @@ impl TestDb {
             .db
             .query_all_raw(Statement::from_string(
                 self.db.get_database_backend(),
-                "SELECT obj_id, type::text, public_url FROM thumbnails ORDER BY obj_id, type::text".to_owned(),
+                "SELECT obj_id, type::text, public_url FROM thumbnails ORDER BY obj_id, type::text"
+                    .to_owned(),
             ))
             .await
             .expect("select thumbnails");
@@ -141,10 +145,14 @@ impl TestBus {
     pub async fn new() -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let topology = Topology::new(&format!("it-{id}"), &format!("it-{id}.object-created"));
-        let conn = bus::connect(AMQP, &format!("it-test {id}")).await.expect("amqp");
+        let conn = bus::connect(AMQP, &format!("it-test {id}"))
+            .await
+            .expect("amqp");
         let channel = conn.create_channel().await.expect("channel");
         bus::declare(&channel, &topology).await.expect("declare");
-        let publisher = Publisher::open(&conn, &topology.exchange).await.expect("publisher");
+        let publisher = Publisher::open(&conn, &topology.exchange)
+            .await
+            .expect("publisher");
         Self {
             topology,
             _conn: conn,
@@ -184,7 +192,11 @@ impl TestBus {
     pub async fn listen_stored(&self) -> String {
         let name = format!("{}.stored-listener", self.topology.queue);
         self.channel
-            .queue_declare(name.as_str().into(), QueueDeclareOptions::default(), FieldTable::default())
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .expect("declare listener");
         self.channel
@@ -251,7 +263,13 @@ impl TestBus {
             let queue = queue.clone();
             async move {
                 let out = tokio::process::Command::new("rabbitmqctl")
-                    .args(["-q", "list_queues", "name", "messages_ready", "messages_unacknowledged"])
+                    .args([
+                        "-q",
+                        "list_queues",
+                        "name",
+                        "messages_ready",
+                        "messages_unacknowledged",
+                    ])
                     .output()
                     .await
                     .ok()?;
@@ -295,7 +313,9 @@ pub struct RunningWorker {
 impl RunningWorker {
     pub async fn start(config: &Config) -> Self {
         let shutdown = CancellationToken::new();
-        let db = store::connect(&config.database.url, 10).await.expect("connect");
+        let db = store::connect(&config.database.url, 10)
+            .await
+            .expect("connect");
         let config = config.clone();
         let s = shutdown.clone();
         let task = tokio::spawn(async move { thumbnails::worker::run(&config, db, s).await });

@@ -24,8 +24,12 @@ async fn migrate_is_idempotent_and_dedupes_skyportal_tables() {
         )
         .await
         .expect("seed SkyPortal tables");
-    thumbnails::store::migrate(&db.db).await.expect("first migrate");
-    thumbnails::store::migrate(&db.db).await.expect("second migrate");
+    thumbnails::store::migrate(&db.db)
+        .await
+        .expect("first migrate");
+    thumbnails::store::migrate(&db.db)
+        .await
+        .expect("second migrate");
     assert_eq!(
         db.thumbnails().await,
         vec![
@@ -35,7 +39,8 @@ async fn migrate_is_idempotent_and_dedupes_skyportal_tables() {
     );
     // SkyPortal's own columns are untouched.
     assert_eq!(
-        db.scalar_i64("SELECT count(*) FROM objs WHERE origin = 'ZTF' AND redshift = 0.1").await,
+        db.scalar_i64("SELECT count(*) FROM objs WHERE origin = 'ZTF' AND redshift = 0.1")
+            .await,
         1
     );
     // The unique index now holds.
@@ -58,7 +63,10 @@ async fn migrate_creates_the_schema_on_an_empty_database_concurrently() {
     a.expect("migrate a");
     b.expect("migrate b");
     assert_eq!(
-        db.scalar_i64("SELECT count(*) FROM pg_indexes WHERE indexname = 'thumbnails_obj_id_type_key'").await,
+        db.scalar_i64(
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'thumbnails_obj_id_type_key'"
+        )
+        .await,
         1
     );
     assert_eq!(

@@ -27,7 +27,11 @@ async fn rows_for(db: &TestDb, n: usize) -> Vec<(String, String, Option<String>)
 
 #[tokio::test]
 async fn events_become_rows_with_exact_urls_and_stored_events() {
-    let (db, bus, ps1) = (TestDb::new().await, TestBus::new().await, Ps1StandIn::start().await);
+    let (db, bus, ps1) = (
+        TestDb::new().await,
+        TestBus::new().await,
+        Ps1StandIn::start().await,
+    );
     let listener = bus.listen_stored().await;
     let worker = RunningWorker::start(&bus.config(&db, &ps1.url)).await;
 
@@ -40,12 +44,28 @@ async fn events_become_rows_with_exact_urls_and_stored_events() {
     assert_eq!(
         rows,
         vec![
-            ("ZTF21aaaaaaa".into(), "ls".into(), Some(ls_url("1.25", "-0.0"))),
+            (
+                "ZTF21aaaaaaa".into(),
+                "ls".into(),
+                Some(ls_url("1.25", "-0.0"))
+            ),
             ("ZTF21aaaaaaa".into(), "ps1".into(), Some(ps1_a)),
-            ("ZTF21aaaaaaa".into(), "sdss".into(), Some(sdss_url("1.25", "-0.0"))),
-            ("ZTF21bbbbbbb".into(), "ls".into(), Some(ls_url("10.0", "1e-05"))),
+            (
+                "ZTF21aaaaaaa".into(),
+                "sdss".into(),
+                Some(sdss_url("1.25", "-0.0"))
+            ),
+            (
+                "ZTF21bbbbbbb".into(),
+                "ls".into(),
+                Some(ls_url("10.0", "1e-05"))
+            ),
             ("ZTF21bbbbbbb".into(), "ps1".into(), Some(ps1_b)),
-            ("ZTF21bbbbbbb".into(), "sdss".into(), Some(sdss_url("10.0", "1e-05"))),
+            (
+                "ZTF21bbbbbbb".into(),
+                "sdss".into(),
+                Some(sdss_url("10.0", "1e-05"))
+            ),
         ]
     );
     // The obj rows are filled completely by the worker.
@@ -78,13 +98,18 @@ async fn events_become_rows_with_exact_urls_and_stored_events() {
         assert_eq!(e["origin"], json!("survey"));
         assert_eq!(e["file_uri"], Value::Null);
         assert!(e["id"].as_i64().is_some());
-        assert!(e["public_url"].as_str().is_some_and(|u| u.starts_with("https://")));
+        assert!(e["public_url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://")));
     }
     let ids: Vec<i64> = events.iter().filter_map(|e| e["id"].as_i64()).collect();
     assert_eq!(
         db.scalar_i64(&format!(
             "SELECT count(*) FROM thumbnails WHERE id IN ({})",
-            ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+            ids.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
         ))
         .await,
         6
@@ -108,7 +133,14 @@ async fn duplicate_events_give_no_duplicate_rows() {
 
     let rows = db.thumbnails().await;
     assert_eq!(rows.len(), 3, "{rows:?}");
-    assert_eq!(rows[1], ("dup".into(), "ps1".into(), Some(CURRENTLY_UNAVAILABLE.into())));
+    assert_eq!(
+        rows[1],
+        (
+            "dup".into(),
+            "ps1".into(),
+            Some(CURRENTLY_UNAVAILABLE.into())
+        )
+    );
     assert_eq!(db.scalar_i64("SELECT count(*) FROM objs").await, 1);
     // Only the first write of each row is announced.
     assert_eq!(bus.drain(&listener).await.len(), 3);
@@ -121,8 +153,10 @@ async fn options_replace_types_and_roid() {
     let mut config = bus.config(&db, "");
     let worker = RunningWorker::start(&config).await;
 
-    bus.publish(br#"{"id":"only-ls","ra":1.5,"dec":2.5,"types":["ls"]}"#).await;
-    bus.publish(br#"{"id":"roid","ra":1.5,"dec":2.5,"is_roid":true}"#).await;
+    bus.publish(br#"{"id":"only-ls","ra":1.5,"dec":2.5,"types":["ls"]}"#)
+        .await;
+    bus.publish(br#"{"id":"roid","ra":1.5,"dec":2.5,"is_roid":true}"#)
+        .await;
     bus.publish(&event("moved", 3.5, 4.5)).await;
     eventually("rows", WAIT, || async {
         let n = db.scalar_i64("SELECT count(*) FROM thumbnails").await;
@@ -132,11 +166,15 @@ async fn options_replace_types_and_roid() {
     .await;
     worker.stop().await;
     assert_eq!(
-        db.scalar_i64("SELECT count(*) FROM objs WHERE id = 'roid' AND is_roid").await,
+        db.scalar_i64("SELECT count(*) FROM objs WHERE id = 'roid' AND is_roid")
+            .await,
         1
     );
     assert_eq!(
-        db.scalar_i64("SELECT count(*) FROM thumbnails WHERE obj_id IN ('roid', 'only-ls') AND type <> 'ls'").await,
+        db.scalar_i64(
+            "SELECT count(*) FROM thumbnails WHERE obj_id IN ('roid', 'only-ls') AND type <> 'ls'"
+        )
+        .await,
         0
     );
 
@@ -145,14 +183,18 @@ async fn options_replace_types_and_roid() {
     config.surveys.ls.template = "https://ls.example/dr11?ra={ra}&dec={dec}".into();
     let worker = RunningWorker::start(&config).await;
     bus.publish(&event("moved", 3.5, 4.5)).await;
-    bus.publish(br#"{"id":"only-ls","ra":1.5,"dec":2.5,"types":["ls"],"replace":true}"#).await;
+    bus.publish(br#"{"id":"only-ls","ra":1.5,"dec":2.5,"types":["ls"],"replace":true}"#)
+        .await;
     let url = eventually("replaced ls row", WAIT, || async {
         let rows = db.thumbnails().await;
         rows.into_iter()
             .find(|r| r.0 == "only-ls" && r.2.as_deref() != Some(&ls_url("1.5", "2.5")))
     })
     .await;
-    assert_eq!(url.2.as_deref(), Some("https://ls.example/dr11?ra=1.5&dec=2.5"));
+    assert_eq!(
+        url.2.as_deref(),
+        Some("https://ls.example/dr11?ra=1.5&dec=2.5")
+    );
     bus.settled().await;
     worker.stop().await;
     let moved_ls = db
@@ -167,7 +209,11 @@ async fn options_replace_types_and_roid() {
 
 #[tokio::test]
 async fn ps1_answers_become_urls_or_placeholders() {
-    let (db, bus, ps1) = (TestDb::new().await, TestBus::new().await, Ps1StandIn::start().await);
+    let (db, bus, ps1) = (
+        TestDb::new().await,
+        TestBus::new().await,
+        Ps1StandIn::start().await,
+    );
     let worker = RunningWorker::start(&bus.config(&db, &ps1.url)).await;
     // The stand-in answers by the integer part of ra: 1 image, 2 no images,
     // 3 HTTP 500, 4 slower than the 1 s timeout.
@@ -175,12 +221,28 @@ async fn ps1_answers_become_urls_or_placeholders() {
         bus.publish(&event(id, ra, 10.0)).await;
     }
     let ps1_rows = eventually("four ps1 rows", WAIT, || async {
-        let rows: Vec<_> = db.thumbnails().await.into_iter().filter(|r| r.1 == "ps1").collect();
+        let rows: Vec<_> = db
+            .thumbnails()
+            .await
+            .into_iter()
+            .filter(|r| r.1 == "ps1")
+            .collect();
         (rows.len() == 4).then_some(rows)
     })
     .await;
-    let url = |id: &str| ps1_rows.iter().find(|r| r.0 == id).and_then(|r| r.2.clone());
-    assert_eq!(url("img"), Some(format!("https:{}", thumbnails::testkit::image_src("1.5 10.0"))));
+    let url = |id: &str| {
+        ps1_rows
+            .iter()
+            .find(|r| r.0 == id)
+            .and_then(|r| r.2.clone())
+    };
+    assert_eq!(
+        url("img"),
+        Some(format!(
+            "https:{}",
+            thumbnails::testkit::image_src("1.5 10.0")
+        ))
+    );
     assert_eq!(url("none").as_deref(), Some(OUTSIDE_SURVEY));
     assert_eq!(url("err").as_deref(), Some(CURRENTLY_UNAVAILABLE));
     assert_eq!(url("slow").as_deref(), Some(CURRENTLY_UNAVAILABLE));
@@ -203,7 +265,10 @@ async fn ps1_answers_become_urls_or_placeholders() {
     bus.settled().await;
     worker.stop().await;
     let rows = db.thumbnails().await;
-    let none = rows.iter().find(|r| r.0 == "none" && r.1 == "ps1").expect("none row");
+    let none = rows
+        .iter()
+        .find(|r| r.0 == "none" && r.1 == "ps1")
+        .expect("none row");
     assert_eq!(none.2.as_deref(), Some(OUTSIDE_SURVEY));
     bus.delete().await;
 }
@@ -218,7 +283,10 @@ async fn bad_messages_are_dead_lettered_and_good_ones_still_processed() {
         (br#"{"id": "x", "ra": 360, "dec": 2}"#, "ra must be"),
         (br#"{"id": "x", "ra": 1, "dec": -91}"#, "dec must be"),
         (br#"{"id": "", "ra": 1, "dec": 2}"#, "id must not be empty"),
-        (br#"{"id": "x", "ra": 1, "dec": 2, "types": ["jwst"]}"#, "types"),
+        (
+            br#"{"id": "x", "ra": 1, "dec": 2, "types": ["jwst"]}"#,
+            "types",
+        ),
     ];
     for (body, _) in &bad {
         bus.publish(body).await;
@@ -275,7 +343,10 @@ async fn shutdown_mid_stream_loses_nothing() {
     assert!(acked < n as i64, "stopped mid-stream");
     // In-flight deliveries were finished and acked; nothing acked is
     // incomplete and the rest wait in the queue.
-    assert_eq!(complete, acked, "every finished delivery is acked, no other");
+    assert_eq!(
+        complete, acked,
+        "every finished delivery is acked, no other"
+    );
 
     let worker = RunningWorker::start(&config).await;
     eventually("all objects complete", Duration::from_secs(120), || async {
