@@ -383,3 +383,88 @@ async fn resurvey_stopped_early_resumes_on_the_next_run() {
     assert!(!summary.interrupted);
     assert_eq!(summary.of(LS).map(|s| s.rewritten), Some(5));
 }
+
+#[tokio::test]
+async fn resurvey_runs_while_the_worker_writes_the_same_objects() {
+    let (db, bus) = (TestDb::new().await, TestBus::new().await);
+    const N: i64 = 1000;
+    // Every object has only a retired dr8 row; the worker is about to give
+    // each an ls row while resurvey turns the dr8 rows into ls rows.
+    sqlx::query(
+        "INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified)
+         SELECT 'c' || g, g * 0.1, -g * 0.01, false, md5(g::text), now(), now()
+         FROM generate_series(1, $1) g",
+    )
+    .bind(N)
+    .execute(pool(&db))
+    .await
+    .expect("objs");
+    sqlx::query(
+        "INSERT INTO thumbnails (created_at, modified, type, public_url, obj_id)
+         SELECT now(), now(), 'dr8', 'http://legacysurvey.org/viewer/jpeg-cutout?layer=dr8', 'c' || g
+         FROM generate_series(1, $1) g",
+    )
+    .bind(N)
+    .execute(pool(&db))
+    .await
+    .expect("dr8 rows");
+    let (ids, positions): (Vec<String>, Vec<(f64, f64)>) =
+        sqlx::query_as::<_, (String, f64, f64)>("SELECT id, ra, dec FROM objs ORDER BY id")
+            .fetch_all(pool(&db))
+            .await
+            .expect("positions")
+            .into_iter()
+            .map(|(id, ra, dec)| (id, (ra, dec)))
+            .unzip();
+    let worker = RunningWorker::start(&bus.config(&db, "")).await;
+    let bodies: Vec<Vec<u8>> = ids
+        .iter()
+        .zip(&positions)
+        .map(|(id, (ra, dec))| event(id, *ra, *dec))
+        .collect();
+
+    let small_pages = ResurveyOptions {
+        batch_size: 100,
+        ..opts(&[LS], false)
+    };
+    let current = templates();
+    let (summary, ()) = tokio::join!(
+        resurvey(&db.db, &current, None, &small_pages),
+        bus.publish_many(&bodies)
+    );
+    let summary = summary.expect("resurvey alongside the worker");
+    assert_eq!(summary.of(LS).map(|s| s.failed), Some(0), "{summary:?}");
+
+    eventually(
+        "the worker has drained the queue",
+        Duration::from_secs(120),
+        || async {
+            let ls = db
+                .scalar_i64("SELECT count(*) FROM thumbnails WHERE type = 'ls'")
+                .await;
+            let ps1 = db
+                .scalar_i64("SELECT count(*) FROM thumbnails WHERE type = 'ps1'")
+                .await;
+            (ls == N && ps1 == N).then_some(())
+        },
+    )
+    .await;
+    worker.stop().await;
+    // Whichever came first, each object has one current ls row, and what
+    // is left of dr8 points at the current URL after one more pass.
+    resurvey(&db.db, &templates(), None, &opts(&[LS], false))
+        .await
+        .expect("catch-up");
+    let again = resurvey(&db.db, &templates(), None, &opts(&[LS], false))
+        .await
+        .expect("idempotent");
+    assert_eq!(again.rewritten(), 0);
+    let stale = db
+        .scalar_i64(
+            "SELECT count(*) FROM thumbnails t JOIN objs o ON o.id = t.obj_id
+             WHERE t.type IN ('ls', 'dr8') AND t.public_url NOT LIKE '%layer=ls-dr10&pixscale=0.3&bands=griz'",
+        )
+        .await;
+    assert_eq!(stale, 0);
+    bus.delete().await;
+}
