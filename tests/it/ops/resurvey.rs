@@ -468,3 +468,31 @@ async fn resurvey_runs_while_the_worker_writes_the_same_objects() {
     assert_eq!(stale, 0);
     bus.delete().await;
 }
+
+#[tokio::test]
+async fn resurvey_counts_a_refused_row_as_failed_and_rewrites_the_others() {
+    let db = TestDb::new().await;
+    for (id, ra) in [("Q1", "1.0"), ("Q2", "2.0"), ("Q3", "3.0")] {
+        obj(&db, id, Some(ra.parse().expect("ra")), Some(0.5), false).await;
+        thumb(&db, id, "ls", Some(&legacy(ra, "0.5", "dr9", "0.262", "grz")), None).await;
+    }
+    // The database refuses to change Q2's row (as a constraint would).
+    for sql in [
+        "CREATE FUNCTION refuse_q2() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = 'check_violation'; END $$",
+        "CREATE TRIGGER refuse_q2 BEFORE UPDATE ON thumbnails FOR EACH ROW
+         WHEN (OLD.obj_id = 'Q2') EXECUTE FUNCTION refuse_q2()",
+    ] {
+        sqlx::query(sql).execute(pool(&db)).await.expect(sql);
+    }
+    let before = snapshot(&db).await;
+
+    let summary = resurvey(&db.db, &templates(), None, &opts(&[LS], false)).await.expect("resurvey");
+    let ls = summary.of(LS).expect("ls");
+    assert_eq!((ls.examined, ls.rewritten, ls.failed), (3, 2, 1), "{ls:?}");
+    assert_eq!(ls.line(false), "resurvey ls: rewrote 2 of 3 rows (0 skipped, 1 failed)");
+    let rows = db.thumbnails().await;
+    assert_eq!(rows[0].2, Some(ls_url("1.0", "0.5")));
+    assert_eq!(rows[1].2, before[1].3, "the refused row is unchanged");
+    assert_eq!(rows[2].2, Some(ls_url("3.0", "0.5")));
+}
