@@ -22,8 +22,11 @@ pub(super) struct Changes {
     pub buckets: Vec<ThumbnailType>,
 }
 
+/// Survey rows: origin NULL (SkyPortal's) or `survey` (ours), and no stored
+/// file (a row with a file is an upload whatever its origin says).
 pub(super) const COUNT: &str = "SELECT count(*) FROM thumbnails t
-    WHERE t.type = ANY($1::text[]::thumbnail_types[]) AND (t.origin IS NULL OR t.origin = 'survey')";
+    WHERE t.type = ANY($1::text[]::thumbnail_types[])
+      AND (t.origin IS NULL OR t.origin = 'survey') AND t.file_uri IS NULL";
 
 /// One page of survey rows with their object's position. `lone_dr8` is a
 /// `dr8` row whose object has no `ls` row (it will become that row).
@@ -31,7 +34,8 @@ const PAGE: &str = "SELECT t.id, t.obj_id, t.type::text, t.public_url, o.ra, o.d
         (t.type = 'dr8' AND NOT EXISTS (
             SELECT 1 FROM thumbnails x WHERE x.obj_id = t.obj_id AND x.type = 'ls')) AS lone_dr8
     FROM thumbnails t JOIN objs o ON o.id = t.obj_id
-    WHERE t.id > $1 AND t.type = ANY($2::text[]::thumbnail_types[]) AND (t.origin IS NULL OR t.origin = 'survey')
+    WHERE t.id > $1 AND t.type = ANY($2::text[]::thumbnail_types[])
+      AND (t.origin IS NULL OR t.origin = 'survey') AND t.file_uri IS NULL
     ORDER BY t.id
     LIMIT $3";
 
@@ -50,7 +54,7 @@ const UPDATE: &str = "UPDATE thumbnails t
     FROM unnest($1::int4[], $2::text[]) AS v(id, url)
     WHERE t.id = v.id
       AND t.id BETWEEN $4 AND $5
-      AND (t.origin IS NULL OR t.origin = 'survey')
+      AND (t.origin IS NULL OR t.origin = 'survey') AND t.file_uri IS NULL
       AND (t.public_url IS DISTINCT FROM v.url
            OR (t.type = 'dr8' AND NOT EXISTS (
                SELECT 1 FROM thumbnails x WHERE x.obj_id = t.obj_id AND x.type = 'ls')))

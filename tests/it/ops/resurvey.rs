@@ -115,6 +115,16 @@ async fn seed_old_forms(db: &TestDb) -> HashMap<&'static str, i32> {
         .await,
     );
 
+    // A legacy upload (a stored file, no origin) is not a survey row either.
+    obj(db, "I", Some(8.0), Some(9.0), false).await;
+    let legacy_upload = thumb(db, "I", "ls", Some("/static/thumbnails/ef/01/I_ls.png"), None).await;
+    sqlx::query("UPDATE thumbnails SET file_uri = 'persistentdata/thumbnails/ef/01/I_ls.png' WHERE id = $1")
+        .bind(legacy_upload)
+        .execute(pool(db))
+        .await
+        .expect("file_uri");
+    keep.insert("I ls legacy upload", legacy_upload);
+
     // No position: skipped. A NULL URL: rewritten.
     obj(db, "G", None, None, false).await;
     keep.insert(
@@ -188,7 +198,7 @@ async fn resurvey_rewrites_old_forms_in_place_and_a_second_run_changes_nothing()
     assert_eq!(row(keep["E dr8"]).2, "dr8");
     assert_eq!(row(keep["E dr8"]).3, Some(ls_url("3.0", "4.0")));
     // Untouched: ps1, uploads, current rows, rows without a position.
-    for name in ["A ps1", "E ls", "F ls upload", "F sdss", "G ls"] {
+    for name in ["A ps1", "E ls", "F ls upload", "F sdss", "G ls", "I ls legacy upload"] {
         let was = before.iter().find(|r| r.0 == keep[name]).expect("seeded");
         assert_eq!(&row(keep[name]), was, "{name} must not change");
     }
