@@ -117,12 +117,21 @@ async fn seed_old_forms(db: &TestDb) -> HashMap<&'static str, i32> {
 
     // A legacy upload (a stored file, no origin) is not a survey row either.
     obj(db, "I", Some(8.0), Some(9.0), false).await;
-    let legacy_upload = thumb(db, "I", "ls", Some("/static/thumbnails/ef/01/I_ls.png"), None).await;
-    sqlx::query("UPDATE thumbnails SET file_uri = 'persistentdata/thumbnails/ef/01/I_ls.png' WHERE id = $1")
-        .bind(legacy_upload)
-        .execute(pool(db))
-        .await
-        .expect("file_uri");
+    let legacy_upload = thumb(
+        db,
+        "I",
+        "ls",
+        Some("/static/thumbnails/ef/01/I_ls.png"),
+        None,
+    )
+    .await;
+    sqlx::query(
+        "UPDATE thumbnails SET file_uri = 'persistentdata/thumbnails/ef/01/I_ls.png' WHERE id = $1",
+    )
+    .bind(legacy_upload)
+    .execute(pool(db))
+    .await
+    .expect("file_uri");
     keep.insert("I ls legacy upload", legacy_upload);
 
     // No position: skipped. A NULL URL: rewritten.
@@ -198,7 +207,14 @@ async fn resurvey_rewrites_old_forms_in_place_and_a_second_run_changes_nothing()
     assert_eq!(row(keep["E dr8"]).2, "dr8");
     assert_eq!(row(keep["E dr8"]).3, Some(ls_url("3.0", "4.0")));
     // Untouched: ps1, uploads, current rows, rows without a position.
-    for name in ["A ps1", "E ls", "F ls upload", "F sdss", "G ls", "I ls legacy upload"] {
+    for name in [
+        "A ps1",
+        "E ls",
+        "F ls upload",
+        "F sdss",
+        "G ls",
+        "I ls legacy upload",
+    ] {
         let was = before.iter().find(|r| r.0 == keep[name]).expect("seeded");
         assert_eq!(&row(keep[name]), was, "{name} must not change");
     }
@@ -484,7 +500,14 @@ async fn resurvey_counts_a_refused_row_as_failed_and_rewrites_the_others() {
     let db = TestDb::new().await;
     for (id, ra) in [("Q1", "1.0"), ("Q2", "2.0"), ("Q3", "3.0")] {
         obj(&db, id, Some(ra.parse().expect("ra")), Some(0.5), false).await;
-        thumb(&db, id, "ls", Some(&legacy(ra, "0.5", "dr9", "0.262", "grz")), None).await;
+        thumb(
+            &db,
+            id,
+            "ls",
+            Some(&legacy(ra, "0.5", "dr9", "0.262", "grz")),
+            None,
+        )
+        .await;
     }
     // The database refuses to change Q2's row (as a constraint would).
     for sql in [
@@ -497,10 +520,15 @@ async fn resurvey_counts_a_refused_row_as_failed_and_rewrites_the_others() {
     }
     let before = snapshot(&db).await;
 
-    let summary = resurvey(&db.db, &templates(), None, &opts(&[LS], false)).await.expect("resurvey");
+    let summary = resurvey(&db.db, &templates(), None, &opts(&[LS], false))
+        .await
+        .expect("resurvey");
     let ls = summary.of(LS).expect("ls");
     assert_eq!((ls.examined, ls.rewritten, ls.failed), (3, 2, 1), "{ls:?}");
-    assert_eq!(ls.line(false), "resurvey ls: rewrote 2 of 3 rows (0 skipped, 1 failed)");
+    assert_eq!(
+        ls.line(false),
+        "resurvey ls: rewrote 2 of 3 rows (0 skipped, 1 failed)"
+    );
     let rows = db.thumbnails().await;
     assert_eq!(rows[0].2, Some(ls_url("1.0", "0.5")));
     assert_eq!(rows[1].2, before[1].3, "the refused row is unchanged");
