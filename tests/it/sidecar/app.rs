@@ -67,7 +67,10 @@ impl TestApp {
         .await
     }
 
-    pub async fn spawn_with_options(tweak: impl FnOnce(&mut Config), options: ServeOptions) -> Self {
+    pub async fn spawn_with_options(
+        tweak: impl FnOnce(&mut Config),
+        options: ServeOptions,
+    ) -> Self {
         if std::env::var_os("RUST_LOG").is_some() {
             thumbnails::telemetry::init(thumbnails::config::LogFormat::Text);
         }
@@ -188,7 +191,8 @@ impl TestApp {
     }
 
     pub async fn upload(&self, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
-        self.json(reqwest::Method::POST, "/api/thumbnail", token, Some(body)).await
+        self.json(reqwest::Method::POST, "/api/thumbnail", token, Some(body))
+            .await
     }
 
     pub async fn upload_png(&self, obj_id: &str, ttype: &str, png: &[u8]) -> (StatusCode, Value) {
@@ -205,7 +209,9 @@ impl TestApp {
     }
 
     pub async fn count(&self, table: &str) -> i64 {
-        self.db.scalar_i64(&format!("SELECT count(*) FROM {table}")).await
+        self.db
+            .scalar_i64(&format!("SELECT count(*) FROM {table}"))
+            .await
     }
 
     /// Polls the listener queue until `n` thumbnail.stored events arrived.
@@ -269,7 +275,10 @@ pub fn png(w: u32, h: u32, colour: bool) -> Vec<u8> {
             image::Rgb([v, v, v])
         }
     });
-    encode(&image::DynamicImage::ImageRgb8(img), image::ImageFormat::Png)
+    encode(
+        &image::DynamicImage::ImageRgb8(img),
+        image::ImageFormat::Png,
+    )
 }
 
 pub fn encode(img: &image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
@@ -283,7 +292,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -307,7 +320,10 @@ pub fn png_claiming(w: u32, h: u32) -> Vec<u8> {
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
     out.extend(chunk(b"IHDR", &ihdr));
     // zlib stream of a few zero bytes (what a bomb would repeat).
-    out.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x63, 0x60, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01]));
+    out.extend(chunk(
+        b"IDAT",
+        &[0x78, 0x9c, 0x63, 0x60, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01],
+    ));
     out.extend(chunk(b"IEND", &[]));
     out
 }

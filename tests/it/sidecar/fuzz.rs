@@ -31,7 +31,11 @@ fn rng() -> Rng {
 #[test]
 fn decoder_survives_thousands_of_random_truncated_and_corrupted_inputs() {
     let mut rng = rng();
-    let valid = [png(64, 64, true), png(17, 300, false), png_claiming(100_000, 100_000)];
+    let valid = [
+        png(64, 64, true),
+        png(17, 300, false),
+        png_claiming(100_000, 100_000),
+    ];
     let mut tried = 0;
     // Random bytes, half of them behind a PNG signature.
     for i in 0..3000 {
@@ -80,15 +84,21 @@ async fn the_api_answers_random_bodies_with_4xx_and_stays_up() {
                     let at = rng.gen_range(8..png.len());
                     png[at] = rng.gen();
                 }
-                serde_json::to_vec(&json!({"obj_id": "ZTF15", "data": b64(&png), "ttype": "new"})).expect("json")
+                serde_json::to_vec(&json!({"obj_id": "ZTF15", "data": b64(&png), "ttype": "new"}))
+                    .expect("json")
             }
             // A truncated request.
             _ => {
-                let full = serde_json::to_vec(&json!({"obj_id": "ZTF15", "data": b64(&good), "ttype": "new"})).expect("json");
+                let full = serde_json::to_vec(
+                    &json!({"obj_id": "ZTF15", "data": b64(&good), "ttype": "new"}),
+                )
+                .expect("json");
                 full[..rng.gen_range(0..full.len())].to_vec()
             }
         };
-        let (status, _, answer) = app.send(Method::POST, "/api/thumbnail", Some(UPLOADER), Some(body)).await;
+        let (status, _, answer) = app
+            .send(Method::POST, "/api/thumbnail", Some(UPLOADER), Some(body))
+            .await;
         assert!(
             status == StatusCode::BAD_REQUEST || status == StatusCode::OK,
             "{i}: {status} {}",

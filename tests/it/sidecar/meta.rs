@@ -25,7 +25,10 @@ async fn health_readiness_metrics_and_openapi() {
 
     let (status, headers, bytes) = app.send(Method::GET, "/metrics", None, None).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers["content-type"].to_str().expect("ascii").starts_with("text/plain"));
+    assert!(headers["content-type"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("text/plain"));
     let text = String::from_utf8(bytes).expect("utf8");
     for needle in [
         "thumbnails_uploads_total{result=\"success\"}",
@@ -61,7 +64,10 @@ async fn health_readiness_metrics_and_openapi() {
 
     // Unknown routes are JSON 404s.
     let (status, body) = app.json(Method::GET, "/nope", None, None).await;
-    assert_eq!((status, body["status"].as_str()), (StatusCode::NOT_FOUND, Some("error")));
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::NOT_FOUND, Some("error"))
+    );
     app.stop().await;
 }
 
@@ -86,7 +92,9 @@ async fn readyz_is_503_when_the_database_is_gone() {
 #[tokio::test]
 async fn start_up_errors_name_the_problem() {
     let start = |config: thumbnails::config::Config, db: sea_orm::DatabaseConnection| async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let stop = tokio_util::sync::CancellationToken::new();
         let r = thumbnails::sidecar::serve(listener, &config, db, stop, Default::default()).await;
         format!("{:#}", r.expect_err("must not start"))

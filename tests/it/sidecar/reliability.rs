@@ -24,8 +24,14 @@ async fn a_database_failure_during_upload_leaves_no_file() {
     let (status, body) = app.upload_png("ZTF12", "new", &png(32, 32, false)).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     let msg = message(&body);
-    assert!(msg.contains("cannot record the thumbnail in the database"), "{msg}");
-    assert!(!msg.contains("thumbnail_outbox"), "internals must not leak: {msg}");
+    assert!(
+        msg.contains("cannot record the thumbnail in the database"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("thumbnail_outbox"),
+        "internals must not leak: {msg}"
+    );
     assert_eq!(app.files(), Vec::<std::path::PathBuf>::new());
     assert_eq!(app.count("thumbnails").await, 0);
 
@@ -70,8 +76,18 @@ async fn a_failed_commit_puts_the_previous_file_back() {
     assert_eq!(files.len(), 1, "{files:?}");
     assert_eq!(std::fs::read(&files[0]).expect("file"), first);
     assert_eq!(app.count("thumbnails").await, 1);
-    let (_, row) = app.json(Method::GET, &format!("/api/thumbnail/{id}"), Some(READER), None).await;
-    assert_eq!(row["data"]["is_grayscale"], false, "the row still describes the first file");
+    let (_, row) = app
+        .json(
+            Method::GET,
+            &format!("/api/thumbnail/{id}"),
+            Some(READER),
+            None,
+        )
+        .await;
+    assert_eq!(
+        row["data"]["is_grayscale"], false,
+        "the row still describes the first file"
+    );
     app.stop().await;
 }
 
@@ -83,8 +99,14 @@ async fn an_unwritable_storage_root_leaves_no_row() {
     app.add_obj("ZTF14").await;
     let (status, body) = app.upload_png("ZTF14", "new", &png(32, 32, false)).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
-    assert!(message(&body).contains("cannot write the file to storage"), "{body}");
-    assert!(!message(&body).contains(&*blocker.path().to_string_lossy()), "no paths in answers: {body}");
+    assert!(
+        message(&body).contains("cannot write the file to storage"),
+        "{body}"
+    );
+    assert!(
+        !message(&body).contains(&*blocker.path().to_string_lossy()),
+        "no paths in answers: {body}"
+    );
     assert_eq!(app.count("thumbnails").await, 0);
     assert_eq!(app.count("thumbnail_outbox").await, 0);
     let (status, _) = app.json(Method::GET, "/healthz", None, None).await;
@@ -106,7 +128,10 @@ async fn leftover_outbox_events_are_republished() {
         .await
         .expect("seed outbox");
     let events = app.events(2).await;
-    let ids: Vec<i64> = events.iter().map(|e| e["id"].as_i64().expect("id")).collect();
+    let ids: Vec<i64> = events
+        .iter()
+        .map(|e| e["id"].as_i64().expect("id"))
+        .collect();
     assert_eq!(ids, vec![1, 2]);
     crate::helpers::eventually("an empty outbox", WAIT, || async {
         (app.count("thumbnail_outbox").await == 0).then_some(())
@@ -132,18 +157,29 @@ async fn an_event_whose_publish_fails_is_kept_and_relayed() {
     // The exchange disappears: the publish after the commit fails.
     app.bus
         .channel
-        .exchange_delete(app.bus.topology.exchange.as_str().into(), ExchangeDeleteOptions::default())
+        .exchange_delete(
+            app.bus.topology.exchange.as_str().into(),
+            ExchangeDeleteOptions::default(),
+        )
         .await
         .expect("delete exchange");
     let (status, body) = app.upload_png("ZTF16", "new", &png(32, 32, false)).await;
     assert_eq!(status, StatusCode::OK, "the row is committed: {body}");
     let id = body["data"]["id"].as_i64().expect("id");
-    assert_eq!(app.count("thumbnail_outbox").await, 1, "the event waits in the outbox");
+    assert_eq!(
+        app.count("thumbnail_outbox").await,
+        1,
+        "the event waits in the outbox"
+    );
 
     // The broker is back; the relay publishes the kept event.
-    thumbnails::bus::declare(&app.bus.channel, &app.bus.topology).await.expect("declare");
+    thumbnails::bus::declare(&app.bus.channel, &app.bus.topology)
+        .await
+        .expect("declare");
     let queue = app.bus.listen_stored().await;
-    let link = outbox::BusLink::connect(&app.config.amqp, "it-relay").await.expect("link");
+    let link = outbox::BusLink::connect(&app.config.amqp, "it-relay")
+        .await
+        .expect("link");
     assert_eq!(outbox::relay(&app.db.db, &link).await.expect("relay"), 1);
     link.close().await;
     assert_eq!(app.count("thumbnail_outbox").await, 0);
@@ -164,7 +200,10 @@ async fn concurrent_uploads_of_one_type_leave_one_row_and_one_file() {
     let app = TestApp::spawn().await;
     app.add_obj("ZTF17").await;
     let images: Vec<Vec<u8>> = (0..8).map(|i| png(20 + i, 20 + i, i % 2 == 0)).collect();
-    let answers = futures_util::future::join_all(images.iter().map(|img| app.upload_png("ZTF17", "new", img))).await;
+    let answers = futures_util::future::join_all(
+        images.iter().map(|img| app.upload_png("ZTF17", "new", img)),
+    )
+    .await;
     let ids: Vec<i64> = answers
         .iter()
         .map(|(s, b)| {
@@ -177,9 +216,19 @@ async fn concurrent_uploads_of_one_type_leave_one_row_and_one_file() {
     let files = app.files();
     assert_eq!(files.len(), 1, "no temp or backup files left: {files:?}");
     let stored = std::fs::read(&files[0]).expect("file");
-    let winner = images.iter().position(|i| *i == stored).expect("one of the uploads");
+    let winner = images
+        .iter()
+        .position(|i| *i == stored)
+        .expect("one of the uploads");
     // The row describes the file that won.
-    let (_, row) = app.json(Method::GET, &format!("/api/thumbnail/{}", ids[0]), Some(READER), None).await;
+    let (_, row) = app
+        .json(
+            Method::GET,
+            &format!("/api/thumbnail/{}", ids[0]),
+            Some(READER),
+            None,
+        )
+        .await;
     assert_eq!(row["data"]["is_grayscale"], winner % 2 != 0, "{row}");
     app.stop().await;
 }

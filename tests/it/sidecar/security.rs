@@ -15,7 +15,9 @@ async fn missing_or_unknown_token_is_401_and_wrong_scope_is_403() {
         let (status, answer) = app.upload(token, &body).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
         assert_eq!(answer["status"], "error");
-        let (status, _) = app.json(Method::GET, "/api/objs/ZTF8/thumbnails", token, None).await;
+        let (status, _) = app
+            .json(Method::GET, "/api/objs/ZTF8/thumbnails", token, None)
+            .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         let (status, _) = app.json(Method::GET, "/api/thumbnail/1", token, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -46,7 +48,14 @@ async fn missing_or_unknown_token_is_401_and_wrong_scope_is_403() {
     for token in [UPLOADER, READER] {
         let (status, _) = app.json(Method::GET, &path, Some(token), None).await;
         assert_eq!(status, StatusCode::OK);
-        let (status, answer) = app.json(Method::PUT, &path, Some(token), Some(&json!({"origin": "x"}))).await;
+        let (status, answer) = app
+            .json(
+                Method::PUT,
+                &path,
+                Some(token),
+                Some(&json!({"origin": "x"})),
+            )
+            .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
         let (status, _) = app.json(Method::DELETE, &path, Some(token), None).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
@@ -70,7 +79,10 @@ async fn without_tokens_the_api_refuses_writes() {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
     }
     let (_, answer) = app.upload(Some(UPLOADER), &body).await;
-    assert!(message(&answer).contains("no API tokens are configured"), "{answer}");
+    assert!(
+        message(&answer).contains("no API tokens are configured"),
+        "{answer}"
+    );
     app.assert_nothing_stored("no tokens").await;
     // Public routes still answer.
     let (status, _) = app.json(Method::GET, "/healthz", None, None).await;
@@ -81,25 +93,54 @@ async fn without_tokens_the_api_refuses_writes() {
 #[tokio::test]
 async fn crafted_obj_ids_never_escape_the_storage_root() {
     let app = TestApp::spawn().await;
-    let ids = ["../../etc/passwd", "/etc/passwd", "%2e%2e%2f%2e%2e", "..", ".hidden", "a\\b", "SN 2021abc", "ünï/cødé"];
+    let ids = [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "%2e%2e%2f%2e%2e",
+        "..",
+        ".hidden",
+        "a\\b",
+        "SN 2021abc",
+        "ünï/cødé",
+    ];
     let png = png(20, 20, true);
     for id in ids {
         app.add_obj(id).await;
         let (status, answer) = app.upload_png(id, "new", &png).await;
         assert_eq!(status, StatusCode::OK, "{id}: {answer}");
         let (_, row) = app
-            .json(Method::GET, &format!("/api/thumbnail/{}", answer["data"]["id"]), Some(READER), None)
+            .json(
+                Method::GET,
+                &format!("/api/thumbnail/{}", answer["data"]["id"]),
+                Some(READER),
+                None,
+            )
             .await;
         let file = std::path::PathBuf::from(row["data"]["file_uri"].as_str().expect("file_uri"));
         let root = app.storage.path().join("thumbnails");
         assert!(file.starts_with(&root), "{id}: {}", file.display());
-        assert_eq!(file.components().count(), root.components().count() + 3, "{id}");
-        let name = file.file_name().expect("name").to_string_lossy().into_owned();
-        assert!(!name.starts_with('.') && name.ends_with("_new.png"), "{id}: {name}");
+        assert_eq!(
+            file.components().count(),
+            root.components().count() + 3,
+            "{id}"
+        );
+        let name = file
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            !name.starts_with('.') && name.ends_with("_new.png"),
+            "{id}: {name}"
+        );
         // And it is served back from its public_url.
         let url = row["data"]["public_url"].as_str().expect("url").to_string();
         let (status, _, bytes) = app.send(Method::GET, &url, None, None).await;
-        assert_eq!((status, bytes == png), (StatusCode::OK, true), "{id}: {url}");
+        assert_eq!(
+            (status, bytes == png),
+            (StatusCode::OK, true),
+            "{id}: {url}"
+        );
     }
     assert_eq!(app.files().len(), ids.len());
     // A NUL can be neither an obj_id nor a file name.
@@ -133,7 +174,10 @@ async fn static_requests_cannot_escape_the_root() {
         assert!(status.is_client_error(), "{path}: {status}");
         let answer: serde_json::Value = serde_json::from_slice(&bytes).expect("a JSON error");
         assert_eq!(answer["status"], "error", "{path}");
-        assert!(!String::from_utf8_lossy(&bytes).contains("TOP-SECRET"), "{path}");
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("TOP-SECRET"),
+            "{path}"
+        );
     }
     // Raw request lines that a client would normalise.
     for line in [
@@ -141,17 +185,120 @@ async fn static_requests_cannot_escape_the_root() {
         "GET /static/thumbnails/../../../../etc/passwd HTTP/1.1",
         "GET /static/thumbnails/ab/../../secret.txt HTTP/1.1",
     ] {
-        let answer = app.raw(format!("{line}\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes()).await;
+        let answer = app
+            .raw(format!("{line}\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())
+            .await;
         assert!(answer.starts_with("HTTP/1.1 4"), "{line}: {answer}");
-        assert!(!answer.contains("TOP-SECRET") && !answer.contains("root:"), "{line}: {answer}");
+        assert!(
+            !answer.contains("TOP-SECRET") && !answer.contains("root:"),
+            "{line}: {answer}"
+        );
     }
     // Missing files and folders are 404.
-    let dir = app.files()[0].parent().expect("dir").strip_prefix(app.storage.path()).expect("rel").to_string_lossy().into_owned();
-    for path in ["/static/thumbnails/ab/cd/missing_new.png".to_string(), format!("/static/{dir}"), format!("/static/{dir}/")] {
+    let dir = app.files()[0]
+        .parent()
+        .expect("dir")
+        .strip_prefix(app.storage.path())
+        .expect("rel")
+        .to_string_lossy()
+        .into_owned();
+    for path in [
+        "/static/thumbnails/ab/cd/missing_new.png".to_string(),
+        format!("/static/{dir}"),
+        format!("/static/{dir}/"),
+    ] {
         let (status, _, _) = app.send(Method::GET, &path, None, None).await;
-        assert!(status == StatusCode::NOT_FOUND || status == StatusCode::BAD_REQUEST, "{path}: {status}");
+        assert!(
+            status == StatusCode::NOT_FOUND || status == StatusCode::BAD_REQUEST,
+            "{path}: {status}"
+        );
     }
-    let (status, _, _) = app.send(Method::GET, "/static/thumbnails/ab/cd/missing_new.png", None, None).await;
+    let (status, _, _) = app
+        .send(
+            Method::GET,
+            "/static/thumbnails/ab/cd/missing_new.png",
+            None,
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     app.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_never_appear_in_logs_of_the_sidecar_command() {
+    // The real `thumbnails sidecar` process, logging at trace level.
+    let (db, bus) = (crate::helpers::TestDb::new().await, crate::helpers::TestBus::new().await);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let config = format!(
+        "database: {{url: \"{}\"}}\namqp: {{exchange: \"{}\", queue: \"{}\"}}\n\
+         http:\n  listen: \"127.0.0.1:{port}\"\n  tokens:\n    - {{token: \"{UPLOADER}\", scopes: [upload]}}\n    - {{token: \"{MANAGER}\", scopes: [manage]}}\n\
+         storage: {{root: \"{}\"}}\n",
+        db.url,
+        bus.topology.exchange,
+        bus.topology.queue,
+        dir.path().join("store").display()
+    );
+    std::fs::write(dir.path().join("config.yaml"), config).expect("config");
+    let stderr = std::fs::File::create(dir.path().join("log.txt")).expect("log file");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_thumbnails"))
+        .args(["--config", "config.yaml", "sidecar"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "trace")
+        .stderr(stderr)
+        .spawn()
+        .expect("start thumbnails sidecar");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+    crate::helpers::eventually("the sidecar to answer", WAIT, || async {
+        let r = client.get(format!("{base}/healthz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+
+    let obj = sea_orm::Statement::from_string(
+        sea_orm::DbBackend::Postgres,
+        "INSERT INTO objs VALUES ('ZTF18', 1, 2, false, 'k', now(), now())",
+    );
+    sea_orm::ConnectionTrait::execute_raw(&db.db, obj).await.expect("obj");
+    let near_miss = "uploader-token-0002";
+    let body = serde_json::to_vec(&json!({"obj_id": "ZTF18", "data": b64(&png(32, 32, false)), "ttype": "new"})).expect("json");
+    for (token, expected) in [(UPLOADER, 200), (near_miss, 401), (MANAGER, 403)] {
+        let r = client
+            .post(format!("{base}/api/thumbnail"))
+            .header("Authorization", format!("token {token}"))
+            .header("Content-Type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(r.status().as_u16(), expected, "{token}");
+    }
+    let r = client
+        .delete(format!("{base}/api/thumbnail/1"))
+        .header("Authorization", format!("token {MANAGER}"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status().as_u16(), 200);
+
+    // SIGTERM: the one shutdown path.
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("wait");
+    assert!(status.success(), "{status}");
+
+    let text = std::fs::read_to_string(dir.path().join("log.txt")).expect("log");
+    assert!(text.contains("thumbnail uploaded") && text.contains("sidecar stopped"), "{text}");
+    for token in [UPLOADER, MANAGER, near_miss] {
+        assert!(!text.contains(token), "{token} was logged");
+    }
+    bus.delete().await;
 }

@@ -31,7 +31,14 @@ async fn good_upload_stores_file_row_event_and_serves_same_bytes() {
     assert_eq!(std::fs::read(&path).expect("file"), png);
 
     // The row.
-    let (status, row) = app.json(Method::GET, &format!("/api/thumbnail/{id}"), Some(READER), None).await;
+    let (status, row) = app
+        .json(
+            Method::GET,
+            &format!("/api/thumbnail/{id}"),
+            Some(READER),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{row}");
     let row = &row["data"];
     assert_eq!(row["id"], id);
@@ -58,11 +65,16 @@ async fn good_upload_stores_file_row_event_and_serves_same_bytes() {
     assert_eq!(app.count("thumbnail_outbox").await, 0);
 
     // The same bytes back from /static, with caching headers.
-    let (status, headers, bytes) = app.send(Method::GET, &format!("/static/{rel}"), None, None).await;
+    let (status, headers, bytes) = app
+        .send(Method::GET, &format!("/static/{rel}"), None, None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(bytes, png);
     assert_eq!(headers["content-type"], "image/png");
-    assert!(headers["cache-control"].to_str().expect("ascii").contains("max-age"));
+    assert!(headers["cache-control"]
+        .to_str()
+        .expect("ascii")
+        .contains("max-age"));
     let etag = headers["etag"].clone();
     let resp = app
         .client
@@ -80,41 +92,121 @@ async fn bad_inputs_get_skyportal_messages_and_leave_nothing() {
     let app = TestApp::spawn().await;
     app.add_obj("ZTF1").await;
     let ok = b64(&png(32, 32, false));
-    let jpeg = encode(&image::DynamicImage::ImageRgb8(image::RgbImage::new(32, 32)), image::ImageFormat::Jpeg);
+    let jpeg = encode(
+        &image::DynamicImage::ImageRgb8(image::RgbImage::new(32, 32)),
+        image::ImageFormat::Jpeg,
+    );
     let truncated = png(64, 64, true)[..100].to_vec();
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("not an image", json!({"obj_id": "ZTF1", "data": b64(b"hello, world"), "ttype": "new"}), "cannot identify image file"),
-        ("empty data", json!({"obj_id": "ZTF1", "data": "", "ttype": "new"}), "cannot identify image file"),
-        ("truncated PNG", json!({"obj_id": "ZTF1", "data": b64(&truncated), "ttype": "new"}), "cannot identify image file"),
-        ("JPEG", json!({"obj_id": "ZTF1", "data": b64(&jpeg), "ttype": "new"}), "Invalid thumbnail image type. Only PNG are supported."),
-        ("too small", json!({"obj_id": "ZTF1", "data": b64(&png(15, 32, false)), "ttype": "new"}), "Invalid thumbnail size. Only thumbnails between (16, 16) and (500, 500) allowed."),
-        ("too big", json!({"obj_id": "ZTF1", "data": b64(&png(32, 501, false)), "ttype": "new"}), "Invalid thumbnail size. Only thumbnails between (16, 16) and (500, 500) allowed."),
-        ("decompression bomb", json!({"obj_id": "ZTF1", "data": b64(&png_claiming(100_000, 100_000)), "ttype": "new"}), "Invalid thumbnail size."),
-        ("unknown ttype", json!({"obj_id": "ZTF1", "data": ok, "ttype": "bogus"}), "is not among the defined enum values"),
-        ("traversal ttype", json!({"obj_id": "ZTF1", "data": ok, "ttype": "../../etc/passwd"}), "is not among the defined enum values"),
-        ("unknown obj_id", json!({"obj_id": "ZTF404", "data": ok, "ttype": "new"}), "Invalid obj_id: ZTF404"),
-        ("bad base64", json!({"obj_id": "ZTF1", "data": "!!not base64!!", "ttype": "new"}), "not valid base64"),
-        ("missing data", json!({"obj_id": "ZTF1", "ttype": "new"}), "missing field `data`"),
-        ("missing obj_id", json!({"data": ok, "ttype": "new"}), "missing field `obj_id`"),
-        ("unknown field", json!({"obj_id": "ZTF1", "data": ok, "ttype": "new", "colour": "red"}), "unknown field `colour`"),
-        ("wrong type", json!({"obj_id": 12, "data": ok, "ttype": "new"}), "Invalid/missing parameters"),
-        ("not an object", json!([1, 2, 3]), "Invalid/missing parameters"),
+        (
+            "not an image",
+            json!({"obj_id": "ZTF1", "data": b64(b"hello, world"), "ttype": "new"}),
+            "cannot identify image file",
+        ),
+        (
+            "empty data",
+            json!({"obj_id": "ZTF1", "data": "", "ttype": "new"}),
+            "cannot identify image file",
+        ),
+        (
+            "truncated PNG",
+            json!({"obj_id": "ZTF1", "data": b64(&truncated), "ttype": "new"}),
+            "cannot identify image file",
+        ),
+        (
+            "JPEG",
+            json!({"obj_id": "ZTF1", "data": b64(&jpeg), "ttype": "new"}),
+            "Invalid thumbnail image type. Only PNG are supported.",
+        ),
+        (
+            "too small",
+            json!({"obj_id": "ZTF1", "data": b64(&png(15, 32, false)), "ttype": "new"}),
+            "Invalid thumbnail size. Only thumbnails between (16, 16) and (500, 500) allowed.",
+        ),
+        (
+            "too big",
+            json!({"obj_id": "ZTF1", "data": b64(&png(32, 501, false)), "ttype": "new"}),
+            "Invalid thumbnail size. Only thumbnails between (16, 16) and (500, 500) allowed.",
+        ),
+        (
+            "decompression bomb",
+            json!({"obj_id": "ZTF1", "data": b64(&png_claiming(100_000, 100_000)), "ttype": "new"}),
+            "Invalid thumbnail size.",
+        ),
+        (
+            "unknown ttype",
+            json!({"obj_id": "ZTF1", "data": ok, "ttype": "bogus"}),
+            "is not among the defined enum values",
+        ),
+        (
+            "traversal ttype",
+            json!({"obj_id": "ZTF1", "data": ok, "ttype": "../../etc/passwd"}),
+            "is not among the defined enum values",
+        ),
+        (
+            "unknown obj_id",
+            json!({"obj_id": "ZTF404", "data": ok, "ttype": "new"}),
+            "Invalid obj_id: ZTF404",
+        ),
+        (
+            "bad base64",
+            json!({"obj_id": "ZTF1", "data": "!!not base64!!", "ttype": "new"}),
+            "not valid base64",
+        ),
+        (
+            "missing data",
+            json!({"obj_id": "ZTF1", "ttype": "new"}),
+            "missing field `data`",
+        ),
+        (
+            "missing obj_id",
+            json!({"data": ok, "ttype": "new"}),
+            "missing field `obj_id`",
+        ),
+        (
+            "unknown field",
+            json!({"obj_id": "ZTF1", "data": ok, "ttype": "new", "colour": "red"}),
+            "unknown field `colour`",
+        ),
+        (
+            "wrong type",
+            json!({"obj_id": 12, "data": ok, "ttype": "new"}),
+            "Invalid/missing parameters",
+        ),
+        (
+            "not an object",
+            json!([1, 2, 3]),
+            "Invalid/missing parameters",
+        ),
     ];
     for (what, body, expected) in cases {
         let (status, answer) = app.upload(Some(UPLOADER), &body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {answer}");
         assert_eq!(answer["status"], "error", "{what}");
         let msg = message(&answer);
-        assert!(msg.starts_with("Thumbnail failed to post: "), "{what}: {msg}");
+        assert!(
+            msg.starts_with("Thumbnail failed to post: "),
+            "{what}: {msg}"
+        );
         assert!(msg.contains(expected), "{what}: {msg:?} lacks {expected:?}");
         app.assert_nothing_stored(what).await;
     }
     // Not JSON at all.
-    let (status, _, bytes) = app.send(Method::POST, "/api/thumbnail", Some(UPLOADER), Some(b"{nope".to_vec())).await;
+    let (status, _, bytes) = app
+        .send(
+            Method::POST,
+            "/api/thumbnail",
+            Some(UPLOADER),
+            Some(b"{nope".to_vec()),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(String::from_utf8_lossy(&bytes).contains("Invalid/missing parameters"));
     app.assert_nothing_stored("not JSON").await;
-    assert!(app.bus.drain(&app.stored_queue).await.is_empty(), "no event for a refused upload");
+    assert!(
+        app.bus.drain(&app.stored_queue).await.is_empty(),
+        "no event for a refused upload"
+    );
     app.stop().await;
 }
 
@@ -132,9 +224,17 @@ async fn second_upload_replaces_first_keeping_id() {
     assert_eq!(files.len(), 1, "{files:?}");
     assert_eq!(std::fs::read(&files[0]).expect("file"), second);
     let (_, row) = app
-        .json(Method::GET, &format!("/api/thumbnail/{}", a1["data"]["id"]), Some(READER), None)
+        .json(
+            Method::GET,
+            &format!("/api/thumbnail/{}", a1["data"]["id"]),
+            Some(READER),
+            None,
+        )
         .await;
-    assert_eq!(row["data"]["is_grayscale"], true, "the new image's classification");
+    assert_eq!(
+        row["data"]["is_grayscale"], true,
+        "the new image's classification"
+    );
     let url = row["data"]["public_url"].as_str().expect("url").to_string();
     let (_, _, bytes) = app.send(Method::GET, &url, None, None).await;
     assert_eq!(bytes, second);
@@ -152,15 +252,22 @@ async fn second_upload_replaces_first_keeping_id() {
 async fn every_enum_type_is_accepted_and_grayscale_is_classified() {
     let app = TestApp::spawn().await;
     app.add_obj("ZTF3").await;
-    for (i, t) in ["new", "ref", "sub", "sdss", "dr8", "ls", "ps1", "sm", "hst", "chandra", "jwst", "new_gz", "ref_gz", "sub_gz"]
-        .iter()
-        .enumerate()
+    for (i, t) in [
+        "new", "ref", "sub", "sdss", "dr8", "ls", "ps1", "sm", "hst", "chandra", "jwst", "new_gz",
+        "ref_gz", "sub_gz",
+    ]
+    .iter()
+    .enumerate()
     {
         let colour = i % 2 == 0;
-        let (status, body) = app.upload_png("ZTF3", t, &png(16 + i as u32, 500, colour)).await;
+        let (status, body) = app
+            .upload_png("ZTF3", t, &png(16 + i as u32, 500, colour))
+            .await;
         assert_eq!(status, StatusCode::OK, "{t}: {body}");
     }
-    let (_, list) = app.json(Method::GET, "/api/objs/ZTF3/thumbnails", Some(READER), None).await;
+    let (_, list) = app
+        .json(Method::GET, "/api/objs/ZTF3/thumbnails", Some(READER), None)
+        .await;
     let rows = list["data"].as_array().expect("list");
     assert_eq!(rows.len(), 14);
     for (i, row) in rows.iter().enumerate() {
@@ -180,8 +287,20 @@ async fn body_limit_is_http_max_body_bytes_with_413_beyond() {
         "{{\"obj_id\": \"ZTF4\", {}\"data\": \"{data}\", \"ttype\": \"new\"}}",
         " ".repeat(3 * 1024 * 1024)
     );
-    let (status, _, bytes) = app.send(Method::POST, "/api/thumbnail", Some(UPLOADER), Some(padded.into_bytes())).await;
-    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&bytes));
+    let (status, _, bytes) = app
+        .send(
+            Method::POST,
+            "/api/thumbnail",
+            Some(UPLOADER),
+            Some(padded.into_bytes()),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
     app.stop().await;
 
     let app = TestApp::spawn_with(|c| c.http.max_body_bytes = 64 * 1024).await;
@@ -189,7 +308,10 @@ async fn body_limit_is_http_max_body_bytes_with_413_beyond() {
     let big = json!({"obj_id": "ZTF4", "data": "A".repeat(100 * 1024), "ttype": "new"});
     let (status, answer) = app.upload(Some(UPLOADER), &big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(message(&answer).contains("larger than 65536 bytes"), "{answer}");
+    assert!(
+        message(&answer).contains("larger than 65536 bytes"),
+        "{answer}"
+    );
     // Streamed without a length (chunked): refused too.
     let mut req = format!(
         "POST /api/thumbnail HTTP/1.1\r\nHost: t\r\nAuthorization: token {UPLOADER}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
