@@ -24,6 +24,13 @@ pub enum OpsError {
     Bus(#[from] BusError),
     #[error("{0}")]
     Invalid(String),
+    /// Publishing stopped part-way; the events before it were confirmed.
+    #[error("{source} (after {published} events were confirmed; run again to continue)")]
+    PublishFailed {
+        published: u64,
+        #[source]
+        source: BusError,
+    },
 }
 
 /// The PostgreSQL pool behind a SeaORM connection: the operator queries use

@@ -154,7 +154,11 @@ pub async fn replay(
                 }
                 publisher
                     .publish_many(ROUTING_OBJ_CREATED, chunk, true)
-                    .await?;
+                    .await
+                    .map_err(|source| OpsError::PublishFailed {
+                        published: summary.published,
+                        source,
+                    })?;
             }
             summary.published += chunk.len() as u64;
         }

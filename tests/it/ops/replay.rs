@@ -297,3 +297,37 @@ async fn replay_binary_prints_the_summary_and_fails_in_one_line() {
     );
     bus.delete().await;
 }
+
+#[tokio::test]
+async fn replay_to_an_exchange_without_the_worker_queue_is_an_error() {
+    use lapin::options::{ExchangeDeclareOptions, ExchangeDeleteOptions};
+    use lapin::types::FieldTable;
+
+    let (db, bus) = (TestDb::new().await, TestBus::new().await);
+    obj(&db, "U", Some(1.0), Some(1.0), false).await;
+    let lonely = format!("{}.lonely", bus.topology.exchange);
+    bus.channel
+        .exchange_declare(
+            lonely.as_str().into(),
+            lapin::ExchangeKind::Topic,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare");
+    let publisher = thumbnails::bus::Publisher::open(&bus._conn, &lonely)
+        .await
+        .expect("publisher");
+
+    let e = replay(&db.db, Some(&publisher), &opts(Selection::default()))
+        .await
+        .expect_err("mandatory publishes to nowhere fail");
+    let text = e.to_string();
+    assert!(text.contains("no queue is bound"), "{text}");
+    assert!(text.contains("after 0 events were confirmed"), "{text}");
+    let _ = bus
+        .channel
+        .exchange_delete(lonely.as_str().into(), ExchangeDeleteOptions::default())
+        .await;
+    bus.delete().await;
+}
