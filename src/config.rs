@@ -83,7 +83,7 @@ pub struct SurveysConfig {
     pub ps1: Ps1Config,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateConfig {
     pub template: String,
@@ -148,14 +148,6 @@ impl Default for StorageConfig {
         Self {
             root: PathBuf::from("persistentdata"),
             depth: 2,
-        }
-    }
-}
-
-impl Default for TemplateConfig {
-    fn default() -> Self {
-        Self {
-            template: String::new(),
         }
     }
 }
@@ -277,6 +269,7 @@ fn one_line(e: &figment::Error) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
     use figment::Jail;
