@@ -124,7 +124,11 @@ mod tests {
         assert_eq!(p.public_url(), format!("/static/{}", p.as_url_path()));
         assert_eq!(
             p.path_under(Path::new("/srv")),
-            PathBuf::from(format!("/srv/thumbnails/{}/{}/ZTF21aaaaaaa_new.png", &h[0..2], &h[2..4]))
+            PathBuf::from(format!(
+                "/srv/thumbnails/{}/{}/ZTF21aaaaaaa_new.png",
+                &h[0..2],
+                &h[2..4]
+            ))
         );
         assert_eq!(hashed_dirs("x", 0), Vec::<String>::new());
         assert_eq!(hashed_dirs("x", 3).len(), 3);
@@ -132,12 +136,21 @@ mod tests {
 
     #[test]
     fn unsafe_ids_are_encoded() {
-        assert_eq!(file_name("../../etc/passwd", ThumbnailType::Ref), "~2E.~2F..~2Fetc~2Fpasswd_ref.png");
+        assert_eq!(
+            file_name("../../etc/passwd", ThumbnailType::Ref),
+            "~2E.~2F..~2Fetc~2Fpasswd_ref.png"
+        );
         assert_eq!(file_name("/abs", ThumbnailType::Sub), "~2Fabs_sub.png");
         assert_eq!(file_name("a\0b", ThumbnailType::New), "a~00b_new.png");
-        assert_eq!(file_name("%2e%2e", ThumbnailType::New), "~252e~252e_new.png");
+        assert_eq!(
+            file_name("%2e%2e", ThumbnailType::New),
+            "~252e~252e_new.png"
+        );
         assert_eq!(file_name("a~b", ThumbnailType::New), "a~7Eb_new.png");
-        assert_eq!(file_name("SN 2021abc", ThumbnailType::New), "SN~202021abc_new.png");
+        assert_eq!(
+            file_name("SN 2021abc", ThumbnailType::New),
+            "SN~202021abc_new.png"
+        );
         assert_eq!(file_name("", ThumbnailType::New), "_new.png");
     }
 
@@ -145,7 +158,10 @@ mod tests {
     fn long_ids_are_shortened_distinctly() {
         let a = "a".repeat(300);
         let b = format!("{}b", "a".repeat(299));
-        let (fa, fb) = (file_name(&a, ThumbnailType::New), file_name(&b, ThumbnailType::New));
+        let (fa, fb) = (
+            file_name(&a, ThumbnailType::New),
+            file_name(&b, ThumbnailType::New),
+        );
         assert_ne!(fa, fb);
         assert!(fa.len() < 200, "{}", fa.len());
     }

@@ -8,4 +8,4 @@ mod layout;
 mod store;
 
 pub use layout::{file_name, hashed_dirs, RelPath, SUBDIR};
-pub use store::{FileError, FileStore, Placed, Staged};
+pub use store::{FileError, FileStore, Placed, SetAside, Staged};

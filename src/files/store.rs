@@ -90,7 +90,10 @@ impl FileStore {
                 target,
             };
             let write = |path: &Path| -> std::io::Result<()> {
-                let mut f = fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+                let mut f = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(path)?;
                 f.write_all(&bytes)?;
                 f.sync_all()
             };
@@ -100,23 +103,64 @@ impl FileStore {
         .await
     }
 
-    /// Removes a stored file, but only one inside `<root>/thumbnails`: a
-    /// `file_uri` edited to point elsewhere is never touched. Returns
-    /// whether a file was removed.
-    pub async fn remove_stored(&self, file_uri: &str) -> Result<bool, FileError> {
+    /// Renames a stored file aside (to a hidden name in its folder) until
+    /// the caller's commit: [`SetAside::remove`] after it, [`SetAside::undo`]
+    /// (or drop) if it fails. Only a file inside `<root>/thumbnails` is
+    /// touched: a `file_uri` edited to point elsewhere gives `None`.
+    pub async fn set_aside(&self, file_uri: &str) -> Result<Option<SetAside>, FileError> {
         let uploads = self.uploads_dir();
         let path = PathBuf::from(file_uri);
         blocking(move || {
             let (Ok(base), Ok(real)) = (fs::canonicalize(&uploads), fs::canonicalize(&path)) else {
-                return Ok(false);
+                return Ok(None);
             };
             if !real.starts_with(&base) || !real.is_file() {
-                return Ok(false);
+                return Ok(None);
             }
-            fs::remove_file(&real).map_err(|source| FileError::Remove { path: real, source })?;
-            Ok(true)
+            let aside =
+                real.with_file_name(format!(".deleted-{}.tmp", uuid::Uuid::new_v4().simple()));
+            fs::rename(&real, &aside).map_err(|source| FileError::Rename {
+                from: real.clone(),
+                to: aside.clone(),
+                source,
+            })?;
+            Ok(Some(SetAside {
+                original: real,
+                aside: Some(aside),
+            }))
         })
         .await
+    }
+}
+
+/// A stored file renamed aside, pending a commit. Dropping it restores it.
+#[derive(Debug)]
+pub struct SetAside {
+    original: PathBuf,
+    aside: Option<PathBuf>,
+}
+
+impl SetAside {
+    /// The commit succeeded: the file goes for good.
+    pub fn remove(mut self) {
+        if let Some(aside) = self.aside.take() {
+            if let Err(e) = fs::remove_file(&aside) {
+                tracing::warn!(path = %aside.display(), error = %e, "cannot remove a deleted thumbnail's file");
+            }
+        }
+    }
+
+    /// The commit failed: the file returns.
+    pub fn undo(self) {}
+}
+
+impl Drop for SetAside {
+    fn drop(&mut self) {
+        if let Some(aside) = self.aside.take() {
+            if let Err(e) = fs::rename(&aside, &self.original) {
+                tracing::error!(path = %self.original.display(), error = %e, "cannot restore a file set aside");
+            }
+        }
     }
 }
 
@@ -148,7 +192,8 @@ impl Staged {
             return Err(FileError::Join("staged file already placed".into()));
         };
         let target = self.target.clone();
-        let backup = target.with_file_name(format!(".replaced-{}.tmp", uuid::Uuid::new_v4().simple()));
+        let backup =
+            target.with_file_name(format!(".replaced-{}.tmp", uuid::Uuid::new_v4().simple()));
         let had_old = match fs::rename(&target, &backup) {
             Ok(()) => true,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
@@ -269,36 +314,76 @@ mod tests {
         assert!(files_in(tmp.path()).is_empty());
 
         // Placed and kept.
-        let placed = store.stage(&rel, b"one".to_vec()).await.expect("stage").place().expect("place");
+        let placed = store
+            .stage(&rel, b"one".to_vec())
+            .await
+            .expect("stage")
+            .place()
+            .expect("place");
         placed.keep();
         let target = rel.path_under(store.root());
         assert_eq!(fs::read(&target).expect("read"), b"one");
 
         // Replaced, then undone: the old bytes come back.
-        let placed = store.stage(&rel, b"two".to_vec()).await.expect("stage").place().expect("place");
+        let placed = store
+            .stage(&rel, b"two".to_vec())
+            .await
+            .expect("stage")
+            .place()
+            .expect("place");
         assert_eq!(fs::read(&target).expect("read"), b"two");
         placed.undo();
         assert_eq!(fs::read(&target).expect("read"), b"one");
         assert_eq!(files_in(tmp.path()), vec![target.clone()]);
 
         // Replaced and kept: no backup left.
-        let placed = store.stage(&rel, b"three".to_vec()).await.expect("stage").place().expect("place");
+        let placed = store
+            .stage(&rel, b"three".to_vec())
+            .await
+            .expect("stage")
+            .place()
+            .expect("place");
         placed.keep();
         assert_eq!(files_in(tmp.path()), vec![target.clone()]);
 
         // A new file undone is removed.
         let other = RelPath::new("ZTF2", ThumbnailType::Ref, 2);
-        let placed = store.stage(&other, b"x".to_vec()).await.expect("stage").place().expect("place");
+        let placed = store
+            .stage(&other, b"x".to_vec())
+            .await
+            .expect("stage")
+            .place()
+            .expect("place");
         drop(placed);
         assert_eq!(files_in(tmp.path()), vec![target.clone()]);
 
         // Removal only inside the uploads folder.
         let outside = tmp.path().join("outside.png");
         fs::write(&outside, b"keep me").expect("write");
-        assert!(!store.remove_stored(&outside.to_string_lossy()).await.expect("remove"));
+        let none = store
+            .set_aside(&outside.to_string_lossy())
+            .await
+            .expect("aside");
+        assert!(none.is_none());
         assert!(outside.exists());
-        assert!(store.remove_stored(&target.to_string_lossy()).await.expect("remove"));
+        // Set aside and undone: back in place.
+        let aside = store
+            .set_aside(&target.to_string_lossy())
+            .await
+            .expect("aside")
+            .expect("inside");
         assert!(!target.exists());
+        aside.undo();
+        assert_eq!(fs::read(&target).expect("read"), b"three");
+        // Set aside and removed: gone, nothing left.
+        let aside = store
+            .set_aside(&target.to_string_lossy())
+            .await
+            .expect("aside")
+            .expect("inside");
+        aside.remove();
+        assert!(!target.exists());
+        assert_eq!(files_in(tmp.path()), vec![outside.clone()]);
     }
 
     #[tokio::test]
@@ -308,7 +393,10 @@ mod tests {
         fs::write(&file, b"").expect("write");
         let store = FileStore::new(&file, 2);
         let rel = RelPath::new("ZTF1", ThumbnailType::New, 2);
-        let e = store.stage(&rel, b"x".to_vec()).await.expect_err("must fail");
+        let e = store
+            .stage(&rel, b"x".to_vec())
+            .await
+            .expect_err("must fail");
         assert!(matches!(e, FileError::CreateDir { .. }), "{e}");
     }
 }

@@ -90,7 +90,10 @@ fn presented_token(parts: &Parts) -> Option<&str> {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Some(token) = presented_token(parts) else {
             return Err(ApiError::Unauthorized(
                 "Unauthorized: send the header 'Authorization: token <T>'".into(),
@@ -123,7 +126,10 @@ mod tests {
             },
         ]);
         assert_eq!(t.scopes_of("uploader-token"), Some(vec![Scope::Upload]));
-        assert_eq!(t.scopes_of("manager-token"), Some(vec![Scope::Upload, Scope::Manage]));
+        assert_eq!(
+            t.scopes_of("manager-token"),
+            Some(vec![Scope::Upload, Scope::Manage])
+        );
         assert_eq!(t.scopes_of("uploader-toke"), None);
         assert_eq!(t.scopes_of(""), None);
         assert!(!format!("{t:?}").contains("uploader"));

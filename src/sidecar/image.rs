@@ -138,7 +138,9 @@ mod tests {
             let v = ((x * 3 + y * 5) % 256) as u8;
             [v, v, v]
         })));
-        assert!(is_grayscale(&DynamicImage::ImageLuma8(GrayImage::from_pixel(20, 20, Luma([7])))));
+        assert!(is_grayscale(&DynamicImage::ImageLuma8(
+            GrayImage::from_pixel(20, 20, Luma([7]))
+        )));
     }
 
     #[test]
@@ -159,40 +161,77 @@ mod tests {
                 [0, 0, 255]
             }
         })));
-        let rgba = RgbaImage::from_fn(32, 32, |x, _| if x < 16 { Rgba([0, 255, 0, 255]) } else { Rgba([255, 0, 255, 255]) });
+        let rgba = RgbaImage::from_fn(32, 32, |x, _| {
+            if x < 16 {
+                Rgba([0, 255, 0, 255])
+            } else {
+                Rgba([255, 0, 255, 255])
+            }
+        });
         assert!(!is_grayscale(&DynamicImage::ImageRgba8(rgba)));
     }
 
     #[test]
     fn grey_with_a_few_coloured_pixels() {
         // A handful of coloured pixels is below the cutoff ...
-        let few = rgb(100, 100, |x, y| if x == 50 && y == 50 { [255, 0, 0] } else { [128, 128, 128] });
+        let few = rgb(100, 100, |x, y| {
+            if x == 50 && y == 50 {
+                [255, 0, 0]
+            } else {
+                [128, 128, 128]
+            }
+        });
         assert!(is_grayscale(&few));
         // ... a coloured tenth of the image is not.
-        let many = rgb(100, 100, |x, _| if x < 10 { [255, 0, 0] } else { [128, 128, 128] });
+        let many = rgb(
+            100,
+            100,
+            |x, _| if x < 10 { [255, 0, 0] } else { [128, 128, 128] },
+        );
         assert!(!is_grayscale(&many));
     }
 
     #[test]
     fn checks_in_skyportal_order() {
-        assert!(matches!(inspect_png(b"hello"), Err(ImageError::NotAnImage(_))));
+        assert!(matches!(
+            inspect_png(b"hello"),
+            Err(ImageError::NotAnImage(_))
+        ));
         let e = inspect_png(b"hello").expect_err("not an image").to_string();
         assert!(e.contains("cannot identify image file"), "{e}");
 
         let mut jpeg = Cursor::new(Vec::new());
-        rgb(32, 32, |_, _| [1, 2, 3]).write_to(&mut jpeg, ImageFormat::Jpeg).expect("jpeg");
+        rgb(32, 32, |_, _| [1, 2, 3])
+            .write_to(&mut jpeg, ImageFormat::Jpeg)
+            .expect("jpeg");
         assert_eq!(inspect_png(jpeg.get_ref()), Err(ImageError::NotPng));
 
         for (w, h) in [(15, 100), (100, 15), (501, 100), (100, 501)] {
             let e = inspect_png(&png_of(&rgb(w, h, |_, _| [0, 0, 0]))).expect_err("size");
-            assert_eq!(e, ImageError::Size { width: w, height: h });
-            assert_eq!(e.to_string(), "Invalid thumbnail size. Only thumbnails between (16, 16) and (500, 500) allowed.");
+            assert_eq!(
+                e,
+                ImageError::Size {
+                    width: w,
+                    height: h
+                }
+            );
+            assert_eq!(
+                e.to_string(),
+                "Invalid thumbnail size. Only thumbnails between (16, 16) and (500, 500) allowed."
+            );
         }
         for (w, h) in [(16, 16), (500, 500), (16, 500)] {
             let ok = inspect_png(&png_of(&rgb(w, h, |_, _| [9, 9, 9]))).expect("valid");
             assert_eq!((ok.width, ok.height, ok.is_grayscale), (w, h, true));
         }
-        let colour = inspect_png(&png_of(&rgb(32, 32, |x, _| if x % 2 == 0 { [255, 0, 0] } else { [0, 255, 0] }))).expect("valid");
+        let colour = inspect_png(&png_of(&rgb(32, 32, |x, _| {
+            if x % 2 == 0 {
+                [255, 0, 0]
+            } else {
+                [0, 255, 0]
+            }
+        })))
+        .expect("valid");
         assert!(!colour.is_grayscale);
     }
 

@@ -38,7 +38,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Err(_) => Err("timed out".to_string()),
     };
     match (db, bus) {
-        (Ok(()), Ok(())) => Json(json!({"status": "success", "data": {"database": "ok", "broker": "ok"}})).into_response(),
+        (Ok(()), Ok(())) => {
+            Json(json!({"status": "success", "data": {"database": "ok", "broker": "ok"}}))
+                .into_response()
+        }
         (db, bus) => {
             let mut problems = Vec::new();
             if let Err(e) = db {

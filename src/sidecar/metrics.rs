@@ -43,11 +43,26 @@ pub fn handle() -> Option<PrometheusHandle> {
 }
 
 fn describe() {
-    metrics::describe_counter!("thumbnails_uploads_total", "Uploads by result (success, invalid, unauthorized, forbidden, too_large, error)");
-    metrics::describe_counter!("thumbnails_upload_bytes_stored_total", "Bytes of PNG written by successful uploads");
-    metrics::describe_counter!("thumbnails_events_published_total", "Events published with a broker confirm, by routing key");
-    metrics::describe_counter!("thumbnails_outbox_relay_failures_total", "Outbox relay rounds that failed");
-    metrics::describe_histogram!("thumbnails_http_request_duration_seconds", "HTTP request latency by route, method and status");
+    metrics::describe_counter!(
+        "thumbnails_uploads_total",
+        "Uploads by result (success, invalid, unauthorized, forbidden, too_large, error)"
+    );
+    metrics::describe_counter!(
+        "thumbnails_upload_bytes_stored_total",
+        "Bytes of PNG written by successful uploads"
+    );
+    metrics::describe_counter!(
+        "thumbnails_events_published_total",
+        "Events published with a broker confirm, by routing key"
+    );
+    metrics::describe_counter!(
+        "thumbnails_outbox_relay_failures_total",
+        "Outbox relay rounds that failed"
+    );
+    metrics::describe_histogram!(
+        "thumbnails_http_request_duration_seconds",
+        "HTTP request latency by route, method and status"
+    );
 }
 
 /// Records every request's latency under its route template.

@@ -105,7 +105,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
     let upload_route: axum::routing::MethodRouter<AppState> = upload_route
         .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(max_body_bytes))
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
-        .layer(axum::middleware::map_response(move |r| json_too_large(r, max_body_bytes)));
+        .layer(axum::middleware::map_response(move |r| {
+            json_too_large(r, max_body_bytes)
+        }));
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes((schemas, paths, upload_route))
         .routes(routes!(
@@ -134,7 +136,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
 }
 
 /// tower-http answers 413 in plain text; clients get the usual JSON.
-async fn json_too_large(response: axum::response::Response, limit: usize) -> axum::response::Response {
+async fn json_too_large(
+    response: axum::response::Response,
+    limit: usize,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     let is_json = response
         .headers()
@@ -157,10 +162,18 @@ impl AppState {
         db.execute_unprepared(&format!("SELECT 1 FROM {} LIMIT 0", outbox::TABLE))
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("table {} is missing: run `thumbnails migrate` first", outbox::TABLE))?;
-        let bus = BusLink::connect(&config.amqp, &format!("thumbnails-sidecar {}", config.amqp.exchange))
-            .await
-            .context("sidecar")?;
+            .with_context(|| {
+                format!(
+                    "table {} is missing: run `thumbnails migrate` first",
+                    outbox::TABLE
+                )
+            })?;
+        let bus = BusLink::connect(
+            &config.amqp,
+            &format!("thumbnails-sidecar {}", config.amqp.exchange),
+        )
+        .await
+        .context("sidecar")?;
         Ok(Self {
             db,
             files: FileStore::new(&config.storage.root, config.storage.depth),
@@ -196,7 +209,8 @@ pub async fn serve(
         shutdown.clone(),
     ));
     let upkeep = tokio::spawn(metrics::upkeep_loop(shutdown.clone()));
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let mut server = tokio::spawn(async move { server.await });
     let result = tokio::select! {
         r = &mut server => r,

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::Connection;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait};
 use serde_json::json;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -156,7 +154,11 @@ impl BusLink {
 }
 
 /// Inserts the event row inside the caller's transaction; returns its id.
-pub async fn enqueue<C: ConnectionTrait>(txn: &C, routing_key: &str, body: &str) -> Result<i64, DbErr> {
+pub async fn enqueue<C: ConnectionTrait>(
+    txn: &C,
+    routing_key: &str,
+    body: &str,
+) -> Result<i64, DbErr> {
     let row = txn
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -195,7 +197,11 @@ async fn claim_and_publish(
 }
 
 /// Publishes one freshly committed event (the upload path).
-pub async fn publish_one(db: &DatabaseConnection, bus: &BusLink, id: i64) -> Result<usize, OutboxError> {
+pub async fn publish_one(
+    db: &DatabaseConnection,
+    bus: &BusLink,
+    id: i64,
+) -> Result<usize, OutboxError> {
     let claim = Statement::from_sql_and_values(
         DbBackend::Postgres,
         format!(

@@ -4,7 +4,9 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, X_CONTENT_TYPE_OPTIONS};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, X_CONTENT_TYPE_OPTIONS,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -27,7 +29,8 @@ pub fn safe_segments(path: &str) -> Option<Vec<&str>> {
             !s.is_empty()
                 && !s.starts_with('.')
                 && s.len() <= 255
-                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-~".contains(&b))
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-~".contains(&b))
         });
     ok.then_some(segments)
 }
@@ -52,7 +55,10 @@ pub async fn serve_file(
 ) -> Result<Response, ApiError> {
     let Path(path) = path?;
     let Some(segments) = safe_segments(&path) else {
-        return Err(ApiError::BadRequest(format!("Invalid path: {}", path.escape_default())));
+        return Err(ApiError::BadRequest(format!(
+            "Invalid path: {}",
+            path.escape_default()
+        )));
     };
     let base = state.files.uploads_dir();
     let mut file = base.clone();
@@ -78,15 +84,19 @@ pub async fn serve_file(
         Err(e) => return Err(ApiError::internal("cannot read the file", e)),
     };
     let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&bytes))[..32]);
-    let etag_value = HeaderValue::from_str(&etag)
-        .map_err(|e| ApiError::internal("cannot build the ETag", e))?;
+    let etag_value =
+        HeaderValue::from_str(&etag).map_err(|e| ApiError::internal("cannot build the ETag", e))?;
     let cache = HeaderValue::from_static(CACHE_CONTROL_VALUE);
     let matches = headers
         .get(IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
     if matches {
-        return Ok((StatusCode::NOT_MODIFIED, [(ETAG, etag_value), (CACHE_CONTROL, cache)]).into_response());
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [(ETAG, etag_value), (CACHE_CONTROL, cache)],
+        )
+            .into_response());
     }
     Ok((
         [
@@ -108,7 +118,18 @@ mod tests {
     fn refuses_paths_that_could_escape() {
         assert!(safe_segments("ab/cd/ZTF1_new.png").is_some());
         assert!(safe_segments("ab/cd/~2E.~2F_new.png").is_some());
-        for bad in ["", "../x", "ab/../../etc/passwd", "ab//x", "/etc/passwd", "ab/.hidden", "a\0b", "a\\b", "ab/%2e%2e", ".."] {
+        for bad in [
+            "",
+            "../x",
+            "ab/../../etc/passwd",
+            "ab//x",
+            "/etc/passwd",
+            "ab/.hidden",
+            "a\0b",
+            "a\\b",
+            "ab/%2e%2e",
+            "..",
+        ] {
             assert!(safe_segments(bad).is_none(), "{bad:?}");
         }
     }

@@ -9,7 +9,7 @@ use axum::Json;
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde_json::{json, Value};
 
@@ -138,9 +138,13 @@ pub async fn put_thumbnail(
     };
     let txn = state.db.begin().await.map_err(db_down)?;
     let updated = am.update(&txn).await.map_err(failed)?;
-    let event = outbox::enqueue(&txn, ROUTING_THUMBNAIL_STORED, &outbox::stored_event(&updated))
-        .await
-        .map_err(db_down)?;
+    let event = outbox::enqueue(
+        &txn,
+        ROUTING_THUMBNAIL_STORED,
+        &outbox::stored_event(&updated),
+    )
+    .await
+    .map_err(db_down)?;
     txn.commit().await.map_err(db_down)?;
     publish_now(&state, event).await;
     Ok(api::success(json!({})))
@@ -167,23 +171,54 @@ pub async fn delete_thumbnail(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::Manage)?;
     let Path(id) = id?;
-    let row = find(&state, &id).await?;
-    let deleted = thumbnail::Entity::delete_by_id(row.id)
-        .exec(&state.db)
+    // In a task of its own, so that a client leaving cannot stop it between
+    // the file and the commit.
+    tokio::spawn(async move { delete_row_and_file(&state, &id).await })
+        .await
+        .map_err(|e| {
+            ApiError::internal("the delete task failed", anyhow::anyhow!(e.to_string()))
+        })??;
+    Ok(api::success(json!({})))
+}
+
+/// Locks the row, deletes it, sets its file aside, commits, then removes
+/// the file (or restores it if the commit failed). The lock makes a
+/// concurrent upload of the same `(obj_id, type)` wait, so its new file is
+/// never the one removed.
+async fn delete_row_and_file(state: &AppState, id: &str) -> Result<(), ApiError> {
+    let Ok(n) = id.parse::<i32>() else {
+        return Err(not_found(id));
+    };
+    let txn = state.db.begin().await.map_err(db_down)?;
+    let row = thumbnail::Entity::find_by_id(n)
+        .lock_exclusive()
+        .one(&txn)
+        .await
+        .map_err(db_down)?
+        .ok_or_else(|| not_found(id))?;
+    thumbnail::Entity::delete_by_id(row.id)
+        .exec(&txn)
         .await
         .map_err(db_down)?;
-    if deleted.rows_affected == 0 {
-        return Err(not_found(&id));
-    }
-    // The row is gone first: a file without a row is harmless, a row
-    // without its file is not. Only files under the uploads folder go.
-    if let Some(uri) = row.file_uri.as_deref() {
-        if let Err(e) = state.files.remove_stored(uri).await {
-            tracing::warn!(id = row.id, error = %e, "row deleted but its file could not be removed");
+    let aside = match row.file_uri.as_deref() {
+        Some(uri) => state
+            .files
+            .set_aside(uri)
+            .await
+            .map_err(|e| ApiError::internal("cannot remove the file from storage", e))?,
+        None => None,
+    };
+    if let Err(e) = txn.commit().await {
+        if let Some(a) = aside {
+            a.undo();
         }
+        return Err(db_down(e));
+    }
+    if let Some(a) = aside {
+        a.remove();
     }
     tracing::info!(id = row.id, obj_id = %row.obj_id, "thumbnail deleted");
-    Ok(api::success(json!({})))
+    Ok(())
 }
 
 /// Every thumbnail of an object.

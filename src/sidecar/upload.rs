@@ -54,7 +54,9 @@ pub async fn upload(
         // the upload between placing the file and committing the row.
         tokio::spawn(async move { store_upload(&state, body).await })
             .await
-            .map_err(|e| ApiError::internal("the upload task failed", anyhow::anyhow!(e.to_string())))?
+            .map_err(|e| {
+                ApiError::internal("the upload task failed", anyhow::anyhow!(e.to_string()))
+            })?
     }
     .await;
     match result {
@@ -69,7 +71,11 @@ fn decode_base64(data: &str) -> Result<Vec<u8>, ApiError> {
     STANDARD
         .decode(&cleaned)
         .or_else(|_| STANDARD_NO_PAD.decode(&cleaned))
-        .map_err(|e| ApiError::BadRequest(format!("Invalid/missing parameters: data: not valid base64 ({e})")))
+        .map_err(|e| {
+            ApiError::BadRequest(format!(
+                "Invalid/missing parameters: data: not valid base64 ({e})"
+            ))
+        })
 }
 
 /// Checks the obj_id is one Postgres can hold and that it exists.

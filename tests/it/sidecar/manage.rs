@@ -148,6 +148,7 @@ async fn get_put_list_and_delete() {
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert!(!file_b.exists());
+    assert_eq!(app.files().len(), 1, "only the other upload's file is left");
     let (status, answer) = app
         .json(
             Method::GET,

@@ -228,7 +228,10 @@ async fn static_requests_cannot_escape_the_root() {
 #[tokio::test]
 async fn tokens_never_appear_in_logs_of_the_sidecar_command() {
     // The real `thumbnails sidecar` process, logging at trace level.
-    let (db, bus) = (crate::helpers::TestDb::new().await, crate::helpers::TestBus::new().await);
+    let (db, bus) = (
+        crate::helpers::TestDb::new().await,
+        crate::helpers::TestBus::new().await,
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -253,7 +256,10 @@ async fn tokens_never_appear_in_logs_of_the_sidecar_command() {
         .spawn()
         .expect("start thumbnails sidecar");
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+    let client = reqwest::Client::builder()
+        .timeout(WAIT)
+        .build()
+        .expect("client");
     crate::helpers::eventually("the sidecar to answer", WAIT, || async {
         let r = client.get(format!("{base}/healthz")).send().await.ok()?;
         r.status().is_success().then_some(())
@@ -264,9 +270,14 @@ async fn tokens_never_appear_in_logs_of_the_sidecar_command() {
         sea_orm::DbBackend::Postgres,
         "INSERT INTO objs VALUES ('ZTF18', 1, 2, false, 'k', now(), now())",
     );
-    sea_orm::ConnectionTrait::execute_raw(&db.db, obj).await.expect("obj");
+    sea_orm::ConnectionTrait::execute_raw(&db.db, obj)
+        .await
+        .expect("obj");
     let near_miss = "uploader-token-0002";
-    let body = serde_json::to_vec(&json!({"obj_id": "ZTF18", "data": b64(&png(32, 32, false)), "ttype": "new"})).expect("json");
+    let body = serde_json::to_vec(
+        &json!({"obj_id": "ZTF18", "data": b64(&png(32, 32, false)), "ttype": "new"}),
+    )
+    .expect("json");
     for (token, expected) in [(UPLOADER, 200), (near_miss, 401), (MANAGER, 403)] {
         let r = client
             .post(format!("{base}/api/thumbnail"))
@@ -292,11 +303,17 @@ async fn tokens_never_appear_in_logs_of_the_sidecar_command() {
         .status()
         .expect("kill");
     assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("wait");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
     assert!(status.success(), "{status}");
 
     let text = std::fs::read_to_string(dir.path().join("log.txt")).expect("log");
-    assert!(text.contains("thumbnail uploaded") && text.contains("sidecar stopped"), "{text}");
+    assert!(
+        text.contains("thumbnail uploaded") && text.contains("sidecar stopped"),
+        "{text}"
+    );
     for token in [UPLOADER, MANAGER, near_miss] {
         assert!(!text.contains(token), "{token} was logged");
     }
