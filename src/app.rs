@@ -46,8 +46,8 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             w.context("worker")?;
             s.context("sidecar")
         }
-        Command::Replay(args) => ops::replay::run(&config, args).await,
-        Command::Resurvey(args) => ops::resurvey::run(&config, args).await,
+        Command::Replay(args) => ops::replay::run(&config, args, stop).await,
+        Command::Resurvey(args) => ops::resurvey::run(&config, args, stop).await,
         Command::Healthcheck => healthcheck(&config).await,
     }
 }

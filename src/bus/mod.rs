@@ -2,10 +2,12 @@
 //! a supervised consumer loop.
 
 mod consumer;
+mod events;
 pub mod publisher;
 mod topology;
 
 pub use consumer::{consume, ConsumerSettings, Session};
+pub use events::ThumbnailStored;
 pub use publisher::Publisher;
 pub use topology::{declare, Topology, ROUTING_OBJ_CREATED, ROUTING_THUMBNAIL_STORED};
 

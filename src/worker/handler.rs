@@ -4,7 +4,6 @@ use futures_util::future::try_join_all;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -201,23 +200,25 @@ async fn ack(delivery: &Delivery) {
     }
 }
 
-/// The `thumbnail.stored` body for a survey row.
-pub fn stored_event(row: &StoredRow, origin: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "id": row.id,
-        "obj_id": row.obj_id,
-        "type": row.ttype,
-        "public_url": row.public_url,
-        "file_uri": row.file_uri,
-        "origin": origin,
-    }))
-    .unwrap_or_default()
+impl StoredRow {
+    /// The `thumbnail.stored` body for this row.
+    pub fn stored_event(&self, origin: &str) -> Vec<u8> {
+        crate::bus::ThumbnailStored {
+            id: self.id,
+            obj_id: &self.obj_id,
+            ttype: self.ttype.as_str(),
+            public_url: self.public_url.as_deref(),
+            file_uri: self.file_uri.as_deref(),
+            origin,
+        }
+        .to_json()
+    }
 }
 
 async fn publish_stored(session: &Session, rows: &[StoredRow]) -> Result<(), crate::bus::BusError> {
     // Not mandatory: nobody listening for thumbnail.stored is not an error.
     try_join_all(rows.iter().map(|row| {
-        let body = stored_event(row, "survey");
+        let body = row.stored_event("survey");
         async move {
             session
                 .publisher

@@ -90,7 +90,11 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
-pub async fn run(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
+pub async fn run(
+    config: &Config,
+    args: ReplayArgs,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
     let db = store::connect(&config.database.url, 2).await?;
     let opts = ReplayOptions {
         selection: Selection {
@@ -105,8 +109,7 @@ pub async fn run(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
         dry_run: args.dry_run,
         batch_size: args.batch_size as usize,
         progress: true,
-        // dispatch() has taken over SIGINT/SIGTERM: listen for them too.
-        stop: crate::shutdown::on_signal(),
+        stop,
     };
     let summary = if args.dry_run {
         replay(&db, None, &opts).await

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sea_orm::sqlx::{self, PgPool};
-use serde_json::json;
 
 use crate::bus::{Publisher, ROUTING_THUMBNAIL_STORED};
 use crate::ops::{begin, is_permanent, is_transient, OpsError, Progress};
@@ -168,15 +167,15 @@ async fn update(
 /// The `thumbnail.stored` body (the contract's shape, as the worker sends it).
 fn stored_event(row: &Updated) -> Vec<u8> {
     let (id, obj_id, ttype, public_url, file_uri, origin) = row;
-    serde_json::to_vec(&json!({
-        "id": id,
-        "obj_id": obj_id,
-        "type": ttype,
-        "public_url": public_url,
-        "file_uri": file_uri,
-        "origin": origin.as_deref().unwrap_or("survey"),
-    }))
-    .unwrap_or_default()
+    crate::bus::ThumbnailStored {
+        id: *id,
+        obj_id,
+        ttype,
+        public_url: public_url.as_deref(),
+        file_uri: file_uri.as_deref(),
+        origin: origin.as_deref().unwrap_or("survey"),
+    }
+    .to_json()
 }
 
 /// Retries `f` while it fails for a transient database reason.

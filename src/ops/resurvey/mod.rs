@@ -55,7 +55,11 @@ fn parse_survey(s: &str) -> Result<ThumbnailType, String> {
     }
 }
 
-pub async fn run(config: &Config, args: ResurveyArgs) -> anyhow::Result<()> {
+pub async fn run(
+    config: &Config,
+    args: ResurveyArgs,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
     let s = &config.surveys;
     let templates = Templates::new(&s.sdss.template, &s.ls.template).context("surveys")?;
     let db = store::connect(&config.database.url, 2).await?;
@@ -78,8 +82,7 @@ pub async fn run(config: &Config, args: ResurveyArgs) -> anyhow::Result<()> {
         dry_run: args.dry_run,
         samples: if args.dry_run { DRY_RUN_SAMPLES } else { 0 },
         progress: true,
-        // dispatch() has taken over SIGINT/SIGTERM: listen for them too.
-        stop: crate::shutdown::on_signal(),
+        stop,
     };
     let summary = resurvey(&db, &templates, publisher.as_ref().map(|(p, _)| p), &opts)
         .await
