@@ -362,3 +362,26 @@ async fn shutdown_mid_stream_loses_nothing() {
     stop_ps1.cancel();
     bus.delete().await;
 }
+
+#[tokio::test]
+async fn ids_with_quotes_and_sql_keywords_round_trip_unchanged() {
+    let (db, bus) = (TestDb::new().await, TestBus::new().await);
+    let worker = RunningWorker::start(&bus.config(&db, "")).await;
+    let ids = [
+        "O'Brien\"; DROP TABLE objs; --",
+        "x') ON CONFLICT DO NOTHING; SELECT pg_sleep(10); --",
+        "$1 $$ \\ %s {ra} ünïcødé 🌌",
+        "ZTF21/../../etc/passwd",
+    ];
+    for id in ids {
+        bus.publish(&event(id, 7.5, 8.5)).await;
+    }
+    let rows = rows_for(&db, 3 * ids.len()).await;
+    for id in ids {
+        let mine: Vec<_> = rows.iter().filter(|r| r.0 == id).collect();
+        assert_eq!(mine.len(), 3, "{id}: {rows:?}");
+    }
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM objs").await, ids.len() as i64);
+    worker.stop().await;
+    bus.delete().await;
+}
