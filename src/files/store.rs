@@ -16,26 +16,26 @@ use super::layout::{RelPath, SUBDIR};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("cannot create folder {path}: {source}")]
+    #[error("cannot create folder {path}")]
     CreateDir {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot rename {from} to {to}: {source}")]
+    #[error("cannot rename {from} to {to}")]
     Rename {
         from: PathBuf,
         to: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot remove {path}: {source}")]
+    #[error("cannot remove {path}")]
     Remove {
         path: PathBuf,
         #[source]

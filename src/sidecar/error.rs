@@ -114,3 +114,41 @@ impl From<PathRejection> for ApiError {
         ApiError::BadRequest(format!("Invalid path: {}", r.body_text()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_prefixes() {
+        let cases = [
+            (ApiError::BadRequest("b".into()), 400, "P: b"),
+            (ApiError::Unauthorized("u".into()), 401, "u"),
+            (ApiError::Forbidden("f".into()), 403, "f"),
+            (ApiError::NotFound("n".into()), 404, "n"),
+            (ApiError::TooLarge("t".into()), 413, "P: t"),
+            (
+                ApiError::internal("public", anyhow::anyhow!("secret cause")),
+                500,
+                "P: public",
+            ),
+            (ApiError::Unavailable("d".into()), 503, "P: d"),
+        ];
+        for (e, status, message) in cases {
+            let e = e.prefixed("P: ");
+            assert_eq!(e.status().as_u16(), status);
+            // The client sees the public message only, never the cause.
+            assert_eq!(e.to_string(), message);
+        }
+    }
+
+    #[test]
+    fn cause_chain_is_one_line() {
+        let e = std::io::Error::other("disk on fire");
+        let outer = crate::files::FileError::Write {
+            path: "/x".into(),
+            source: e,
+        };
+        assert_eq!(cause_chain(&outer), "cannot write /x: disk on fire");
+    }
+}

@@ -49,7 +49,7 @@ pub mod entity {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
-    #[error("outbox database error: {0}")]
+    #[error("outbox database error")]
     Db(#[from] DbErr),
     #[error(transparent)]
     Bus(#[from] BusError),
@@ -65,7 +65,8 @@ pub fn stored_event(row: &thumbnail::Model) -> String {
         "type": row.ttype,
         "public_url": row.public_url,
         "file_uri": row.file_uri,
-        "origin": row.origin,
+        // Rows the worker wrote have no origin: they are survey rows.
+        "origin": row.origin.as_deref().unwrap_or("survey"),
     })
     .to_string()
 }
@@ -254,5 +255,37 @@ pub async fn relay_loop(
                 tracing::warn!(error = %super::error::cause_chain(&e), "outbox relay failed; will retry");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_event_has_the_contract_shape() {
+        let now = chrono::Utc::now().naive_utc();
+        let mut row = thumbnail::Model {
+            id: 12,
+            created_at: now,
+            modified: now,
+            ttype: Some(thumbnail::DbType::New),
+            file_uri: Some("/srv/thumbnails/aa/bb/X_new.png".into()),
+            public_url: Some("/static/thumbnails/aa/bb/X_new.png".into()),
+            origin: Some("upload".into()),
+            survey: Some("ZTF".into()),
+            is_grayscale: Some(true),
+            obj_id: "X".into(),
+        };
+        let v: serde_json::Value = serde_json::from_str(&stored_event(&row)).expect("json");
+        assert_eq!(
+            v,
+            json!({"id": 12, "obj_id": "X", "type": "new",
+                "public_url": "/static/thumbnails/aa/bb/X_new.png",
+                "file_uri": "/srv/thumbnails/aa/bb/X_new.png", "origin": "upload"})
+        );
+        row.origin = None;
+        let v: serde_json::Value = serde_json::from_str(&stored_event(&row)).expect("json");
+        assert_eq!(v["origin"], "survey");
     }
 }
