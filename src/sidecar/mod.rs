@@ -198,6 +198,12 @@ pub async fn serve(
     if state.tokens.is_empty() {
         tracing::warn!("http.tokens is empty: the API refuses every upload, edit, delete and read until tokens are configured");
     }
+    // Not fatal (files may be served from a mount that appears later), but
+    // said at once rather than at the first upload.
+    let uploads = state.files.uploads_dir();
+    if let Err(e) = tokio::fs::create_dir_all(&uploads).await {
+        tracing::warn!(path = %uploads.display(), error = %e, "storage.root is not writable: uploads will fail until it is");
+    }
     let app = router(state.clone(), config.http.max_body_bytes);
     let addr = listener.local_addr().ok();
     tracing::info!(address = ?addr, root = %state.files.root().display(), "sidecar listening");
