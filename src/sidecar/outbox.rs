@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use lapin::Connection;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait};
-use serde_json::json;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{self, BusError, Publisher, Topology};
+use crate::bus::{self, BusError, Publisher, ThumbnailStored, Topology};
 use crate::config::AmqpConfig;
 use crate::store::entities::thumbnail;
+use crate::surveys::ThumbnailType;
 
 pub const TABLE: &str = "thumbnail_outbox";
 
@@ -57,18 +57,22 @@ pub enum OutboxError {
     Timeout(Duration),
 }
 
-/// The `thumbnail.stored` body for a row (same shape as the worker's).
+/// The `thumbnail.stored` body for a row (the one shape the worker uses too).
 pub fn stored_event(row: &thumbnail::Model) -> String {
-    json!({
-        "id": row.id,
-        "obj_id": row.obj_id,
-        "type": row.ttype,
-        "public_url": row.public_url,
-        "file_uri": row.file_uri,
+    let ttype = row
+        .ttype
+        .map(|t| ThumbnailType::from(t).as_str())
+        .unwrap_or("");
+    let body = ThumbnailStored {
+        id: row.id,
+        obj_id: &row.obj_id,
+        ttype,
+        public_url: row.public_url.as_deref(),
+        file_uri: row.file_uri.as_deref(),
         // Rows the worker wrote have no origin: they are survey rows.
-        "origin": row.origin.as_deref().unwrap_or("survey"),
-    })
-    .to_string()
+        origin: row.origin.as_deref().unwrap_or("survey"),
+    };
+    String::from_utf8(body.to_json()).unwrap_or_default()
 }
 
 /// A lazily (re)connected confirm-mode publisher on the service exchange.
@@ -261,6 +265,7 @@ pub async fn relay_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn stored_event_has_the_contract_shape() {
