@@ -101,6 +101,7 @@ const INSERT_OBJS: &str =
 /// On `(obj_id, type)` conflict the URL is overwritten only when asked to
 /// (`$6`) or when the stored one is the failed-lookup placeholder (`$5`),
 /// and only if it differs: unchanged rows are neither rewritten nor returned.
+/// A user's upload is never overwritten by a survey URL.
 const UPSERT_THUMBNAILS: &str =
     "INSERT INTO thumbnails (created_at, modified, type, public_url, obj_id)
     SELECT $4, $4, x.type::thumbnail_types, x.url, x.obj_id
@@ -109,6 +110,7 @@ const UPSERT_THUMBNAILS: &str =
       SET public_url = EXCLUDED.public_url, file_uri = NULL, modified = EXCLUDED.modified
       WHERE (thumbnails.public_url = $5 OR $6)
         AND thumbnails.public_url IS DISTINCT FROM EXCLUDED.public_url
+        AND thumbnails.origin IS DISTINCT FROM 'upload'
     RETURNING id, obj_id, type::text, public_url, file_uri";
 
 const PROBE_PS1: &str = "SELECT obj_id, public_url FROM thumbnails

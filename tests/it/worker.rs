@@ -385,3 +385,35 @@ async fn ids_with_quotes_and_sql_keywords_round_trip_unchanged() {
     worker.stop().await;
     bus.delete().await;
 }
+
+#[tokio::test]
+async fn replace_never_overwrites_an_uploaded_row() {
+    use sea_orm::ConnectionTrait;
+    let (db, bus) = (TestDb::new().await, TestBus::new().await);
+    db.db
+        .execute_unprepared(
+            "INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified)
+               VALUES ('up', 1.5, 2.5, false, 'k', now(), now());
+             INSERT INTO thumbnails (created_at, modified, type, public_url, file_uri, origin, obj_id)
+               VALUES (now(), now(), 'sdss', '/static/thumbnails/x/up_sdss.png', '/data/up_sdss.png', 'upload', 'up')",
+        )
+        .await
+        .expect("seed an upload");
+    let worker = RunningWorker::start(&bus.config(&db, "")).await;
+    bus.publish(br#"{"id":"up","ra":1.5,"dec":2.5,"replace":true}"#).await;
+    rows_for(&db, 3).await;
+    bus.settled().await;
+    worker.stop().await;
+    let sdss = db
+        .thumbnails()
+        .await
+        .into_iter()
+        .find(|r| r.1 == "sdss")
+        .expect("sdss row");
+    assert_eq!(sdss.2.as_deref(), Some("/static/thumbnails/x/up_sdss.png"));
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM thumbnails WHERE file_uri = '/data/up_sdss.png'").await,
+        1
+    );
+    bus.delete().await;
+}
