@@ -1,10 +1,11 @@
 //! A local stand-in for the PS1 cutout service, used by the tests and the
 //! benchmark (there is no internet here, and tests must not depend on it).
 //!
-//! The answer depends on the integer part of `ra` in `pos=RA+DEC`:
-//! `1` -> an image link, `2` -> "No PS1 3PI images were found", `3` -> HTTP
-//! 500, `4` -> an answer slower than any sane timeout (30 s); anything else ->
-//! an image link after the configured delay.
+//! In [`Ps1Mode::ByRa`] the answer depends on the integer part of `ra` in
+//! `pos=RA+DEC`: `2` -> "No PS1 3PI images were found", `3` -> HTTP 500,
+//! `4` -> an answer slower than any sane timeout (30 s); anything else -> an
+//! image link. In [`Ps1Mode::Image`] every answer is an image link after a
+//! fixed delay (the benchmark's slow PS1).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,6 +17,15 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
+
+/// How the stand-in answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ps1Mode {
+    /// Image, no images, error or too slow, chosen by `ra` (for tests).
+    ByRa,
+    /// Always an image link, after this delay.
+    Image { delay: Duration },
+}
 
 #[derive(Deserialize)]
 struct Params {
@@ -30,30 +40,31 @@ pub fn image_src(pos: &str) -> String {
     )
 }
 
-async fn lookup(State(delay): State<Duration>, Query(p): Query<Params>) -> Response {
+async fn lookup(State(mode): State<Ps1Mode>, Query(p): Query<Params>) -> Response {
     let pos = p.pos.unwrap_or_default();
+    let delay = match mode {
+        Ps1Mode::Image { delay } => delay,
+        Ps1Mode::ByRa => Duration::ZERO,
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let ra_int = pos
         .split([' ', '+'])
         .next()
         .and_then(|ra| ra.parse::<f64>().ok())
         .map(|ra| ra.trunc() as i64);
-    match ra_int {
-        Some(2) => {
+    match (mode, ra_int) {
+        (Ps1Mode::ByRa, Some(2)) => {
             Html("<html><body><p>No PS1 3PI images were found at this position</p></body></html>")
                 .into_response()
         }
-        Some(3) => (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
-        Some(4) => {
+        (Ps1Mode::ByRa, Some(3)) => (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
+        (Ps1Mode::ByRa, Some(4)) => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             Html("too late").into_response()
         }
-        Some(1) => image_page(&pos),
-        _ => {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            image_page(&pos)
-        }
+        _ => image_page(&pos),
     }
 }
 
@@ -67,12 +78,12 @@ fn image_page(pos: &str) -> Response {
 
 /// Serves the stand-in on 127.0.0.1 (port 0 = any) until `stop`; returns the
 /// lookup URL to configure as `surveys.ps1.lookup_url`.
-pub async fn serve_ps1(delay: Duration, stop: CancellationToken) -> std::io::Result<String> {
+pub async fn serve_ps1(mode: Ps1Mode, stop: CancellationToken) -> std::io::Result<String> {
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let addr = listener.local_addr()?;
     let app = Router::new()
         .route("/cgi-bin/ps1cutouts", get(lookup))
-        .with_state(delay);
+        .with_state(mode);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())

@@ -199,7 +199,15 @@ async fn bench_worker(
     }
     let stop = CancellationToken::new();
     let ps1_url = match ps1_delay_ms {
-        Some(ms) => thumbnails::testkit::serve_ps1(Duration::from_millis(ms), stop.clone()).await?,
+        Some(ms) => {
+            thumbnails::testkit::serve_ps1(
+                thumbnails::testkit::Ps1Mode::Image {
+                    delay: Duration::from_millis(ms),
+                },
+                stop.clone(),
+            )
+            .await?
+        }
         None => String::new(),
     };
     let mut worker = Command::new(sibling_binary("thumbnails")?)

@@ -97,27 +97,51 @@ impl Worker {
             rows,
             probe_ps1,
         };
-        let first = self
+        // The lookup starts at once, beside the sdss/ls write, so the slow
+        // part overlaps the batch; it is dropped if the probe says a real
+        // ps1 URL is already stored.
+        let lookup = ps1_lookup.then(|| {
+            let ps1 = self.ps1.clone();
+            let (ra, dec) = (ev.ra, ev.dec);
+            tokio::spawn(async move { ps1.lookup(ra, dec).await }.in_current_span())
+        });
+        let first = match self
             .writer
             .write(job(rows, ps1_lookup && !ev.replace))
-            .await?;
+            .await
+        {
+            Ok(first) => first,
+            Err(e) => {
+                if let Some(handle) = &lookup {
+                    handle.abort();
+                }
+                return Err(e);
+            }
+        };
         let mut stored = first.stored;
+        let Some(lookup) = lookup else {
+            return Ok(stored);
+        };
         // A stored real PS1 URL (or outside-survey answer) is kept unless the
         // event says `replace`; a failed lookup's placeholder is retried.
-        let lookup = ps1_lookup
-            && (ev.replace
-                || first
-                    .ps1_url
-                    .as_deref()
-                    .is_none_or(|url| url == CURRENTLY_UNAVAILABLE));
-        if lookup {
-            let url = self.ps1.lookup(ev.ra, ev.dec).await.into_url();
-            let second = self
-                .writer
-                .write(job(vec![self.ps1_row(url, ev.replace)], false))
-                .await?;
-            stored.extend(second.stored);
+        let needed = ev.replace
+            || first
+                .ps1_url
+                .as_deref()
+                .is_none_or(|url| url == CURRENTLY_UNAVAILABLE);
+        if !needed {
+            lookup.abort();
+            return Ok(stored);
         }
+        let url = lookup
+            .await
+            .map(|outcome| outcome.into_url())
+            .unwrap_or_else(|_| CURRENTLY_UNAVAILABLE.to_owned());
+        let second = self
+            .writer
+            .write(job(vec![self.ps1_row(url, ev.replace)], false))
+            .await?;
+        stored.extend(second.stored);
         Ok(stored)
     }
 

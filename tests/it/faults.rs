@@ -61,9 +61,14 @@ async fn broker_connection_cut_is_survived() {
     let (db, bus) = (TestDb::new().await, TestBus::new().await);
     let stop = CancellationToken::new();
     // A slow PS1 keeps the worker busy long enough to cut it mid-stream.
-    let ps1 = thumbnails::testkit::serve_ps1(Duration::from_millis(20), stop.clone())
-        .await
-        .expect("stand-in");
+    let ps1 = thumbnails::testkit::serve_ps1(
+        thumbnails::testkit::Ps1Mode::Image {
+            delay: Duration::from_millis(20),
+        },
+        stop.clone(),
+    )
+    .await
+    .expect("stand-in");
     let mut config = bus.config(&db, &ps1);
     config.amqp.prefetch = 20;
     let n = 3000;

@@ -341,7 +341,7 @@ pub struct Ps1StandIn {
 impl Ps1StandIn {
     pub async fn start() -> Self {
         let stop = CancellationToken::new();
-        let url = thumbnails::testkit::serve_ps1(Duration::ZERO, stop.clone())
+        let url = thumbnails::testkit::serve_ps1(thumbnails::testkit::Ps1Mode::ByRa, stop.clone())
             .await
             .expect("stand-in");
         Self { url, stop }

@@ -318,9 +318,14 @@ async fn shutdown_mid_stream_loses_nothing() {
     let (db, bus) = (TestDb::new().await, TestBus::new().await);
     let stop_ps1 = tokio_util::sync::CancellationToken::new();
     // A slow PS1 keeps deliveries in flight when shutdown comes.
-    let ps1 = thumbnails::testkit::serve_ps1(Duration::from_millis(20), stop_ps1.clone())
-        .await
-        .expect("stand-in");
+    let ps1 = thumbnails::testkit::serve_ps1(
+        thumbnails::testkit::Ps1Mode::Image {
+            delay: Duration::from_millis(20),
+        },
+        stop_ps1.clone(),
+    )
+    .await
+    .expect("stand-in");
     let mut config = bus.config(&db, &ps1);
     config.amqp.prefetch = 50;
     let n = 3000;
@@ -381,7 +386,10 @@ async fn ids_with_quotes_and_sql_keywords_round_trip_unchanged() {
         let mine: Vec<_> = rows.iter().filter(|r| r.0 == id).collect();
         assert_eq!(mine.len(), 3, "{id}: {rows:?}");
     }
-    assert_eq!(db.scalar_i64("SELECT count(*) FROM objs").await, ids.len() as i64);
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM objs").await,
+        ids.len() as i64
+    );
     worker.stop().await;
     bus.delete().await;
 }
@@ -400,7 +408,8 @@ async fn replace_never_overwrites_an_uploaded_row() {
         .await
         .expect("seed an upload");
     let worker = RunningWorker::start(&bus.config(&db, "")).await;
-    bus.publish(br#"{"id":"up","ra":1.5,"dec":2.5,"replace":true}"#).await;
+    bus.publish(br#"{"id":"up","ra":1.5,"dec":2.5,"replace":true}"#)
+        .await;
     rows_for(&db, 3).await;
     bus.settled().await;
     worker.stop().await;
@@ -412,7 +421,8 @@ async fn replace_never_overwrites_an_uploaded_row() {
         .expect("sdss row");
     assert_eq!(sdss.2.as_deref(), Some("/static/thumbnails/x/up_sdss.png"));
     assert_eq!(
-        db.scalar_i64("SELECT count(*) FROM thumbnails WHERE file_uri = '/data/up_sdss.png'").await,
+        db.scalar_i64("SELECT count(*) FROM thumbnails WHERE file_uri = '/data/up_sdss.png'")
+            .await,
         1
     );
     bus.delete().await;
