@@ -1,16 +1,49 @@
 //! Logging, set up once for the binary (tests use the same function).
+//!
+//! On a terminal, log lines go through tracing-indicatif's writer so that
+//! the operator tools' progress bars (spans marked `indicatif.pb_show`) are
+//! not torn by log output; elsewhere logs are plain lines.
 
-use tracing_subscriber::{fmt, EnvFilter};
+use std::io::IsTerminal;
+
+use tracing_indicatif::filter::{hide_indicatif_span_fields, IndicatifFilter};
+use tracing_indicatif::IndicatifLayer;
+use tracing_subscriber::fmt::format::DefaultFields;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter, Layer};
 
 use crate::config::LogFormat;
 
 /// Levels from `RUST_LOG` (default `info`); text or JSON lines on stderr.
 /// Calling it twice is harmless (the second call does nothing).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = match format {
-        LogFormat::Json => builder.json().with_current_span(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .json()
+            .with_current_span(true)
+            .try_init()
+            .is_ok(),
+        LogFormat::Text if std::io::stderr().is_terminal() => {
+            let bars = IndicatifLayer::new()
+                .with_span_field_formatter(hide_indicatif_span_fields(DefaultFields::new()));
+            tracing_subscriber::registry()
+                .with(
+                    fmt::layer()
+                        .with_writer(bars.get_stderr_writer())
+                        .with_filter(filter()),
+                )
+                .with(bars.with_filter(IndicatifFilter::new(false)))
+                .try_init()
+                .is_ok()
+        }
+        LogFormat::Text => fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .try_init()
+            .is_ok(),
     };
 }

@@ -5,7 +5,8 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressState, ProgressStyle};
+use indicatif::{ProgressState, ProgressStyle};
+use tracing_indicatif::span_ext::IndicatifSpanExt;
 
 /// How often the plain log line is written when stderr is not a terminal.
 const LOG_EVERY: Duration = Duration::from_secs(5);
@@ -22,7 +23,9 @@ pub struct Progress {
 
 enum Mode {
     Off,
-    Bar(ProgressBar),
+    /// A span that tracing-indicatif draws as a bar (see `telemetry`), so
+    /// log lines are printed above it instead of through it.
+    Bar(tracing::Span),
     Lines,
 }
 
@@ -32,7 +35,7 @@ impl Progress {
         let mode = if !enabled {
             Mode::Off
         } else if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new(total);
+            let span = tracing::info_span!("progress", indicatif.pb_show = tracing::field::Empty);
             let template = format!(
                 "{{prefix}} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} {unit} {{rate}} ETA {{eta}} {{msg}}"
             );
@@ -40,11 +43,20 @@ impl Progress {
                 let rate = |state: &ProgressState, w: &mut dyn std::fmt::Write| {
                     let _ = write!(w, "{:.0}/s", state.per_sec());
                 };
-                bar.set_style(style.with_key("rate", rate).progress_chars("=> "));
+                let style = style
+                    .with_key("rate", rate)
+                    .progress_chars("=> ")
+                    .with_key("prefix", {
+                        let label = label.to_string();
+                        move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                            let _ = write!(w, "{label}");
+                        }
+                    });
+                span.pb_set_style(&style);
             }
-            bar.set_prefix(label.to_string());
-            bar.enable_steady_tick(Duration::from_millis(250));
-            Mode::Bar(bar)
+            span.pb_set_length(total);
+            span.pb_start();
+            Mode::Bar(span)
         } else {
             Mode::Lines
         };
@@ -64,7 +76,7 @@ impl Progress {
         self.done += n;
         match &self.mode {
             Mode::Off => {}
-            Mode::Bar(bar) => bar.inc(n),
+            Mode::Bar(span) => span.pb_inc(n),
             Mode::Lines => {
                 if self.last_line.elapsed() >= LOG_EVERY {
                     self.last_line = Instant::now();
@@ -75,15 +87,15 @@ impl Progress {
     }
 
     pub fn set_message(&self, msg: String) {
-        if let Mode::Bar(bar) = &self.mode {
-            bar.set_message(msg);
+        if let Mode::Bar(span) = &self.mode {
+            span.pb_set_message(&msg);
         }
     }
 
     /// Runs `f` (typically a log call) with the bar hidden, so it does not tear.
     pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
         match &self.mode {
-            Mode::Bar(bar) => bar.suspend(f),
+            Mode::Bar(_) => tracing_indicatif::suspend_tracing_indicatif(f),
             _ => f(),
         }
     }
@@ -91,7 +103,8 @@ impl Progress {
     pub fn finish(self) {
         match &self.mode {
             Mode::Off => {}
-            Mode::Bar(bar) => bar.finish_and_clear(),
+            // Closing the span removes its bar.
+            Mode::Bar(_) => {}
             Mode::Lines => self.line(),
         }
     }
