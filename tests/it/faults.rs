@@ -63,7 +63,7 @@ async fn broker_connection_cut_is_survived() {
     // A slow PS1 keeps the worker busy long enough to cut it mid-stream.
     let ps1 = thumbnails::testkit::serve_ps1(
         thumbnails::testkit::Ps1Mode::Image {
-            delay: Duration::from_millis(20),
+            delay: Duration::from_millis(50),
         },
         stop.clone(),
     )
@@ -71,7 +71,7 @@ async fn broker_connection_cut_is_survived() {
     .expect("stand-in");
     let mut config = bus.config(&db, &ps1);
     config.amqp.prefetch = 20;
-    let n = 3000;
+    let n = 4000;
     bus.publish_many(&events("cut", n)).await;
     let worker = RunningWorker::start(&config).await;
     eventually("some progress", LONG, || async {

@@ -255,30 +255,33 @@ impl TestBus {
             .message_count()
     }
 
-    /// Waits until the worker queue has nothing ready and nothing unacked,
-    /// i.e. every delivery so far was acked (asks the broker).
-    pub async fn settled(&self) {
-        let queue = self.topology.queue.clone();
-        eventually("every delivery acked", Duration::from_secs(60), || {
-            let queue = queue.clone();
-            async move {
-                let out = tokio::process::Command::new("rabbitmqctl")
-                    .args([
-                        "-q",
-                        "list_queues",
-                        "name",
-                        "messages_ready",
-                        "messages_unacknowledged",
-                    ])
-                    .output()
-                    .await
-                    .ok()?;
-                let text = String::from_utf8_lossy(&out.stdout).to_string();
-                text.lines()
-                    .map(|l| l.split('\t').collect::<Vec<_>>())
-                    .any(|f| f.len() == 3 && f[0] == queue && f[1] == "0" && f[2] == "0")
-                    .then_some(())
+    /// The worker queue's ready count once it holds still (three equal
+    /// reads 100 ms apart): after a consumer stops, the broker returns its
+    /// unacked deliveries asynchronously. (rabbitmqctl's queue figures lag
+    /// behind for quorum queues, so the queue itself is asked.)
+    pub async fn ready_stable(&self) -> u32 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let (mut last, mut same) = (u32::MAX, 0);
+        loop {
+            let n = self.queue_len(&self.topology.queue).await;
+            same = if n == last { same + 1 } else { 1 };
+            last = n;
+            if same >= 3 {
+                return n;
             }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "queue length never settled"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until everything published so far has been delivered to the
+    /// worker (nothing ready). Stopping the worker then finishes and acks it.
+    pub async fn delivered(&self) {
+        eventually("everything delivered", Duration::from_secs(60), || async {
+            (self.queue_len(&self.topology.queue).await == 0).then_some(())
         })
         .await;
     }

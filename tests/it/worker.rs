@@ -128,8 +128,10 @@ async fn duplicate_events_give_no_duplicate_rows() {
     let body = event("dup", 100.5, 20.5);
     let bodies: Vec<Vec<u8>> = (0..20).map(|_| body.clone()).collect();
     bus.publish_many(&bodies).await;
-    bus.settled().await;
+    rows_for(&db, 3).await;
+    bus.delivered().await;
     worker.stop().await;
+    assert_eq!(bus.ready_stable().await, 0, "every delivery was processed");
 
     let rows = db.thumbnails().await;
     assert_eq!(rows.len(), 3, "{rows:?}");
@@ -195,8 +197,9 @@ async fn options_replace_types_and_roid() {
         url.2.as_deref(),
         Some("https://ls.example/dr11?ra=1.5&dec=2.5")
     );
-    bus.settled().await;
+    bus.delivered().await;
     worker.stop().await;
+    assert_eq!(bus.ready_stable().await, 0, "every delivery was processed");
     let moved_ls = db
         .thumbnails()
         .await
@@ -262,8 +265,9 @@ async fn ps1_answers_become_urls_or_placeholders() {
             .then_some(())
     })
     .await;
-    bus.settled().await;
+    bus.delivered().await;
     worker.stop().await;
+    assert_eq!(bus.ready_stable().await, 0, "every delivery was processed");
     let rows = db.thumbnails().await;
     let none = rows
         .iter()
@@ -328,7 +332,7 @@ async fn shutdown_mid_stream_loses_nothing() {
     .expect("stand-in");
     let mut config = bus.config(&db, &ps1);
     config.amqp.prefetch = 50;
-    let n = 3000;
+    let n = 6000;
     let bodies: Vec<Vec<u8>> = (0..n)
         .map(|i| event(&format!("obj{i}"), (i % 360) as f64 + 0.5, 1.0))
         .collect();
@@ -340,7 +344,7 @@ async fn shutdown_mid_stream_loses_nothing() {
     })
     .await;
     worker.stop().await;
-    let acked = n as i64 - bus.queue_len(&bus.topology.queue).await as i64;
+    let acked = n as i64 - bus.ready_stable().await as i64;
     let complete = db
         .scalar_i64("SELECT count(*) FROM (SELECT obj_id FROM thumbnails GROUP BY obj_id HAVING count(*) = 3) c")
         .await;
@@ -411,8 +415,9 @@ async fn replace_never_overwrites_an_uploaded_row() {
     bus.publish(br#"{"id":"up","ra":1.5,"dec":2.5,"replace":true}"#)
         .await;
     rows_for(&db, 3).await;
-    bus.settled().await;
+    bus.delivered().await;
     worker.stop().await;
+    assert_eq!(bus.ready_stable().await, 0, "every delivery was processed");
     let sdss = db
         .thumbnails()
         .await
