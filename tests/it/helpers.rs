@@ -307,6 +307,45 @@ impl TestBus {
     }
 }
 
+impl Drop for TestBus {
+    /// Also on a failed test: the queues and exchanges go (Drop cannot
+    /// await, so a small runtime on a thread of its own does it).
+    fn drop(&mut self) {
+        let t = self.topology.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(conn) = bus::connect(AMQP, "it-cleanup").await else {
+                    return;
+                };
+                if let Ok(ch) = conn.create_channel().await {
+                    for q in [
+                        t.queue.clone(),
+                        t.dead_queue(),
+                        format!("{}.stored-listener", t.queue),
+                    ] {
+                        let _ = ch
+                            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                            .await;
+                    }
+                    for e in [t.exchange.clone(), t.dead_exchange()] {
+                        let _ = ch
+                            .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
+                            .await;
+                    }
+                }
+                let _ = conn.close(200, "cleanup".into()).await;
+            });
+        })
+        .join();
+    }
+}
+
 /// A worker running in this process until [`RunningWorker::stop`].
 pub struct RunningWorker {
     pub shutdown: CancellationToken,
