@@ -197,6 +197,8 @@ impl Worker {
                         return;
                     }
                     ack(&delivery).await;
+                    metrics::counter!("thumbnails_worker_events_total", "outcome" => "done").increment(1);
+                    metrics::counter!("thumbnails_worker_rows_written_total").increment(rows.len() as u64);
                     tracing::debug!(rows = rows.len(), "done");
                 }
                 Outcome::Invalid(reason) => {
@@ -206,6 +208,7 @@ impl Worker {
                         return;
                     }
                     ack(&delivery).await;
+                    metrics::counter!("thumbnails_worker_events_total", "outcome" => "dead_lettered").increment(1);
                 }
                 Outcome::Stopped => {
                     tracing::debug!("stopped before commit; the broker will redeliver");

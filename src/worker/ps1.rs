@@ -35,6 +35,17 @@ impl Ps1Client {
         if !self.enabled() {
             return Ps1Outcome::Unavailable;
         }
+        let outcome = self.ask(ra, dec).await;
+        let label = match outcome {
+            Ps1Outcome::Image(_) => "image",
+            Ps1Outcome::OutsideSurvey => "outside_survey",
+            Ps1Outcome::Unavailable => "unavailable",
+        };
+        metrics::counter!("thumbnails_ps1_lookups_total", "outcome" => label).increment(1);
+        outcome
+    }
+
+    async fn ask(&self, ra: f64, dec: f64) -> Ps1Outcome {
         let url = lookup_url(&self.lookup_url, ra, dec);
         let response = match self.http.get(&url).send().await {
             Ok(r) => r,
