@@ -76,15 +76,17 @@ impl StoredRow {
     }
 }
 
-impl From<thumbnail::Model> for StoredRow {
-    fn from(m: thumbnail::Model) -> Self {
-        Self {
+impl StoredRow {
+    /// A row read through the entity; `None` for a row without a type
+    /// (SkyPortal's column is nullable).
+    pub fn from_model(m: thumbnail::Model) -> Option<Self> {
+        Some(Self {
             id: m.id,
             obj_id: m.obj_id,
-            ttype: m.ttype.map(Into::into).unwrap_or(ThumbnailType::Sdss),
+            ttype: m.ttype?.into(),
             public_url: m.public_url,
             file_uri: m.file_uri,
-        }
+        })
     }
 }
 

@@ -165,7 +165,7 @@ impl Worker {
             .all(&self.db)
             .await?
             .into_iter()
-            .map(StoredRow::from)
+            .filter_map(StoredRow::from_model)
             .collect())
     }
 
