@@ -75,32 +75,37 @@ impl FileStore {
 
     /// Writes `bytes` to a temporary file next to where `rel` will live.
     pub async fn stage(&self, rel: &RelPath, bytes: Vec<u8>) -> Result<Staged, FileError> {
+        let store = self.clone();
+        let rel = rel.clone();
+        blocking(move || store.stage_blocking(&rel, &bytes)).await
+    }
+
+    /// [`FileStore::stage`] for callers already on a blocking thread (the
+    /// upload path stages in the same hop that checks the image).
+    pub fn stage_blocking(&self, rel: &RelPath, bytes: &[u8]) -> Result<Staged, FileError> {
         let dir = rel.dir_under(&self.root);
         let target = rel.path_under(&self.root);
-        blocking(move || {
-            fs::create_dir_all(&dir).map_err(|source| FileError::CreateDir {
-                path: dir.clone(),
-                source,
-            })?;
-            let temp = dir.join(format!(".upload-{}.tmp", uuid::Uuid::new_v4().simple()));
-            // The Staged guard exists before the first byte, so any failure
-            // below removes the partial file.
-            let staged = Staged {
-                temp: Some(temp.clone()),
-                target,
-            };
-            let write = |path: &Path| -> std::io::Result<()> {
-                let mut f = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(path)?;
-                f.write_all(&bytes)?;
-                f.sync_all()
-            };
-            write(&temp).map_err(|source| FileError::Write { path: temp, source })?;
-            Ok(staged)
-        })
-        .await
+        fs::create_dir_all(&dir).map_err(|source| FileError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let temp = dir.join(format!(".upload-{}.tmp", uuid::Uuid::new_v4().simple()));
+        // The Staged guard exists before the first byte, so any failure
+        // below removes the partial file.
+        let staged = Staged {
+            temp: Some(temp.clone()),
+            target,
+        };
+        let write = |path: &Path| -> std::io::Result<()> {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        };
+        write(&temp).map_err(|source| FileError::Write { path: temp, source })?;
+        Ok(staged)
     }
 
     /// Renames a stored file aside (to a hidden name in its folder) until

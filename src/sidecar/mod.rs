@@ -46,6 +46,8 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub files: FileStore,
     pub bus: Arc<BusLink>,
+    /// Deletes published outbox rows, batching concurrent requests.
+    pub deleter: outbox::Deleter,
     pub tokens: Arc<Tokens>,
     /// The OpenAPI document, serialised once the router is built.
     pub openapi: Arc<OnceLock<String>>,
@@ -175,6 +177,7 @@ impl AppState {
         .await
         .context("sidecar")?;
         Ok(Self {
+            deleter: outbox::Deleter::spawn(db.clone()),
             db,
             files: FileStore::new(&config.storage.root, config.storage.depth),
             bus: Arc::new(bus),

@@ -1,15 +1,18 @@
 //! `thumbnail.stored` events through an outbox: the event row is written in
-//! the same transaction as the thumbnail row, published with confirms after
-//! the commit and deleted once confirmed. A background task republishes what
-//! a failed publish (or a crash) left behind, so a committed row's event is
-//! never lost (it may, rarely, be published twice).
+//! the same transaction as the thumbnail row, published (from memory) with
+//! confirms after the commit and deleted once confirmed; concurrent requests
+//! share one `DELETE` ([`Deleter`]). A background task republishes what a
+//! failed publish (or a crash) left behind, so a committed row's event is
+//! never lost (it may, rarely, be published twice: the background task only
+//! takes rows older than [`RELAY_MIN_AGE`], which a publish in flight has
+//! normally finished within).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::Connection;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait};
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{self, BusError, Publisher, ThumbnailStored, Topology};
@@ -26,6 +29,11 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rows claimed per relay transaction.
 const RELAY_BATCH: i64 = 100;
+/// The background relay leaves younger rows to the request that wrote them
+/// (its publish and delete are normally done within milliseconds).
+pub const RELAY_MIN_AGE: Duration = Duration::from_secs(2);
+/// Most confirmed events one `DELETE` removes.
+const DELETE_BATCH: usize = 512;
 
 pub mod entity {
     //! The outbox row (table created by migration `m20261125_000002_outbox`).
@@ -55,6 +63,8 @@ pub enum OutboxError {
     Bus(#[from] BusError),
     #[error("the broker did not answer within {0:?}")]
     Timeout(Duration),
+    #[error("cannot delete a published event: {0}")]
+    Deleter(String),
 }
 
 /// The `thumbnail.stored` body for a row (the one shape the worker uses too).
@@ -158,7 +168,16 @@ impl BusLink {
     }
 }
 
+/// An event row written in a transaction, to publish after its commit.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub id: i64,
+    pub routing_key: &'static str,
+    pub body: String,
+}
+
 /// Inserts the event row inside the caller's transaction; returns its id.
+/// `created_at` is the database's clock (UTC), the one the relay ages by.
 pub async fn enqueue<C: ConnectionTrait>(
     txn: &C,
     routing_key: &str,
@@ -167,16 +186,93 @@ pub async fn enqueue<C: ConnectionTrait>(
     let row = txn
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            format!("INSERT INTO {TABLE} (routing_key, body, created_at) VALUES ($1, $2, $3) RETURNING id"),
-            [
-                routing_key.into(),
-                body.into(),
-                chrono::Utc::now().naive_utc().into(),
-            ],
+            format!("INSERT INTO {TABLE} (routing_key, body, created_at) VALUES ($1, $2, now() AT TIME ZONE 'UTC') RETURNING id"),
+            [routing_key.into(), body.into()],
         ))
         .await?
         .ok_or_else(|| DbErr::RecordNotInserted)?;
     row.try_get_by_index::<i64>(0)
+}
+
+/// [`enqueue`], keeping the body to publish after the commit.
+pub async fn enqueue_pending<C: ConnectionTrait>(
+    txn: &C,
+    routing_key: &'static str,
+    body: String,
+) -> Result<Pending, DbErr> {
+    let id = enqueue(txn, routing_key, &body).await?;
+    Ok(Pending {
+        id,
+        routing_key,
+        body,
+    })
+}
+
+type DeleteRequest = (i64, oneshot::Sender<Result<(), String>>);
+
+/// Deletes published events: every request waiting at the same moment
+/// shares one `DELETE` (one round trip, one commit).
+#[derive(Clone)]
+pub struct Deleter {
+    tx: mpsc::UnboundedSender<DeleteRequest>,
+}
+
+impl Deleter {
+    /// Starts the deleting task; it ends when the last `Deleter` is dropped.
+    pub fn spawn(db: DatabaseConnection) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(delete_loop(db, rx));
+        Self { tx }
+    }
+
+    /// Deletes the row of a confirmed event; returns once it is committed.
+    pub async fn delete(&self, id: i64) -> Result<(), OutboxError> {
+        let (done, answer) = oneshot::channel();
+        self.tx
+            .send((id, done))
+            .map_err(|_| OutboxError::Deleter("stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| OutboxError::Deleter("stopped".into()))?
+            .map_err(OutboxError::Deleter)
+    }
+}
+
+async fn delete_loop(db: DatabaseConnection, mut rx: mpsc::UnboundedReceiver<DeleteRequest>) {
+    let mut batch = Vec::with_capacity(DELETE_BATCH);
+    while rx.recv_many(&mut batch, DELETE_BATCH).await > 0 {
+        // A Postgres array literal of integers, bound as one text parameter:
+        // one prepared statement whatever the batch size.
+        let ids = batch
+            .iter()
+            .map(|(id, _)| id.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let result = db
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                format!("DELETE FROM {TABLE} WHERE id = ANY($1::bigint[])"),
+                [format!("{{{ids}}}").into()],
+            ))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        for (_, done) in batch.drain(..) {
+            let _ = done.send(result.clone());
+        }
+    }
+}
+
+/// Publishes a committed event from memory, then deletes its row. On any
+/// failure the row stays for the relay.
+pub async fn publish_pending(
+    bus: &BusLink,
+    deleter: &Deleter,
+    event: &Pending,
+) -> Result<(), OutboxError> {
+    bus.publish(event.routing_key, event.body.as_bytes())
+        .await?;
+    deleter.delete(event.id).await
 }
 
 /// Claims rows (locked, so that a concurrent relay skips them), publishes
@@ -201,35 +297,29 @@ async fn claim_and_publish(
     Ok(n)
 }
 
-/// Publishes one freshly committed event (the upload path).
-pub async fn publish_one(
-    db: &DatabaseConnection,
-    bus: &BusLink,
-    id: i64,
-) -> Result<usize, OutboxError> {
-    let claim = Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        format!(
-            "DELETE FROM {TABLE} WHERE id = (SELECT id FROM {TABLE} WHERE id = $1 FOR UPDATE SKIP LOCKED)
-             RETURNING id, routing_key, body"
-        ),
-        [id.into()],
-    );
-    claim_and_publish(db, bus, claim).await
-}
-
 /// Publishes every leftover event, oldest first.
 pub async fn relay(db: &DatabaseConnection, bus: &BusLink) -> Result<usize, OutboxError> {
+    relay_older_than(db, bus, Duration::ZERO).await
+}
+
+/// Publishes every leftover event at least `min_age` old, oldest first.
+pub async fn relay_older_than(
+    db: &DatabaseConnection,
+    bus: &BusLink,
+    min_age: Duration,
+) -> Result<usize, OutboxError> {
     let mut total = 0;
     loop {
         let claim = Statement::from_sql_and_values(
             DbBackend::Postgres,
             format!(
                 "DELETE FROM {TABLE} WHERE id IN
-                   (SELECT id FROM {TABLE} ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+                   (SELECT id FROM {TABLE}
+                    WHERE created_at <= (now() AT TIME ZONE 'UTC') - make_interval(secs => $2)
+                    ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
                  RETURNING id, routing_key, body"
             ),
-            [RELAY_BATCH.into()],
+            [RELAY_BATCH.into(), min_age.as_secs_f64().into()],
         );
         let n = claim_and_publish(db, bus, claim).await?;
         total += n;
@@ -251,7 +341,7 @@ pub async fn relay_loop(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        match relay(&db, &bus).await {
+        match relay_older_than(&db, &bus, RELAY_MIN_AGE).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "republished outbox events"),
             Err(e) => {

@@ -138,15 +138,15 @@ pub async fn put_thumbnail(
     };
     let txn = state.db.begin().await.map_err(db_down)?;
     let updated = am.update(&txn).await.map_err(failed)?;
-    let event = outbox::enqueue(
+    let event = outbox::enqueue_pending(
         &txn,
         ROUTING_THUMBNAIL_STORED,
-        &outbox::stored_event(&updated),
+        outbox::stored_event(&updated),
     )
     .await
     .map_err(db_down)?;
     txn.commit().await.map_err(db_down)?;
-    publish_now(&state, event).await;
+    publish_now(&state, &event).await;
     Ok(api::success(json!({})))
 }
 

@@ -19,7 +19,7 @@ use super::image::inspect_png;
 use super::{metrics, outbox, AppState};
 use crate::bus::ROUTING_THUMBNAIL_STORED;
 use crate::config::Scope;
-use crate::files::RelPath;
+use crate::files::{FileStore, RelPath, Staged};
 use crate::store::entities::{obj, thumbnail};
 use crate::surveys::ThumbnailType;
 
@@ -65,9 +65,17 @@ pub async fn upload(
     }
 }
 
+/// Base64 with or without padding; whitespace (line breaks) is ignored.
 fn decode_base64(data: &str) -> Result<Vec<u8>, ApiError> {
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-    let cleaned: String = data.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let cleaned: std::borrow::Cow<'_, [u8]> = if data.bytes().any(|b| b.is_ascii_whitespace()) {
+        data.bytes()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect::<Vec<u8>>()
+            .into()
+    } else {
+        data.as_bytes().into()
+    };
     STANDARD
         .decode(&cleaned)
         .or_else(|_| STANDARD_NO_PAD.decode(&cleaned))
@@ -78,52 +86,112 @@ fn decode_base64(data: &str) -> Result<Vec<u8>, ApiError> {
         })
 }
 
+fn invalid_obj(obj_id: &str) -> ApiError {
+    ApiError::BadRequest(format!("Invalid obj_id: {obj_id}"))
+}
+
+/// Whether Postgres can hold `obj_id` as a key at all.
+fn obj_id_is_possible(obj_id: &str) -> bool {
+    !obj_id.is_empty() && !obj_id.contains('\0')
+}
+
 /// Checks the obj_id is one Postgres can hold and that it exists.
 pub async fn check_obj(state: &AppState, obj_id: &str) -> Result<(), ApiError> {
-    let invalid = || ApiError::BadRequest(format!("Invalid obj_id: {obj_id}"));
-    if obj_id.is_empty() || obj_id.contains('\0') {
-        return Err(invalid());
+    if !obj_id_is_possible(obj_id) {
+        return Err(invalid_obj(obj_id));
     }
     let found = obj::Entity::find_by_id(obj_id.to_string())
         .one(&state.db)
         .await
         .map_err(|e| ApiError::internal("the database is unavailable", e))?;
-    found.map(|_| ()).ok_or_else(invalid)
+    found.map(|_| ()).ok_or_else(|| invalid_obj(obj_id))
 }
 
-async fn store_upload(state: &AppState, body: Bytes) -> Result<i32, ApiError> {
-    let body: UploadBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("Invalid/missing parameters: {e}")))?;
-    let png = decode_base64(&body.data)?;
-    // SkyPortal's order: object, image type, size, then ttype.
-    check_obj(state, &body.obj_id).await?;
-    let (png, inspected) = tokio::task::spawn_blocking(move || {
-        let r = inspect_png(&png);
-        (png, r)
-    })
-    .await
-    .map_err(|e| ApiError::internal("image check failed", anyhow::anyhow!(e.to_string())))?;
-    let inspected = inspected.map_err(|e| ApiError::BadRequest(e.to_string()))?;
+/// An upload that passed every check that needs no database, with its file
+/// staged.
+struct Prepared {
+    body: UploadBody,
+    ttype: ThumbnailType,
+    rel: RelPath,
+    staged: Staged,
+    size: usize,
+    is_grayscale: bool,
+}
+
+/// Why [`prepare`] refused an upload.
+enum Refused {
+    /// Malformed JSON or base64: reported as is.
+    Body(ApiError),
+    /// A later check failed; SkyPortal reports a missing object first, so
+    /// the caller checks the object before answering with `error`.
+    Checked { obj_id: String, error: ApiError },
+}
+
+/// Everything an upload needs before the database, in one blocking hop:
+/// parse, decode, check the image (SkyPortal's order: object, image type,
+/// size, then ttype; the object is checked by the caller), stage the file.
+fn prepare(files: &FileStore, body: &[u8]) -> Result<Prepared, Refused> {
+    let body: UploadBody = serde_json::from_slice(body).map_err(|e| {
+        Refused::Body(ApiError::BadRequest(format!(
+            "Invalid/missing parameters: {e}"
+        )))
+    })?;
+    let png = decode_base64(&body.data).map_err(Refused::Body)?;
+    let refuse = |error: ApiError| Refused::Checked {
+        obj_id: body.obj_id.clone(),
+        error,
+    };
+    if !obj_id_is_possible(&body.obj_id) {
+        return Err(Refused::Body(invalid_obj(&body.obj_id)));
+    }
+    let inspected = inspect_png(&png).map_err(|e| refuse(ApiError::BadRequest(e.to_string())))?;
     let ttype: ThumbnailType = body
         .ttype
         .parse()
-        .map_err(|e| ApiError::BadRequest(format!("Invalid ttype: {e}")))?;
+        .map_err(|e| refuse(ApiError::BadRequest(format!("Invalid ttype: {e}"))))?;
+    let rel = RelPath::new(&body.obj_id, ttype, files.depth());
+    let staged = files
+        .stage_blocking(&rel, &png)
+        .map_err(|e| refuse(ApiError::internal("cannot write the file to storage", e)))?;
+    Ok(Prepared {
+        body: UploadBody {
+            data: String::new(),
+            ..body
+        },
+        ttype,
+        rel,
+        staged,
+        size: png.len(),
+        is_grayscale: inspected.is_grayscale,
+    })
+}
 
-    let rel = RelPath::new(&body.obj_id, ttype, state.files.depth());
-    let size = png.len();
-    let staged = state
-        .files
-        .stage(&rel, png)
+async fn store_upload(state: &AppState, body: Bytes) -> Result<i32, ApiError> {
+    let files = state.files.clone();
+    let prepared = tokio::task::spawn_blocking(move || prepare(&files, &body))
         .await
-        .map_err(|e| ApiError::internal("cannot write the file to storage", e))?;
+        .map_err(|e| ApiError::internal("image check failed", anyhow::anyhow!(e.to_string())))?;
+    let Prepared {
+        body,
+        ttype,
+        rel,
+        staged,
+        size,
+        is_grayscale,
+    } = match prepared {
+        Ok(p) => p,
+        Err(Refused::Body(e)) => return Err(e),
+        Err(Refused::Checked { obj_id, error }) => {
+            check_obj(state, &obj_id).await?;
+            return Err(error);
+        }
+    };
     let file_uri = staged.target().to_string_lossy().into_owned();
 
     let db_failed = |e: DbErr| -> ApiError {
         match e.sql_err() {
-            // The object was deleted since it was checked.
-            Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => {
-                ApiError::BadRequest(format!("Invalid obj_id: {}", body.obj_id))
-            }
+            // No such object (the success path does not look it up first).
+            Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => invalid_obj(&body.obj_id),
             _ => ApiError::internal("cannot record the thumbnail in the database", e),
         }
     };
@@ -137,7 +205,7 @@ async fn store_upload(state: &AppState, body: Bytes) -> Result<i32, ApiError> {
         public_url: Set(Some(rel.public_url())),
         origin: Set(Some(ORIGIN_UPLOAD.into())),
         survey: Set(body.survey.clone()),
-        is_grayscale: Set(Some(inspected.is_grayscale)),
+        is_grayscale: Set(Some(is_grayscale)),
         obj_id: Set(body.obj_id.clone()),
         ..Default::default()
     })
@@ -156,7 +224,7 @@ async fn store_upload(state: &AppState, body: Bytes) -> Result<i32, ApiError> {
     .exec_with_returning(&txn)
     .await
     .map_err(db_failed)?;
-    let event = outbox::enqueue(&txn, ROUTING_THUMBNAIL_STORED, &outbox::stored_event(&row))
+    let event = outbox::enqueue_pending(&txn, ROUTING_THUMBNAIL_STORED, outbox::stored_event(&row))
         .await
         .map_err(db_failed)?;
     // The file goes into place just before the commit; if the commit fails
@@ -171,13 +239,13 @@ async fn store_upload(state: &AppState, body: Bytes) -> Result<i32, ApiError> {
     placed.keep();
     metrics::counter_bytes(size);
     tracing::info!(id = row.id, obj_id = %row.obj_id, ttype = %ttype, bytes = size, "thumbnail uploaded");
-    publish_now(state, event).await;
+    publish_now(state, &event).await;
     Ok(row.id)
 }
 
 /// Publishes a committed event; on failure the relay task retries it.
-pub async fn publish_now(state: &AppState, event: i64) {
-    if let Err(e) = outbox::publish_one(&state.db, &state.bus, event).await {
-        tracing::warn!(event, error = %super::error::cause_chain(&e), "publishing thumbnail.stored failed; the outbox relay will retry");
+pub async fn publish_now(state: &AppState, event: &outbox::Pending) {
+    if let Err(e) = outbox::publish_pending(&state.bus, &state.deleter, event).await {
+        tracing::warn!(event = event.id, error = %super::error::cause_chain(&e), "publishing thumbnail.stored failed; the outbox relay will retry");
     }
 }
