@@ -43,15 +43,16 @@ impl Progress {
                 let rate = |state: &ProgressState, w: &mut dyn std::fmt::Write| {
                     let _ = write!(w, "{:.0}/s", state.per_sec());
                 };
-                let style = style
-                    .with_key("rate", rate)
-                    .progress_chars("=> ")
-                    .with_key("prefix", {
-                        let label = label.to_string();
-                        move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
-                            let _ = write!(w, "{label}");
-                        }
-                    });
+                let style =
+                    style
+                        .with_key("rate", rate)
+                        .progress_chars("=> ")
+                        .with_key("prefix", {
+                            let label = label.to_string();
+                            move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                                let _ = write!(w, "{label}");
+                            }
+                        });
                 span.pb_set_style(&style);
             }
             span.pb_set_length(total);
