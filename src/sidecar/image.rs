@@ -79,24 +79,28 @@ fn decode_png(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
         .map_err(|e| ImageError::NotAnImage(format!("bad PNG data: {e}")))
 }
 
+/// Side of the square the grayscale rule looks at.
+const GREY_SIDE: u32 = 40;
+
 /// SkyPortal's `image_is_grayscale`: resize to 40x40; remove the image's
 /// mean colour bias; the mean over pixels of the squared deviation of each
 /// channel from the pixel's own grey level must be at most 22.
 /// Grey images (with or without alpha) are grayscale.
 pub fn is_grayscale(img: &DynamicImage) -> bool {
-    const SIDE: u32 = 40;
     const MSE_CUTOFF: f64 = 22.0;
     if !img.color().has_color() {
         return true;
     }
-    let small = img
-        .resize_exact(SIDE, SIDE, image::imageops::FilterType::CatmullRom)
-        .to_rgb8();
-    let n = f64::from(SIDE * SIDE);
+    let small = match img {
+        DynamicImage::ImageRgb8(b) => small_rgb(b.as_raw(), b.width(), b.height(), 3),
+        DynamicImage::ImageRgba8(b) => small_rgb(b.as_raw(), b.width(), b.height(), 4),
+        _ => small_rgb_reference(img),
+    };
+    let n = f64::from(GREY_SIDE * GREY_SIDE);
     let mut mean = [0f64; 3];
-    for p in small.pixels() {
-        for (m, v) in mean.iter_mut().zip(p.0) {
-            *m += f64::from(v);
+    for p in &small {
+        for (m, v) in mean.iter_mut().zip(p) {
+            *m += f64::from(*v);
         }
     }
     for m in &mut mean {
@@ -105,8 +109,8 @@ pub fn is_grayscale(img: &DynamicImage) -> bool {
     let grey = mean.iter().sum::<f64>() / 3.0;
     let bias = mean.map(|m| m - grey);
     let mut sse = 0.0;
-    for p in small.pixels() {
-        let ch = p.0.map(f64::from);
+    for p in &small {
+        let ch = p.map(f64::from);
         let mu = ch.iter().sum::<f64>() / 3.0;
         for (v, b) in ch.iter().zip(bias) {
             let d = v - mu - b;
@@ -114,6 +118,115 @@ pub fn is_grayscale(img: &DynamicImage) -> bool {
         }
     }
     sse / n <= MSE_CUTOFF
+}
+
+/// The 40x40 RGB image through the `image` crate: a Catmull-Rom (bicubic,
+/// like PIL's) `resize_exact`, then 8 bits per channel.
+fn small_rgb_reference(img: &DynamicImage) -> Vec<[u8; 3]> {
+    img.resize_exact(
+        GREY_SIDE,
+        GREY_SIDE,
+        image::imageops::FilterType::CatmullRom,
+    )
+    .to_rgb8()
+    .pixels()
+    .map(|p| p.0)
+    .collect()
+}
+
+/// [`small_rgb_reference`] for 8-bit RGB(A) pixels (`channels` 3 or 4), with
+/// the same arithmetic in the same order (so the same result to the bit):
+/// the `image` crate's separable resize, vertical pass first, f32 sums of
+/// `value * weight` in ascending source order, then clamp and round. It
+/// computes each weight table once, skips alpha in the second pass (no
+/// channel depends on another) and runs the first pass over flat rows,
+/// which vectorises.
+fn small_rgb(raw: &[u8], width: u32, height: u32, channels: usize) -> Vec<[u8; 3]> {
+    let (w, side) = (width as usize, GREY_SIDE as usize);
+    if (width, height) == (GREY_SIDE, GREY_SIDE) {
+        // resize_exact copies an image already of the target size.
+        return raw
+            .chunks_exact(channels)
+            .map(|p| [p[0], p[1], p[2]])
+            .collect();
+    }
+    // Vertical pass: width x 40, every channel as f32, unrounded; rows are
+    // flat slices so that the loop vectorises.
+    let stride = w * channels;
+    let mut tmp = vec![0f32; stride * side];
+    for (outy, (left, ws)) in weights(height, GREY_SIDE).into_iter().enumerate() {
+        let acc = &mut tmp[outy * stride..(outy + 1) * stride];
+        for (i, wt) in ws.into_iter().enumerate() {
+            let row = &raw[(left + i) * stride..(left + i + 1) * stride];
+            for (a, v) in acc.iter_mut().zip(row) {
+                *a += f32::from(*v) * wt;
+            }
+        }
+    }
+    // Horizontal pass: 40 x 40, rounded to 8 bits.
+    let mut out = vec![[0u8; 3]; side * side];
+    for (outx, (left, ws)) in weights(width, GREY_SIDE).into_iter().enumerate() {
+        for y in 0..side {
+            let row = &tmp[y * stride..(y + 1) * stride];
+            let mut t = [0f32; 3];
+            for (i, wt) in ws.iter().enumerate() {
+                let p = &row[(left + i) * channels..(left + i) * channels + 3];
+                t[0] += p[0] * wt;
+                t[1] += p[1] * wt;
+                t[2] += p[2] * wt;
+            }
+            // FloatNearest(clamp(t, 0, 255)): round half away from zero.
+            out[y * side + outx] = t.map(|v| v.clamp(0.0, 255.0).round() as u8);
+        }
+    }
+    out
+}
+
+/// For each output index, the first source index and the normalised
+/// weights, as `image::imageops::sample` computes them for Catmull-Rom.
+fn weights(src: u32, dst: u32) -> Vec<(usize, Vec<f32>)> {
+    const SUPPORT: f32 = 2.0;
+    let ratio = src as f32 / dst as f32;
+    let sratio = if ratio < 1.0 { 1.0 } else { ratio };
+    let src_support = SUPPORT * sratio;
+    (0..dst)
+        .map(|out| {
+            let input = (out as f32 + 0.5) * ratio;
+            let left = ((input - src_support).floor() as i64).clamp(0, i64::from(src) - 1);
+            let right = ((input + src_support).ceil() as i64).clamp(left + 1, i64::from(src));
+            let input = input - 0.5;
+            let mut ws: Vec<f32> = (left..right)
+                .map(|i| catmull_rom((i as f32 - input) / sratio))
+                .collect();
+            let mut sum = 0.0;
+            for w in &ws {
+                sum += w;
+            }
+            for w in &mut ws {
+                *w /= sum;
+            }
+            (left as usize, ws)
+        })
+        .collect()
+}
+
+/// `image`'s `bc_cubic_spline(x, 0.0, 0.5)`, written the same way.
+fn catmull_rom(x: f32) -> f32 {
+    let (b, c) = (0.0f32, 0.5f32);
+    let a = x.abs();
+    let k = if a < 1.0 {
+        (12.0 - 9.0 * b - 6.0 * c) * a.powi(3)
+            + (-18.0 + 12.0 * b + 6.0 * c) * a.powi(2)
+            + (6.0 - 2.0 * b)
+    } else if a < 2.0 {
+        (-b - 6.0 * c) * a.powi(3)
+            + (6.0 * b + 30.0 * c) * a.powi(2)
+            + (-12.0 * b - 48.0 * c) * a
+            + (8.0 * b + 24.0 * c)
+    } else {
+        0.0
+    };
+    k / 6.0
 }
 
 #[cfg(test)]
@@ -244,7 +357,97 @@ mod tests {
         }
     }
 
+    /// The fast path equals the `image` crate's resize to the bit.
+    fn assert_same_small(img: &DynamicImage) {
+        let fast = match img {
+            DynamicImage::ImageRgb8(b) => small_rgb(b.as_raw(), b.width(), b.height(), 3),
+            DynamicImage::ImageRgba8(b) => small_rgb(b.as_raw(), b.width(), b.height(), 4),
+            _ => unreachable!("8-bit RGB(A) only"),
+        };
+        assert_eq!(fast, small_rgb_reference(img), "{}x{}", img.width(), img.height());
+    }
+
+    #[test]
+    fn fast_resize_equals_the_image_crate_on_the_test_images() {
+        let few = rgb(100, 100, |x, y| {
+            if x == 50 && y == 50 {
+                [255, 0, 0]
+            } else {
+                [128, 128, 128]
+            }
+        });
+        let many = rgb(
+            100,
+            100,
+            |x, _| if x < 10 { [255, 0, 0] } else { [128, 128, 128] },
+        );
+        let checker = rgb(64, 64, |x, y| {
+            if (x / 8 + y / 8) % 2 == 0 {
+                [255, 0, 0]
+            } else {
+                [0, 0, 255]
+            }
+        });
+        let cast = rgb(64, 64, |x, _| {
+            let v = (x * 3) as u8;
+            [v.saturating_add(40), v, v]
+        });
+        let rgba = DynamicImage::ImageRgba8(RgbaImage::from_fn(32, 32, |x, _| {
+            if x < 16 {
+                Rgba([0, 255, 0, 255])
+            } else {
+                Rgba([255, 0, 255, 255])
+            }
+        }));
+        // The benchmark's 200x200 image.
+        let bench = rgb(200, 200, |x, y| {
+            let i = (y * 200 + x) * 3;
+            [0, 1, 2].map(|c| ((i + c).wrapping_mul(31) % 251) as u8)
+        });
+        for img in [few, many, checker, cast, rgba, bench] {
+            assert_same_small(&img);
+        }
+        for (w, h) in [(16, 16), (40, 40), (16, 500), (500, 16), (500, 500), (41, 39)] {
+            assert_same_small(&rgb(w, h, |x, y| {
+                [(x * 7) as u8, (y * 13) as u8, ((x ^ y) * 3) as u8]
+            }));
+        }
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn fast_resize_equals_the_image_crate_on_random_images(
+            w in 16u32..=500, h in 16u32..=500, alpha in any::<bool>(), seed in any::<u64>(), smooth in any::<bool>(),
+        ) {
+            // Noise, or smooth gradients with a little noise (near-grey
+            // images sit close to the cutoff).
+            let mut state = seed | 1;
+            let mut next = move || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            let mut raw = Vec::new();
+            let ch = if alpha { 4 } else { 3 };
+            for y in 0..h {
+                for x in 0..w {
+                    let base = ((x * 255 / w + y * 255 / h) / 2) as u8;
+                    for _ in 0..ch {
+                        let r = next() as u8;
+                        raw.push(if smooth { base.saturating_add(r % 8) } else { r });
+                    }
+                }
+            }
+            let img = if alpha {
+                DynamicImage::ImageRgba8(RgbaImage::from_raw(w, h, raw).expect("size"))
+            } else {
+                DynamicImage::ImageRgb8(RgbImage::from_raw(w, h, raw).expect("size"))
+            };
+            assert_same_small(&img);
+        }
+
         #[test]
         fn random_bytes_never_panic(mut bytes in proptest::collection::vec(any::<u8>(), 0..2048), png_magic in any::<bool>()) {
             if png_magic {

@@ -48,6 +48,10 @@ pub struct AppState {
     pub bus: Arc<BusLink>,
     /// Deletes published outbox rows, batching concurrent requests.
     pub deleter: outbox::Deleter,
+    /// Uploads checked and staged at once on the blocking pool: enough to
+    /// keep every core busy while others wait for their fsync, few enough
+    /// that 64 clients do not mean 64 threads switching in and out.
+    pub blocking_slots: Arc<tokio::sync::Semaphore>,
     pub tokens: Arc<Tokens>,
     /// The OpenAPI document, serialised once the router is built.
     pub openapi: Arc<OnceLock<String>>,
@@ -178,6 +182,9 @@ impl AppState {
         .context("sidecar")?;
         Ok(Self {
             deleter: outbox::Deleter::spawn(db.clone()),
+            blocking_slots: Arc::new(tokio::sync::Semaphore::new(
+                4 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
             db,
             files: FileStore::new(&config.storage.root, config.storage.depth),
             bus: Arc::new(bus),

@@ -168,9 +168,19 @@ fn prepare(files: &FileStore, body: &[u8]) -> Result<Prepared, Refused> {
 
 async fn store_upload(state: &AppState, body: Bytes) -> Result<i32, ApiError> {
     let files = state.files.clone();
-    let prepared = tokio::task::spawn_blocking(move || prepare(&files, &body))
+    let slot = state
+        .blocking_slots
+        .clone()
+        .acquire_owned()
         .await
-        .map_err(|e| ApiError::internal("image check failed", anyhow::anyhow!(e.to_string())))?;
+        .map_err(|e| ApiError::internal("image check failed", e))?;
+    let prepared = tokio::task::spawn_blocking(move || {
+        let prepared = prepare(&files, &body);
+        drop(slot);
+        prepared
+    })
+    .await
+    .map_err(|e| ApiError::internal("image check failed", anyhow::anyhow!(e.to_string())))?;
     let Prepared {
         body,
         ttype,
