@@ -156,11 +156,30 @@ fn small_rgb(raw: &[u8], width: u32, height: u32, channels: usize) -> Vec<[u8; 3
     let mut tmp = vec![0f32; stride * side];
     for (outy, (left, ws)) in weights(height, GREY_SIDE).into_iter().enumerate() {
         let acc = &mut tmp[outy * stride..(outy + 1) * stride];
-        for (i, wt) in ws.into_iter().enumerate() {
-            let row = &raw[(left + i) * stride..(left + i + 1) * stride];
-            for (a, v) in acc.iter_mut().zip(row) {
-                *a += f32::from(*v) * wt;
+        let rows: Vec<&[u8]> = (left..left + ws.len())
+            .map(|r| &raw[r * stride..(r + 1) * stride])
+            .collect();
+        // Blocks of LANES columns summed over every tap in registers; each
+        // value still gets its taps in ascending order, starting from 0.
+        const LANES: usize = 16;
+        for (block, out) in acc.chunks_mut(LANES).enumerate() {
+            let x0 = block * LANES;
+            let mut t = [0f32; LANES];
+            if out.len() == LANES {
+                for (row, &wt) in rows.iter().zip(&ws) {
+                    let src: &[u8; LANES] = row[x0..x0 + LANES].try_into().unwrap_or(&[0; LANES]);
+                    for (a, v) in t.iter_mut().zip(src) {
+                        *a += f32::from(*v) * wt;
+                    }
+                }
+            } else {
+                for (row, &wt) in rows.iter().zip(&ws) {
+                    for (a, v) in t.iter_mut().zip(&row[x0..]) {
+                        *a += f32::from(*v) * wt;
+                    }
+                }
             }
+            out.copy_from_slice(&t[..out.len()]);
         }
     }
     // Horizontal pass: 40 x 40, rounded to 8 bits.
@@ -364,7 +383,13 @@ mod tests {
             DynamicImage::ImageRgba8(b) => small_rgb(b.as_raw(), b.width(), b.height(), 4),
             _ => unreachable!("8-bit RGB(A) only"),
         };
-        assert_eq!(fast, small_rgb_reference(img), "{}x{}", img.width(), img.height());
+        assert_eq!(
+            fast,
+            small_rgb_reference(img),
+            "{}x{}",
+            img.width(),
+            img.height()
+        );
     }
 
     #[test]
@@ -407,7 +432,14 @@ mod tests {
         for img in [few, many, checker, cast, rgba, bench] {
             assert_same_small(&img);
         }
-        for (w, h) in [(16, 16), (40, 40), (16, 500), (500, 16), (500, 500), (41, 39)] {
+        for (w, h) in [
+            (16, 16),
+            (40, 40),
+            (16, 500),
+            (500, 16),
+            (500, 500),
+            (41, 39),
+        ] {
             assert_same_small(&rgb(w, h, |x, y| {
                 [(x * 7) as u8, (y * 13) as u8, ((x ^ y) * 3) as u8]
             }));
