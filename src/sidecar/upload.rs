@@ -9,7 +9,10 @@ use axum::Json;
 use base64::Engine;
 use chrono::Utc;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, DbErr, EntityTrait, TransactionTrait};
+use sea_orm::{
+    ActiveValue::NotSet, DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryTrait,
+    TransactionTrait,
+};
 use serde_json::Value;
 
 use super::api::{self, UploadBody};
@@ -206,18 +209,21 @@ async fn store_upload(state: &AppState, body: Bytes) -> Result<i32, ApiError> {
         }
     };
     let now = Utc::now().naive_utc();
-    let txn = state.db.begin().await.map_err(db_failed)?;
-    let row = thumbnail::Entity::insert(thumbnail::ActiveModel {
-        created_at: Set(now),
-        modified: Set(now),
-        ttype: Set(Some(ttype.into())),
-        file_uri: Set(Some(file_uri)),
-        public_url: Set(Some(rel.public_url())),
-        origin: Set(Some(ORIGIN_UPLOAD.into())),
-        survey: Set(body.survey.clone()),
-        is_grayscale: Set(Some(is_grayscale)),
-        obj_id: Set(body.obj_id.clone()),
-        ..Default::default()
+    let row = thumbnail::Model {
+        id: 0,
+        created_at: now,
+        modified: now,
+        ttype: Some(ttype.into()),
+        file_uri: Some(file_uri),
+        public_url: Some(rel.public_url()),
+        origin: Some(ORIGIN_UPLOAD.into()),
+        survey: body.survey.clone(),
+        is_grayscale: Some(is_grayscale),
+        obj_id: body.obj_id.clone(),
+    };
+    let mut insert = thumbnail::Entity::insert(thumbnail::ActiveModel {
+        id: NotSet,
+        ..row.clone().into_active_model()
     })
     .on_conflict(
         OnConflict::columns([thumbnail::Column::ObjId, thumbnail::Column::Ttype])
@@ -231,12 +237,17 @@ async fn store_upload(state: &AppState, body: Bytes) -> Result<i32, ApiError> {
             ])
             .to_owned(),
     )
-    .exec_with_returning(&txn)
+    .into_query();
+    insert.returning_col(thumbnail::Column::Id);
+    let txn = state.db.begin().await.map_err(db_failed)?;
+    let (id, event) = outbox::insert_with_event(
+        &txn,
+        DbBackend::Postgres.build(&insert),
+        ROUTING_THUMBNAIL_STORED,
+        &row,
+    )
     .await
     .map_err(db_failed)?;
-    let event = outbox::enqueue_pending(&txn, ROUTING_THUMBNAIL_STORED, outbox::stored_event(&row))
-        .await
-        .map_err(db_failed)?;
     // The file goes into place just before the commit; if the commit fails
     // the previous file (or none) is put back.
     let placed = staged
@@ -248,9 +259,9 @@ async fn store_upload(state: &AppState, body: Bytes) -> Result<i32, ApiError> {
     }
     placed.keep();
     metrics::counter_bytes(size);
-    tracing::info!(id = row.id, obj_id = %row.obj_id, ttype = %ttype, bytes = size, "thumbnail uploaded");
+    tracing::info!(id, obj_id = %row.obj_id, ttype = %ttype, bytes = size, "thumbnail uploaded");
     publish_now(state, &event).await;
-    Ok(row.id)
+    Ok(id)
 }
 
 /// Publishes a committed event; on failure the relay task retries it.
