@@ -7,9 +7,11 @@
 //! - [`image`]: pure PNG checks and the grayscale rule.
 //! - [`auth`], [`error`]: tokens and the one error-to-HTTP mapping.
 //! - [`outbox`]: `thumbnail.stored` events that survive a broker outage.
+//! - [`bus_link`]: the (re)connecting confirm-mode publisher they go through.
 
 pub mod api;
 pub mod auth;
+pub mod bus_link;
 pub mod error;
 pub mod image;
 pub mod meta;
