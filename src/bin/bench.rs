@@ -258,16 +258,7 @@ async fn bench_worker(
     println!("bench {name}: {rate:.0} objects/s");
     println!("bench {name}-rows: {:.0} rows/s", 3.0 * rate);
     println!("bench {name}-peak-rss: {rss:.1} MiB");
-    for q in [topology.queue.clone(), topology.dead_queue()] {
-        let _ = channel
-            .queue_delete(q.as_str().into(), Default::default())
-            .await;
-    }
-    for e in [topology.exchange.clone(), topology.dead_exchange()] {
-        let _ = channel
-            .exchange_delete(e.as_str().into(), Default::default())
-            .await;
-    }
+    bus::undeclare(&channel, &topology).await;
     let _ = conn.close(200, "done".into()).await;
     db.drop_db().await;
     Ok(rate)
@@ -415,9 +406,7 @@ async fn bench_sidecar(cli: &Cli, clients: usize, uploads: usize) -> anyhow::Res
                 &format!("bench-{id}"),
                 &format!("bench-{id}.object-created"),
             );
-            let _ = ch
-                .exchange_delete(t.exchange.as_str().into(), Default::default())
-                .await;
+            bus::undeclare(&ch, &t).await;
         }
         let _ = conn.close(200, "done".into()).await;
     }

@@ -5,8 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use lapin::options::{
-    BasicAckOptions, BasicGetOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    BasicAckOptions, BasicGetOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
@@ -287,24 +286,17 @@ impl TestBus {
     }
 
     pub async fn delete(&self) {
-        let t = &self.topology;
-        for q in [
-            t.queue.clone(),
-            t.dead_queue(),
-            format!("{}.stored-listener", t.queue),
-        ] {
-            let _ = self
-                .channel
-                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
-        for e in [t.exchange.clone(), t.dead_exchange()] {
-            let _ = self
-                .channel
-                .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
-                .await;
-        }
+        teardown(&self.channel, &self.topology).await;
     }
+}
+
+/// Deletes a test's topology and its `thumbnail.stored` listener queue.
+async fn teardown(channel: &Channel, t: &Topology) {
+    let listener = format!("{}.stored-listener", t.queue);
+    let _ = channel
+        .queue_delete(listener.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    bus::undeclare(channel, t).await;
 }
 
 impl Drop for TestBus {
@@ -324,20 +316,7 @@ impl Drop for TestBus {
                     return;
                 };
                 if let Ok(ch) = conn.create_channel().await {
-                    for q in [
-                        t.queue.clone(),
-                        t.dead_queue(),
-                        format!("{}.stored-listener", t.queue),
-                    ] {
-                        let _ = ch
-                            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                            .await;
-                    }
-                    for e in [t.exchange.clone(), t.dead_exchange()] {
-                        let _ = ch
-                            .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
-                            .await;
-                    }
+                    teardown(&ch, &t).await;
                 }
                 let _ = conn.close(200, "cleanup".into()).await;
             });
