@@ -7,11 +7,13 @@
 //! - [`image`]: pure PNG checks and the grayscale rule.
 //! - [`auth`], [`error`]: tokens and the one error-to-HTTP mapping.
 //! - [`outbox`]: `thumbnail.stored` events that survive a broker outage.
+//! - [`committer`]: group commit of uploads (one transaction for many).
 //! - [`bus_link`]: the (re)connecting confirm-mode publisher they go through.
 
 pub mod api;
 pub mod auth;
 pub mod bus_link;
+pub mod committer;
 pub mod error;
 pub mod image;
 pub mod meta;
@@ -50,6 +52,8 @@ pub struct AppState {
     pub bus: Arc<BusLink>,
     /// Deletes published outbox rows, batching concurrent requests.
     pub deleter: outbox::Deleter,
+    /// Commits uploads, many to a transaction.
+    pub committer: committer::Committer,
     /// Uploads checked and staged at once on the blocking pool: enough to
     /// keep every core busy while others wait for their fsync, few enough
     /// that 64 clients do not mean 64 threads switching in and out.
@@ -184,6 +188,7 @@ impl AppState {
         .context("sidecar")?;
         Ok(Self {
             deleter: outbox::Deleter::spawn(db.clone()),
+            committer: committer::Committer::spawn(db.clone()),
             blocking_slots: Arc::new(tokio::sync::Semaphore::new(
                 4 * std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),

@@ -82,60 +82,18 @@ pub fn stored_event(row: &thumbnail::Model) -> String {
 /// `{"id":0,`: how [`stored_event`] begins for a row with id 0.
 const ID_ZERO_PREFIX: &str = "{\"id\":0,";
 
-/// Writes a thumbnail row and its `thumbnail.stored` event in one statement
-/// (one round trip) inside the caller's transaction. `insert` is the row's
-/// `INSERT .. ON CONFLICT .. RETURNING id`; `row` holds every value of the
-/// event but the id (which the insert decides: a replaced row keeps its id).
-/// The event body is [`stored_event`]'s, with the id spliced in by the
-/// database for the outbox row and here for the returned copy, so both are
-/// the same bytes as `stored_event` of the stored row.
-pub async fn insert_with_event<C: ConnectionTrait>(
-    txn: &C,
-    insert: Statement,
-    routing_key: &'static str,
-    row: &thumbnail::Model,
-) -> Result<(i32, Pending), DbErr> {
+/// [`stored_event`] of `row` without its id: what follows `{"id":<id>,`.
+/// The upload committer has the database splice the id in front, so the
+/// outbox row and the published copy are the bytes `stored_event` gives.
+pub fn event_tail(row: &thumbnail::Model) -> Result<String, DbErr> {
     let template = stored_event(&thumbnail::Model {
         id: 0,
         ..row.clone()
     });
-    let Some(rest) = template.strip_prefix(ID_ZERO_PREFIX) else {
-        return Err(DbErr::Custom(format!(
-            "unexpected thumbnail.stored shape: {template}"
-        )));
-    };
-    let mut values = insert.values.map(|v| v.0).unwrap_or_default();
-    let n = values.len();
-    let sql = format!(
-        "WITH t AS ({insert}), e AS (
-           INSERT INTO {TABLE} (routing_key, body, created_at)
-           SELECT ${key}, '{{\"id\":' || t.id || ',' || ${rest}, now() AT TIME ZONE 'UTC' FROM t
-           RETURNING id)
-         SELECT t.id, e.id FROM t, e",
-        insert = insert.sql,
-        key = n + 1,
-        rest = n + 2,
-    );
-    values.push(routing_key.into());
-    values.push(rest.into());
-    let got = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            values,
-        ))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotInserted)?;
-    let id: i32 = got.try_get_by_index(0)?;
-    let event: i64 = got.try_get_by_index(1)?;
-    Ok((
-        id,
-        Pending {
-            id: event,
-            routing_key,
-            body: format!("{{\"id\":{id},{rest}"),
-        },
-    ))
+    template
+        .strip_prefix(ID_ZERO_PREFIX)
+        .map(str::to_string)
+        .ok_or_else(|| DbErr::Custom(format!("unexpected thumbnail.stored shape: {template}")))
 }
 
 /// An event row written in a transaction, to publish after its commit.

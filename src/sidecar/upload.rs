@@ -1,5 +1,6 @@
 //! `POST /api/thumbnail`: validate everything, then stage the file, write
-//! the row and its outbox event in one transaction, place the file, commit,
+//! the row and its outbox event (in a transaction shared with concurrent
+//! uploads, see [`super::committer`]), place the file, commit,
 //! publish.
 
 use axum::body::Bytes;
@@ -7,23 +8,18 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::Json;
 use base64::Engine;
-use chrono::Utc;
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ActiveValue::NotSet, DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryTrait,
-    TransactionTrait,
-};
+use sea_orm::EntityTrait;
 use serde_json::Value;
 
 use super::api::{self, UploadBody};
 use super::auth::Caller;
+use super::committer::{self, CommitError};
 use super::error::ApiError;
 use super::image::inspect_png;
 use super::{metrics, outbox, AppState};
-use crate::bus::ROUTING_THUMBNAIL_STORED;
 use crate::config::Scope;
 use crate::files::{FileStore, RelPath, Staged};
-use crate::store::entities::{obj, thumbnail};
+use crate::store::entities::obj;
 use crate::surveys::ThumbnailType;
 
 pub const ORIGIN_UPLOAD: &str = "upload";
@@ -199,67 +195,22 @@ async fn store_upload(state: &AppState, body: Bytes) -> Result<i32, ApiError> {
             return Err(error);
         }
     };
-    let file_uri = staged.target().to_string_lossy().into_owned();
-
-    let db_failed = |e: DbErr| -> ApiError {
-        match e.sql_err() {
-            // No such object (the success path does not look it up first).
-            Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => invalid_obj(&body.obj_id),
-            _ => ApiError::internal("cannot record the thumbnail in the database", e),
-        }
+    let upload = committer::Upload {
+        obj_id: body.obj_id,
+        ttype,
+        public_url: rel.public_url(),
+        survey: body.survey,
+        is_grayscale,
+        staged,
     };
-    let now = Utc::now().naive_utc();
-    let row = thumbnail::Model {
-        id: 0,
-        created_at: now,
-        modified: now,
-        ttype: Some(ttype.into()),
-        file_uri: Some(file_uri),
-        public_url: Some(rel.public_url()),
-        origin: Some(ORIGIN_UPLOAD.into()),
-        survey: body.survey.clone(),
-        is_grayscale: Some(is_grayscale),
-        obj_id: body.obj_id.clone(),
-    };
-    let mut insert = thumbnail::Entity::insert(thumbnail::ActiveModel {
-        id: NotSet,
-        ..row.clone().into_active_model()
-    })
-    .on_conflict(
-        OnConflict::columns([thumbnail::Column::ObjId, thumbnail::Column::Ttype])
-            .update_columns([
-                thumbnail::Column::Modified,
-                thumbnail::Column::FileUri,
-                thumbnail::Column::PublicUrl,
-                thumbnail::Column::Origin,
-                thumbnail::Column::Survey,
-                thumbnail::Column::IsGrayscale,
-            ])
-            .to_owned(),
-    )
-    .into_query();
-    insert.returning_col(thumbnail::Column::Id);
-    let txn = state.db.begin().await.map_err(db_failed)?;
-    let (id, event) = outbox::insert_with_event(
-        &txn,
-        DbBackend::Postgres.build(&insert),
-        ROUTING_THUMBNAIL_STORED,
-        &row,
-    )
-    .await
-    .map_err(db_failed)?;
-    // The file goes into place just before the commit; if the commit fails
-    // the previous file (or none) is put back.
-    let placed = staged
-        .place()
-        .map_err(|e| ApiError::internal("cannot write the file to storage", e))?;
-    if let Err(e) = txn.commit().await {
-        placed.undo();
-        return Err(db_failed(e));
-    }
-    placed.keep();
+    let obj_id = upload.obj_id.clone();
+    let (id, event) = state.committer.commit(upload).await.map_err(|e| match e {
+        CommitError::NoSuchObj => invalid_obj(&obj_id),
+        CommitError::File(e) => ApiError::internal("cannot write the file to storage", e),
+        e => ApiError::internal("cannot record the thumbnail in the database", e),
+    })?;
     metrics::counter_bytes(size);
-    tracing::info!(id, obj_id = %row.obj_id, ttype = %ttype, bytes = size, "thumbnail uploaded");
+    tracing::info!(id, obj_id = %obj_id, ttype = %ttype, bytes = size, "thumbnail uploaded");
     publish_now(state, &event).await;
     Ok(id)
 }

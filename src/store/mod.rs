@@ -4,7 +4,7 @@
 pub mod entities;
 mod writes;
 
-pub use writes::{write_batch, ObjRow, StoredRow, SurveyRow, WriteJob, Written};
+pub use writes::{waves, write_batch, ObjRow, StoredRow, SurveyRow, WriteJob, Written};
 
 use std::time::Duration;
 

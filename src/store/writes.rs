@@ -130,7 +130,7 @@ pub async fn write_batch(
     // A DO UPDATE statement may touch a row once: split repeated objects into
     // waves so that no (obj_id, type) appears twice in one statement. Rows
     // are sorted so concurrent writers lock in the same order.
-    for mut wave in waves(jobs) {
+    for mut wave in waves(jobs, |j| j.obj.id.as_str()) {
         wave.sort_by(|a, b| jobs[*a].obj.id.cmp(&jobs[*b].obj.id));
         for chunk in wave.chunks(ROWS_PER_STATEMENT) {
             let objs: Vec<&ObjRow> = chunk.iter().map(|&i| &jobs[i].obj).collect();
@@ -226,13 +226,17 @@ pub async fn write_batch(
     Ok(out)
 }
 
-/// Groups job indexes so that each object appears at most once per group,
-/// preserving arrival order between repeats of the same object.
-fn waves(jobs: &[WriteJob]) -> Vec<Vec<usize>> {
-    let mut seen: HashMap<&str, usize> = HashMap::new();
+/// Groups item indexes so that each key appears at most once per group,
+/// preserving arrival order between repeats of the same key (a DO UPDATE
+/// statement may touch a row only once).
+pub fn waves<'a, T, K: Eq + std::hash::Hash>(
+    items: &'a [T],
+    key: impl Fn(&'a T) -> K,
+) -> Vec<Vec<usize>> {
+    let mut seen: HashMap<K, usize> = HashMap::new();
     let mut waves: Vec<Vec<usize>> = Vec::new();
-    for (i, job) in jobs.iter().enumerate() {
-        let n = seen.entry(job.obj.id.as_str()).or_insert(0);
+    for (i, item) in items.iter().enumerate() {
+        let n = seen.entry(key(item)).or_insert(0);
         if waves.len() <= *n {
             waves.push(Vec::new());
         }
@@ -262,6 +266,9 @@ mod tests {
     #[test]
     fn waves_never_repeat_an_object() {
         let jobs = [job("a"), job("b"), job("a"), job("a"), job("c")];
-        assert_eq!(waves(&jobs), vec![vec![0, 1, 4], vec![2], vec![3]]);
+        assert_eq!(
+            waves(&jobs, |j| j.obj.id.as_str()),
+            vec![vec![0, 1, 4], vec![2], vec![3]]
+        );
     }
 }

@@ -38,7 +38,7 @@ where
     }
 }
 
-/// A fresh database, migrated; dropped by [`TestDb::drop_db`] or on drop.
+/// A fresh database, migrated; dropped on drop.
 pub struct TestDb {
     pub name: String,
     pub url: String,

@@ -2,6 +2,7 @@
 //! PostgreSQL and RabbitMQ, a temporary storage root.
 
 mod app;
+mod committer;
 mod fuzz;
 mod manage;
 mod meta;

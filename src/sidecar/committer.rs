@@ -1,0 +1,328 @@
+//! Group commit for uploads: the uploads waiting at the same moment share
+//! one transaction (one statement per wave, one commit), the way the
+//! worker's writer batches objects. Each upload still gets its own answer.
+//!
+//! A batch whose statement fails (an object deleted meanwhile, say) is
+//! retried one upload at a time, so one bad upload never fails the others.
+//! Files are placed after the statements and before the commit; if a
+//! placement or the commit fails, every file of the batch is put back and
+//! every upload of the batch is answered with the error.
+
+use std::sync::Arc;
+
+use chrono::NaiveDateTime;
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement,
+    TransactionTrait,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::outbox::{self, Pending};
+use crate::bus::ROUTING_THUMBNAIL_STORED;
+use crate::files::{FileError, Placed, Staged};
+use crate::store::entities::thumbnail;
+use crate::store::waves;
+use crate::surveys::ThumbnailType;
+
+/// Most uploads in one transaction.
+const MAX_BATCH: usize = 256;
+/// Uploads waiting for the committer before senders wait too.
+const QUEUE: usize = 1024;
+
+/// A checked upload with its staged file.
+#[derive(Debug)]
+pub struct Upload {
+    pub obj_id: String,
+    pub ttype: ThumbnailType,
+    pub public_url: String,
+    pub survey: Option<String>,
+    pub is_grayscale: bool,
+    pub staged: Staged,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("no such object")]
+    NoSuchObj,
+    #[error("database error")]
+    Db(#[source] Arc<DbErr>),
+    #[error("file error")]
+    File(#[source] Arc<FileError>),
+    #[error("the upload committer stopped")]
+    Stopped,
+}
+
+/// What a committed upload gives back: its row id and the event to publish.
+pub type Committed = (i32, Pending);
+type Reply = oneshot::Sender<Result<Committed, CommitError>>;
+
+/// The handle uploads go through; the committing task ends when the last
+/// handle is dropped, after answering what it holds.
+#[derive(Clone)]
+pub struct Committer {
+    tx: mpsc::Sender<(Upload, Reply)>,
+}
+
+impl Committer {
+    pub fn spawn(db: DatabaseConnection) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(db, rx));
+        Self { tx }
+    }
+
+    /// Writes the row and its outbox event and places the file; returns
+    /// once committed.
+    pub async fn commit(&self, upload: Upload) -> Result<Committed, CommitError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send((upload, reply))
+            .await
+            .map_err(|_| CommitError::Stopped)?;
+        answer.await.unwrap_or(Err(CommitError::Stopped))
+    }
+}
+
+async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<(Upload, Reply)>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (uploads, replies): (Vec<Upload>, Vec<Reply>) = batch.drain(..).unzip();
+        for (reply, result) in replies.into_iter().zip(commit_all(&db, uploads).await) {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Commits `uploads` together, or one at a time if their shared statement
+/// fails; one result per upload, in order.
+pub async fn commit_all(
+    db: &DatabaseConnection,
+    uploads: Vec<Upload>,
+) -> Vec<Result<Committed, CommitError>> {
+    let n = uploads.len();
+    match commit_batch(db, uploads).await {
+        Ok(committed) => committed
+            .into_iter()
+            .map(|c| c.ok_or(CommitError::NoSuchObj))
+            .collect(),
+        Err(Failed::Statement(_, uploads)) if n > 1 => {
+            let mut out = Vec::with_capacity(n);
+            for upload in uploads {
+                out.extend(Box::pin(commit_all(db, vec![upload])).await);
+            }
+            out
+        }
+        Err(failed) => (0..n).map(|_| Err(failed.error(n == 1))).collect(),
+    }
+}
+
+/// Why a batch was not committed.
+enum Failed {
+    /// A statement failed before any file moved: the uploads come back.
+    Statement(Arc<DbErr>, Vec<Upload>),
+    Place(Arc<FileError>),
+    Commit(Arc<DbErr>),
+}
+
+impl Failed {
+    fn error(&self, single: bool) -> CommitError {
+        match self {
+            // A lone upload's missing object shows as a foreign-key error
+            // when it was deleted between the join and the insert.
+            Failed::Statement(e, _) if single && is_fk_violation(e) => CommitError::NoSuchObj,
+            Failed::Statement(e, _) | Failed::Commit(e) => CommitError::Db(e.clone()),
+            Failed::Place(e) => CommitError::File(e.clone()),
+        }
+    }
+}
+
+fn is_fk_violation(e: &DbErr) -> bool {
+    matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_))
+    )
+}
+
+/// One wave's rows (the `unnest` columns, in order), then `now` and the
+/// routing key. A row whose object does not exist is skipped (no answer
+/// line); the others answer `(ord, thumbnail id, outbox id)`.
+const UPSERT_UPLOADS: &str = "WITH i AS MATERIALIZED (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::bool[], $7::bool[], $8::text[])
+      WITH ORDINALITY AS x(obj_id, type, file_uri, public_url, survey, has_survey,
+                           is_grayscale, rest, ord)
+  ),
+  t AS (
+    INSERT INTO thumbnails (created_at, modified, type, file_uri, public_url, origin,
+                            survey, is_grayscale, obj_id)
+    SELECT $9, $9, i.type::thumbnail_types, i.file_uri, i.public_url, 'upload',
+           CASE WHEN i.has_survey THEN i.survey END, i.is_grayscale, i.obj_id
+    FROM i JOIN objs ON objs.id = i.obj_id
+    ORDER BY i.ord
+    ON CONFLICT (obj_id, type) DO UPDATE
+      SET modified = EXCLUDED.modified, file_uri = EXCLUDED.file_uri,
+          public_url = EXCLUDED.public_url, origin = EXCLUDED.origin,
+          survey = EXCLUDED.survey, is_grayscale = EXCLUDED.is_grayscale
+    RETURNING id, obj_id, type::text AS type
+  ),
+  e AS MATERIALIZED (
+    SELECT i.ord, t.id, i.rest, nextval('thumbnail_outbox_id_seq') AS eid
+    FROM t JOIN i ON i.obj_id = t.obj_id AND i.type = t.type
+  ),
+  o AS (
+    INSERT INTO thumbnail_outbox (id, routing_key, body, created_at)
+    SELECT eid, $10, '{\"id\":' || id || ',' || rest, now() AT TIME ZONE 'UTC' FROM e
+  )
+  SELECT ord, id, eid FROM e";
+
+/// Commits `uploads` in one transaction. Per upload: `Some` when stored,
+/// `None` when its object does not exist.
+async fn commit_batch(
+    db: &DatabaseConnection,
+    uploads: Vec<Upload>,
+) -> Result<Vec<Option<Committed>>, Failed> {
+    let now = chrono::Utc::now().naive_utc();
+    let mut rows: Vec<Option<(i32, i64, String)>> = vec![None; uploads.len()];
+    let txn = match db.begin().await {
+        Ok(t) => t,
+        Err(e) => return Err(Failed::Statement(Arc::new(e), uploads)),
+    };
+    for wave in waves(&uploads, |u| (u.obj_id.as_str(), u.ttype)) {
+        match upsert_wave(&txn, &uploads, &wave, now).await {
+            Ok(got) => {
+                for (i, row) in got {
+                    rows[i] = Some(row);
+                }
+            }
+            Err(e) => return Err(Failed::Statement(Arc::new(e), uploads)),
+        }
+    }
+    // Files go into place in arrival order (a later upload of the same
+    // file replaces an earlier one) and come back in reverse.
+    let mut placed: Vec<Placed> = Vec::new();
+    let mut staged_left = Vec::new();
+    for (upload, row) in uploads.into_iter().zip(&rows) {
+        if row.is_none() {
+            staged_left.push(upload.staged);
+            continue;
+        }
+        match upload.staged.place() {
+            Ok(p) => placed.push(p),
+            Err(e) => {
+                undo(placed);
+                return Err(Failed::Place(Arc::new(e)));
+            }
+        }
+    }
+    drop(staged_left);
+    if let Err(e) = txn.commit().await {
+        undo(placed);
+        return Err(Failed::Commit(Arc::new(e)));
+    }
+    for p in placed {
+        p.keep();
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            row.map(|(id, event, rest)| {
+                (
+                    id,
+                    Pending {
+                        id: event,
+                        routing_key: ROUTING_THUMBNAIL_STORED,
+                        body: format!("{{\"id\":{id},{rest}"),
+                    },
+                )
+            })
+        })
+        .collect())
+}
+
+fn undo(placed: Vec<Placed>) {
+    for p in placed.into_iter().rev() {
+        p.undo();
+    }
+}
+
+/// Runs [`UPSERT_UPLOADS`] for the uploads at `wave`'s indexes; returns,
+/// per stored upload, its index, row id, outbox id and event tail.
+async fn upsert_wave(
+    txn: &DatabaseTransaction,
+    uploads: &[Upload],
+    wave: &[usize],
+    now: NaiveDateTime,
+) -> Result<Vec<(usize, (i32, i64, String))>, DbErr> {
+    // Sorted, so that concurrent transactions lock rows in the same order.
+    let mut wave = wave.to_vec();
+    wave.sort_by(|&a, &b| {
+        (&uploads[a].obj_id, uploads[a].ttype.as_str())
+            .cmp(&(&uploads[b].obj_id, uploads[b].ttype.as_str()))
+    });
+    let mut rests = Vec::with_capacity(wave.len());
+    for &i in &wave {
+        rests.push(event_tail(&uploads[i], now)?);
+    }
+    let col = |f: &dyn Fn(&Upload) -> String| -> Vec<String> {
+        wave.iter().map(|&i| f(&uploads[i])).collect()
+    };
+    let values = vec![
+        col(&|u| u.obj_id.clone()).into(),
+        col(&|u| u.ttype.as_str().to_string()).into(),
+        col(&|u| u.staged.target().to_string_lossy().into_owned()).into(),
+        col(&|u| u.public_url.clone()).into(),
+        col(&|u| u.survey.clone().unwrap_or_default()).into(),
+        wave.iter()
+            .map(|&i| uploads[i].survey.is_some())
+            .collect::<Vec<_>>()
+            .into(),
+        wave.iter()
+            .map(|&i| uploads[i].is_grayscale)
+            .collect::<Vec<_>>()
+            .into(),
+        rests.clone().into(),
+        now.into(),
+        ROUTING_THUMBNAIL_STORED.into(),
+    ];
+    let got = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            UPSERT_UPLOADS,
+            values,
+        ))
+        .await?;
+    got.iter()
+        .map(|row| {
+            let ord: i64 = row.try_get_by_index(0)?;
+            let pos = usize::try_from(ord - 1)
+                .ok()
+                .filter(|&p| p < wave.len())
+                .ok_or_else(|| DbErr::Custom(format!("unexpected ordinal {ord}")))?;
+            Ok((
+                wave[pos],
+                (
+                    row.try_get_by_index(1)?,
+                    row.try_get_by_index(2)?,
+                    rests[pos].clone(),
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// The `thumbnail.stored` body after its id: [`outbox::stored_event`] of
+/// the row with the id cut off, for the database to splice the id in.
+fn event_tail(upload: &Upload, now: NaiveDateTime) -> Result<String, DbErr> {
+    let row = thumbnail::Model {
+        id: 0,
+        created_at: now,
+        modified: now,
+        ttype: Some(upload.ttype.into()),
+        file_uri: Some(upload.staged.target().to_string_lossy().into_owned()),
+        public_url: Some(upload.public_url.clone()),
+        origin: Some(super::upload::ORIGIN_UPLOAD.into()),
+        survey: upload.survey.clone(),
+        is_grayscale: Some(upload.is_grayscale),
+        obj_id: upload.obj_id.clone(),
+    };
+    outbox::event_tail(&row)
+}
