@@ -29,8 +29,8 @@ async fn upload(files: &FileStore, obj_id: &str, ttype: ThumbnailType, bytes: &[
         obj_id: obj_id.into(),
         ttype,
         public_url: rel.public_url(),
-        survey: (bytes.len() % 2 == 0).then(|| "ZTF".to_string()),
-        is_grayscale: bytes.len() % 3 == 0,
+        survey: bytes.len().is_multiple_of(2).then(|| "ZTF".to_string()),
+        is_grayscale: bytes.len().is_multiple_of(3),
         staged: files.stage(&rel, bytes.to_vec()).await.expect("stage"),
     }
 }
