@@ -153,6 +153,35 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// Clock ticks per second of /proc's CPU times (USER_HZ, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+/// CPU time (user + system) a process has used, from /proc.
+fn process_cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / USER_HZ)
+}
+
+/// CPU time every core of the machine has spent busy, from /proc/stat.
+fn machine_busy_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some((ticks.iter().take(8).sum::<f64>() - idle) / USER_HZ)
+}
+
 async fn sigterm(child: &mut Child) -> anyhow::Result<()> {
     if let Some(pid) = child.id() {
         Command::new("kill")
@@ -338,6 +367,8 @@ async fn bench_sidecar(cli: &Cli, clients: usize, uploads: usize) -> anyhow::Res
         .collect::<Result<_, _>>()?;
     let images = std::sync::Arc::new(images);
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let pid = sidecar.id().unwrap_or(0);
+    let cpu_before = (process_cpu_secs(pid), machine_busy_secs());
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -383,6 +414,7 @@ async fn bench_sidecar(cli: &Cli, clients: usize, uploads: usize) -> anyhow::Res
         latencies.extend(t.await??);
     }
     let elapsed = started.elapsed();
+    let cpu_after = (process_cpu_secs(pid), machine_busy_secs());
     latencies.sort();
     let pct = |p: f64| {
         let i = ((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1));
@@ -397,6 +429,21 @@ async fn bench_sidecar(cli: &Cli, clients: usize, uploads: usize) -> anyhow::Res
     );
     println!("bench sidecar-p50: {:.1} ms", pct(0.50));
     println!("bench sidecar-p99: {:.1} ms", pct(0.99));
+    // CPU per upload: the sidecar's own, and the whole machine's (client,
+    // PostgreSQL, RabbitMQ and kernel included), to show what limits it.
+    let per_upload = |before: Option<f64>, after: Option<f64>| {
+        before
+            .zip(after)
+            .map_or(f64::NAN, |(b, a)| (a - b) * 1000.0 / uploads as f64)
+    };
+    println!(
+        "bench sidecar-cpu: {:.2} ms/upload",
+        per_upload(cpu_before.0, cpu_after.0)
+    );
+    println!(
+        "bench sidecar-machine-cpu: {:.2} ms/upload",
+        per_upload(cpu_before.1, cpu_after.1)
+    );
     sigterm(&mut sidecar).await?;
     let _ = std::fs::remove_dir_all(&storage);
     let _ = std::fs::remove_file(&config_path);

@@ -139,8 +139,10 @@ fn small_rgb_reference(img: &DynamicImage) -> Vec<[u8; 3]> {
 /// the `image` crate's separable resize, vertical pass first, f32 sums of
 /// `value * weight` in ascending source order, then clamp and round. It
 /// computes each weight table once, skips alpha in the second pass (no
-/// channel depends on another) and runs the first pass over flat rows,
-/// which vectorises.
+/// channel depends on another) and runs both passes over many values at
+/// once, which vectorises; it is compiled for AVX2 and AVX-512 too and picks
+/// the best at run time (mul then add, never fused, so the bits stay).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512bw", "x86_64+avx2"))]
 fn small_rgb(raw: &[u8], width: u32, height: u32, channels: usize) -> Vec<[u8; 3]> {
     let (w, side) = (width as usize, GREY_SIDE as usize);
     if (width, height) == (GREY_SIDE, GREY_SIDE) {
@@ -150,55 +152,68 @@ fn small_rgb(raw: &[u8], width: u32, height: u32, channels: usize) -> Vec<[u8; 3
             .map(|p| [p[0], p[1], p[2]])
             .collect();
     }
-    // Vertical pass: width x 40, every channel as f32, unrounded; rows are
-    // flat slices so that the loop vectorises.
+    // Vertical pass: width x 40, every channel as f32, unrounded. Columns
+    // go in blocks of LANES: each block's source values are turned into f32
+    // once (every source row feeds several output rows), then each output
+    // value sums its taps in ascending order, starting from 0, in registers.
+    const LANES: usize = 32;
+    const SIDE: usize = GREY_SIDE as usize;
     let stride = w * channels;
-    let mut tmp = vec![0f32; stride * side];
-    for (outy, (left, ws)) in weights(height, GREY_SIDE).into_iter().enumerate() {
-        let acc = &mut tmp[outy * stride..(outy + 1) * stride];
-        let rows: Vec<&[u8]> = (left..left + ws.len())
-            .map(|r| &raw[r * stride..(r + 1) * stride])
-            .collect();
-        // Blocks of LANES columns summed over every tap in registers; each
-        // value still gets its taps in ascending order, starting from 0.
-        const LANES: usize = 16;
-        for (block, out) in acc.chunks_mut(LANES).enumerate() {
-            let x0 = block * LANES;
+    let vertical = weights(height, GREY_SIDE);
+    // Stored column-major (all 40 output rows of a source column together)
+    // so that the horizontal pass runs over 40 rows at once.
+    let mut cols = vec![[0f32; SIDE]; stride];
+    let mut block = vec![[0f32; LANES]; height as usize];
+    for x0 in (0..stride).step_by(LANES) {
+        let n = LANES.min(stride - x0);
+        for (r, dst) in block.iter_mut().enumerate() {
+            let src = &raw[r * stride + x0..r * stride + x0 + n];
+            for (d, v) in dst.iter_mut().zip(src) {
+                *d = f32::from(*v);
+            }
+        }
+        for (outy, (left, ws)) in vertical.iter().enumerate() {
             let mut t = [0f32; LANES];
-            if out.len() == LANES {
-                for (row, &wt) in rows.iter().zip(&ws) {
-                    let src: &[u8; LANES] = row[x0..x0 + LANES].try_into().unwrap_or(&[0; LANES]);
-                    for (a, v) in t.iter_mut().zip(src) {
-                        *a += f32::from(*v) * wt;
-                    }
-                }
-            } else {
-                for (row, &wt) in rows.iter().zip(&ws) {
-                    for (a, v) in t.iter_mut().zip(&row[x0..]) {
-                        *a += f32::from(*v) * wt;
-                    }
+            for (src, &wt) in block[*left..*left + ws.len()].iter().zip(ws) {
+                for (a, v) in t.iter_mut().zip(src) {
+                    *a += *v * wt;
                 }
             }
-            out.copy_from_slice(&t[..out.len()]);
+            for (col, v) in cols[x0..x0 + n].iter_mut().zip(t) {
+                col[outy] = v;
+            }
         }
     }
-    // Horizontal pass: 40 x 40, rounded to 8 bits.
+    // Horizontal pass: 40 x 40, rounded to 8 bits; each output column sums
+    // its taps (ascending) for the 40 rows and 3 channels at once.
     let mut out = vec![[0u8; 3]; side * side];
     for (outx, (left, ws)) in weights(width, GREY_SIDE).into_iter().enumerate() {
-        for y in 0..side {
-            let row = &tmp[y * stride..(y + 1) * stride];
-            let mut t = [0f32; 3];
-            for (i, wt) in ws.iter().enumerate() {
-                let p = &row[(left + i) * channels..(left + i) * channels + 3];
-                t[0] += p[0] * wt;
-                t[1] += p[1] * wt;
-                t[2] += p[2] * wt;
+        let mut t = [[0f32; SIDE]; 3];
+        for (i, &wt) in ws.iter().enumerate() {
+            for (c, acc) in t.iter_mut().enumerate() {
+                for (a, v) in acc.iter_mut().zip(&cols[(left + i) * channels + c]) {
+                    *a += *v * wt;
+                }
             }
-            // FloatNearest(clamp(t, 0, 255)): round half away from zero.
-            out[y * side + outx] = t.map(|v| v.clamp(0.0, 255.0).round() as u8);
+        }
+        for y in 0..side {
+            out[y * side + outx] = [0, 1, 2].map(|c| round_to_u8(t[c][y]));
         }
     }
     out
+}
+
+/// `v.clamp(0.0, 255.0).round() as u8` (FloatNearest: half away from zero),
+/// without a call to libm's `roundf` (x86-64's baseline has no rounding
+/// instruction). The fraction of a float in [0, 255] is exact.
+fn round_to_u8(v: f32) -> u8 {
+    let v = v.clamp(0.0, 255.0);
+    let whole = v as u8;
+    if v - f32::from(whole) >= 0.5 {
+        whole + 1
+    } else {
+        whole
+    }
 }
 
 /// For each output index, the first source index and the normalised
