@@ -11,11 +11,14 @@ use crate::store::entities::thumbnail;
 /// `POST /api/thumbnail`, as SkyPortal clients send it.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UploadBody {
+pub struct UploadBody<'a> {
     /// An existing object's id.
     pub obj_id: String,
-    /// The PNG file, base64-encoded (16x16 to 500x500 pixels).
-    pub data: String,
+    /// The PNG file, base64-encoded (16x16 to 500x500 pixels). Borrowed
+    /// from the request body unless it holds JSON escapes.
+    #[serde(borrow)]
+    #[schema(value_type = String)]
+    pub data: std::borrow::Cow<'a, str>,
     /// One of the `thumbnail_types` enum values (new, ref, sub, ...).
     pub ttype: String,
     /// Optional label of the alert stream, e.g. `ZTF`.

@@ -109,7 +109,8 @@ pub async fn check_obj(state: &AppState, obj_id: &str) -> Result<(), ApiError> {
 /// An upload that passed every check that needs no database, with its file
 /// staged.
 struct Prepared {
-    body: UploadBody,
+    obj_id: String,
+    survey: Option<String>,
     ttype: ThumbnailType,
     rel: RelPath,
     staged: Staged,
@@ -130,7 +131,7 @@ enum Refused {
 /// parse, decode, check the image (SkyPortal's order: object, image type,
 /// size, then ttype; the object is checked by the caller), stage the file.
 fn prepare(files: &FileStore, body: &[u8]) -> Result<Prepared, Refused> {
-    let body: UploadBody = serde_json::from_slice(body).map_err(|e| {
+    let body: UploadBody<'_> = serde_json::from_slice(body).map_err(|e| {
         Refused::Body(ApiError::BadRequest(format!(
             "Invalid/missing parameters: {e}"
         )))
@@ -153,10 +154,8 @@ fn prepare(files: &FileStore, body: &[u8]) -> Result<Prepared, Refused> {
         .stage_blocking(&rel, &png)
         .map_err(|e| refuse(ApiError::internal("cannot write the file to storage", e)))?;
     Ok(Prepared {
-        body: UploadBody {
-            data: String::new(),
-            ..body
-        },
+        obj_id: body.obj_id,
+        survey: body.survey,
         ttype,
         rel,
         staged,
@@ -181,7 +180,8 @@ async fn store_upload(state: &AppState, body: Bytes) -> Result<i32, ApiError> {
     .await
     .map_err(|e| ApiError::internal("image check failed", anyhow::anyhow!(e.to_string())))?;
     let Prepared {
-        body,
+        obj_id,
+        survey,
         ttype,
         rel,
         staged,
@@ -196,10 +196,10 @@ async fn store_upload(state: &AppState, body: Bytes) -> Result<i32, ApiError> {
         }
     };
     let upload = committer::Upload {
-        obj_id: body.obj_id,
+        obj_id,
         ttype,
         public_url: rel.public_url(),
-        survey: body.survey,
+        survey,
         is_grayscale,
         staged,
     };
