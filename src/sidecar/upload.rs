@@ -18,7 +18,7 @@ use super::error::ApiError;
 use super::image::inspect_png;
 use super::{metrics, outbox, AppState};
 use crate::config::Scope;
-use crate::files::{FileStore, RelPath, Staged};
+use crate::files::{FileStore, RelPath};
 use crate::store::entities::obj;
 use crate::surveys::ThumbnailType;
 
@@ -107,15 +107,10 @@ pub async fn check_obj(state: &AppState, obj_id: &str) -> Result<(), ApiError> {
 }
 
 /// An upload that passed every check that needs no database, with its file
-/// staged.
+/// staged, and the PNG's size.
 struct Prepared {
-    obj_id: String,
-    survey: Option<String>,
-    ttype: ThumbnailType,
-    rel: RelPath,
-    staged: Staged,
+    upload: committer::Upload,
     size: usize,
-    is_grayscale: bool,
 }
 
 /// Why [`prepare`] refused an upload.
@@ -154,13 +149,15 @@ fn prepare(files: &FileStore, body: &[u8]) -> Result<Prepared, Refused> {
         .stage_blocking(&rel, &png)
         .map_err(|e| refuse(ApiError::internal("cannot write the file to storage", e)))?;
     Ok(Prepared {
-        obj_id: body.obj_id,
-        survey: body.survey,
-        ttype,
-        rel,
-        staged,
+        upload: committer::Upload {
+            obj_id: body.obj_id,
+            ttype,
+            public_url: rel.public_url(),
+            survey: body.survey,
+            is_grayscale: inspected.is_grayscale,
+            staged,
+        },
         size: png.len(),
-        is_grayscale: inspected.is_grayscale,
     })
 }
 
@@ -179,15 +176,7 @@ async fn store_upload(state: &AppState, body: Bytes) -> Result<i32, ApiError> {
     })
     .await
     .map_err(|e| ApiError::internal("image check failed", anyhow::anyhow!(e.to_string())))?;
-    let Prepared {
-        obj_id,
-        survey,
-        ttype,
-        rel,
-        staged,
-        size,
-        is_grayscale,
-    } = match prepared {
+    let Prepared { upload, size } = match prepared {
         Ok(p) => p,
         Err(Refused::Body(e)) => return Err(e),
         Err(Refused::Checked { obj_id, error }) => {
@@ -195,15 +184,7 @@ async fn store_upload(state: &AppState, body: Bytes) -> Result<i32, ApiError> {
             return Err(error);
         }
     };
-    let upload = committer::Upload {
-        obj_id,
-        ttype,
-        public_url: rel.public_url(),
-        survey,
-        is_grayscale,
-        staged,
-    };
-    let obj_id = upload.obj_id.clone();
+    let (obj_id, ttype) = (upload.obj_id.clone(), upload.ttype);
     let (id, event) = state.committer.commit(upload).await.map_err(|e| match e {
         CommitError::NoSuchObj => invalid_obj(&obj_id),
         CommitError::File(e) => ApiError::internal("cannot write the file to storage", e),
