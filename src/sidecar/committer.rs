@@ -100,14 +100,20 @@ pub async fn commit_all(
 ) -> Vec<Result<Committed, CommitError>> {
     let n = uploads.len();
     match commit_batch(db, uploads).await {
-        Ok(committed) => committed
-            .into_iter()
-            .map(|c| c.ok_or(CommitError::NoSuchObj))
-            .collect(),
+        Ok(committed) => verdicts(committed).collect(),
         Err(Failed::Statement(_, uploads)) if n > 1 => {
             let mut out = Vec::with_capacity(n);
             for upload in uploads {
-                out.extend(Box::pin(commit_all(db, vec![upload])).await);
+                match commit_batch(db, vec![upload]).await {
+                    Ok(committed) => out.extend(verdicts(committed)),
+                    // The database went away meanwhile: the rest fail
+                    // alike, at once, rather than each after a timeout.
+                    Err(failed @ Failed::Unavailable(_)) => {
+                        out.extend((0..n - out.len()).map(|_| Err(failed.error(false))));
+                        break;
+                    }
+                    Err(failed) => out.push(Err(failed.error(true))),
+                }
             }
             out
         }
@@ -115,10 +121,22 @@ pub async fn commit_all(
     }
 }
 
+/// A committed batch's answers: an upload without a row had no object.
+fn verdicts(
+    committed: Vec<Option<Committed>>,
+) -> impl Iterator<Item = Result<Committed, CommitError>> {
+    committed
+        .into_iter()
+        .map(|c| c.ok_or(CommitError::NoSuchObj))
+}
+
 /// Why a batch was not committed.
 enum Failed {
     /// A statement failed before any file moved: the uploads come back.
     Statement(Arc<DbErr>, Vec<Upload>),
+    /// The database cannot be reached (no retry one at a time: each would
+    /// wait for a connection in turn).
+    Unavailable(Arc<DbErr>),
     Place(Arc<FileError>),
     Commit(Arc<DbErr>),
 }
@@ -129,10 +147,16 @@ impl Failed {
             // A lone upload's missing object shows as a foreign-key error
             // when it was deleted between the join and the insert.
             Failed::Statement(e, _) if single && is_fk_violation(e) => CommitError::NoSuchObj,
-            Failed::Statement(e, _) | Failed::Commit(e) => CommitError::Db(e.clone()),
+            Failed::Statement(e, _) | Failed::Unavailable(e) | Failed::Commit(e) => {
+                CommitError::Db(e.clone())
+            }
             Failed::Place(e) => CommitError::File(e.clone()),
         }
     }
+}
+
+fn is_connection_error(e: &DbErr) -> bool {
+    matches!(e, DbErr::Conn(_) | DbErr::ConnectionAcquire(_))
 }
 
 fn is_fk_violation(e: &DbErr) -> bool {
@@ -182,10 +206,11 @@ async fn commit_batch(
 ) -> Result<Vec<Option<Committed>>, Failed> {
     let now = chrono::Utc::now().naive_utc();
     let mut rows: Vec<Option<(i32, i64, String)>> = vec![None; uploads.len()];
-    let txn = match db.begin().await {
-        Ok(t) => t,
-        Err(e) => return Err(Failed::Statement(Arc::new(e), uploads)),
-    };
+    // No connection: every upload would fail alike, one at a time too.
+    let txn = db
+        .begin()
+        .await
+        .map_err(|e| Failed::Unavailable(Arc::new(e)))?;
     for wave in waves(&uploads, |u| (u.obj_id.as_str(), u.ttype)) {
         match upsert_wave(&txn, &uploads, &wave, now).await {
             Ok(got) => {
@@ -193,6 +218,7 @@ async fn commit_batch(
                     rows[i] = Some(row);
                 }
             }
+            Err(e) if is_connection_error(&e) => return Err(Failed::Unavailable(Arc::new(e))),
             Err(e) => return Err(Failed::Statement(Arc::new(e), uploads)),
         }
     }

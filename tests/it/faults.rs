@@ -5,7 +5,6 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, Database};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
@@ -123,21 +122,7 @@ async fn database_outage_holds_messages_until_it_returns() {
 
     // Refuse new connections to the test's own database and end the
     // worker's sessions in it.
-    let admin = Database::connect(PG_ADMIN).await.expect("admin");
-    admin
-        .execute_unprepared(&format!(
-            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
-            db.name
-        ))
-        .await
-        .expect("refuse connections");
-    admin
-        .execute_unprepared(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
-            db.name
-        ))
-        .await
-        .expect("terminate backends");
+    db.refuse_connections().await;
     bus.publish_many(&bodies[n / 2..]).await;
     // The outage lasts a few seconds (this is the fault, not a wait for it).
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -146,13 +131,7 @@ async fn database_outage_holds_messages_until_it_returns() {
         0,
         "nothing is dead-lettered while the database is away"
     );
-    admin
-        .execute_unprepared(&format!(
-            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
-            db.name
-        ))
-        .await
-        .expect("allow connections");
+    db.allow_connections().await;
     all_complete(&db, &bus, n).await;
     worker.stop().await;
     bus.delete().await;

@@ -75,6 +75,38 @@ impl TestDb {
         Self { name, url, db }
     }
 
+    /// A database outage: new connections are refused and the open
+    /// sessions in this database are ended.
+    pub async fn refuse_connections(&self) {
+        let admin = Database::connect(PG_ADMIN).await.expect("admin");
+        admin
+            .execute_unprepared(&format!(
+                "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+                self.name
+            ))
+            .await
+            .expect("refuse connections");
+        admin
+            .execute_unprepared(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+                self.name
+            ))
+            .await
+            .expect("terminate backends");
+    }
+
+    /// Ends [`TestDb::refuse_connections`].
+    pub async fn allow_connections(&self) {
+        let admin = Database::connect(PG_ADMIN).await.expect("admin");
+        admin
+            .execute_unprepared(&format!(
+                "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+                self.name
+            ))
+            .await
+            .expect("allow connections");
+    }
+
     pub async fn scalar_i64(&self, sql: &str) -> i64 {
         let row = self
             .db

@@ -142,3 +142,28 @@ async fn a_failing_statement_is_retried_one_upload_at_a_time() {
         .path_under(files.root())
         .exists());
 }
+
+#[tokio::test]
+async fn a_database_outage_fails_the_whole_batch_and_leaves_no_file() {
+    let db = TestDb::new().await;
+    add_objs(&db, &["A", "B", "C"]).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let files = FileStore::new(tmp.path(), 2);
+    let mut batch = Vec::new();
+    for id in ["A", "B", "C"] {
+        batch.push(upload(&files, id, ThumbnailType::New, id.as_bytes()).await);
+    }
+    db.refuse_connections().await;
+    let results = commit_all(&db.db, batch).await;
+    assert_eq!(results.len(), 3);
+    for r in &results {
+        assert!(matches!(r, Err(CommitError::Db(_))), "{r:?}");
+    }
+    assert!(files_under(tmp.path()).is_empty(), "staged files removed");
+    db.allow_connections().await;
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM thumbnails").await, 0);
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM thumbnail_outbox").await,
+        0
+    );
+}
