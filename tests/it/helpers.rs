@@ -78,14 +78,7 @@ impl TestDb {
     /// A database outage: new connections are refused and the open
     /// sessions in this database are ended.
     pub async fn refuse_connections(&self) {
-        let admin = Database::connect(PG_ADMIN).await.expect("admin");
-        admin
-            .execute_unprepared(&format!(
-                "ALTER DATABASE {} ALLOW_CONNECTIONS false",
-                self.name
-            ))
-            .await
-            .expect("refuse connections");
+        let admin = self.set_allow_connections(false).await;
         admin
             .execute_unprepared(&format!(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
@@ -97,14 +90,19 @@ impl TestDb {
 
     /// Ends [`TestDb::refuse_connections`].
     pub async fn allow_connections(&self) {
+        self.set_allow_connections(true).await;
+    }
+
+    async fn set_allow_connections(&self, allow: bool) -> DatabaseConnection {
         let admin = Database::connect(PG_ADMIN).await.expect("admin");
         admin
             .execute_unprepared(&format!(
-                "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+                "ALTER DATABASE {} ALLOW_CONNECTIONS {allow}",
                 self.name
             ))
             .await
-            .expect("allow connections");
+            .expect("ALTER DATABASE .. ALLOW_CONNECTIONS");
+        admin
     }
 
     pub async fn scalar_i64(&self, sql: &str) -> i64 {
