@@ -41,20 +41,44 @@ pub fn inspect_png(bytes: &[u8]) -> Result<Inspected, ImageError> {
         Ok(_) => return Err(ImageError::NotPng),
         Err(_) => return Err(ImageError::NotAnImage("unknown format".into())),
     }
-    let (width, height) = png_size(bytes)?;
+    let (width, height, colour) = png_header(bytes)?;
     if !(MIN_SIDE..=MAX_SIDE).contains(&width) || !(MIN_SIDE..=MAX_SIDE).contains(&height) {
         return Err(ImageError::Size { width, height });
     }
+    // Decoded whatever the colour type: corrupt pixel data is refused.
     let img = decode_png(bytes)?;
     Ok(Inspected {
         width,
         height,
-        is_grayscale: is_grayscale(&img),
+        is_grayscale: match bands(colour) {
+            Bands::One => true,
+            Bands::Rgb => is_grayscale(&img),
+            Bands::Other => false,
+        },
     })
 }
 
-/// Width and height from the IHDR chunk only.
-pub fn png_size(bytes: &[u8]) -> Result<(u32, u32), ImageError> {
+/// How PIL (SkyPortal's decoder) sees a PNG's colour type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bands {
+    /// One band: grey ("L", "1", "I;16") or palette ("P").
+    One,
+    /// "RGB" or "RGBA": the grayscale rule decides.
+    Rgb,
+    /// Grey with alpha ("LA"): neither, so colour for SkyPortal.
+    Other,
+}
+
+fn bands(colour: png::ColorType) -> Bands {
+    match colour {
+        png::ColorType::Grayscale | png::ColorType::Indexed => Bands::One,
+        png::ColorType::Rgb | png::ColorType::Rgba => Bands::Rgb,
+        png::ColorType::GrayscaleAlpha => Bands::Other,
+    }
+}
+
+/// Width, height and colour type from the IHDR chunk only.
+fn png_header(bytes: &[u8]) -> Result<(u32, u32, png::ColorType), ImageError> {
     let mut decoder = png::Decoder::new_with_limits(
         Cursor::new(bytes),
         png::Limits {
@@ -64,7 +88,7 @@ pub fn png_size(bytes: &[u8]) -> Result<(u32, u32), ImageError> {
     let info = decoder
         .read_header_info()
         .map_err(|e| ImageError::NotAnImage(format!("bad PNG header: {e}")))?;
-    Ok((info.width, info.height))
+    Ok((info.width, info.height, info.color_type))
 }
 
 fn decode_png(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
@@ -82,10 +106,11 @@ fn decode_png(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
 /// Side of the square the grayscale rule looks at.
 const GREY_SIDE: u32 = 40;
 
-/// SkyPortal's `image_is_grayscale`: resize to 40x40; remove the image's
-/// mean colour bias; the mean over pixels of the squared deviation of each
-/// channel from the pixel's own grey level must be at most 22.
-/// Grey images (with or without alpha) are grayscale.
+/// SkyPortal's `image_is_grayscale` for RGB(A) images: resize to 40x40;
+/// remove the image's mean colour bias; the mean over pixels of the squared
+/// deviation of each channel from the pixel's own grey level must be at
+/// most 22. (Grey images give true; [`inspect_png`] decides other PNG
+/// colour types the way SkyPortal does, before this.)
 pub fn is_grayscale(img: &DynamicImage) -> bool {
     const MSE_CUTOFF: f64 = 22.0;
     if !img.color().has_color() {
@@ -336,6 +361,44 @@ mod tests {
             |x, _| if x < 10 { [255, 0, 0] } else { [128, 128, 128] },
         );
         assert!(!is_grayscale(&many));
+    }
+
+    /// A 32x32 palette PNG, half red and half blue.
+    fn palette_png() -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut enc = png::Encoder::new(&mut out, 32, 32);
+        enc.set_color(png::ColorType::Indexed);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.set_palette(vec![255, 0, 0, 0, 0, 255]);
+        let mut w = enc.write_header().expect("header");
+        let pixels: Vec<u8> = (0..32 * 32).map(|i| u8::from(i % 32 >= 16)).collect();
+        w.write_image_data(&pixels).expect("data");
+        w.finish().expect("finish");
+        out
+    }
+
+    #[test]
+    fn colour_types_are_classified_as_skyportal_does() {
+        // PIL opens a palette PNG as one band ("P"): grayscale, even red
+        // and blue.
+        let palette = inspect_png(&palette_png()).expect("palette");
+        assert!(palette.is_grayscale);
+        // Grey with alpha ("LA") is neither one band nor RGB(A): colour.
+        let la = DynamicImage::ImageLumaA8(image::GrayAlphaImage::from_pixel(
+            32,
+            32,
+            image::LumaA([90, 255]),
+        ));
+        assert!(!inspect_png(&png_of(&la)).expect("LA").is_grayscale);
+        // One band: grayscale; RGB goes through the rule.
+        let grey = DynamicImage::ImageLuma8(GrayImage::from_pixel(32, 32, Luma([90])));
+        assert!(inspect_png(&png_of(&grey)).expect("L").is_grayscale);
+        let red_blue = rgb(
+            32,
+            32,
+            |x, _| if x < 16 { [255, 0, 0] } else { [0, 0, 255] },
+        );
+        assert!(!inspect_png(&png_of(&red_blue)).expect("RGB").is_grayscale);
     }
 
     #[test]
