@@ -288,6 +288,8 @@ async fn bench_worker(
     println!("bench {name}-rows: {:.0} rows/s", 3.0 * rate);
     println!("bench {name}-peak-rss: {rss:.1} MiB");
     bus::undeclare(&channel, &topology).await;
+    publisher.close().await;
+    let _ = channel.close(200, "done".into()).await;
     let _ = conn.close(200, "done".into()).await;
     db.drop_db().await;
     Ok(rate)
@@ -454,6 +456,7 @@ async fn bench_sidecar(cli: &Cli, clients: usize, uploads: usize) -> anyhow::Res
                 &format!("bench-{id}.object-created"),
             );
             bus::undeclare(&ch, &t).await;
+            let _ = ch.close(200, "done".into()).await;
         }
         let _ = conn.close(200, "done".into()).await;
     }

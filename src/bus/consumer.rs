@@ -140,6 +140,7 @@ where
                         "in-flight deliveries did not finish in time; the broker will redeliver them"
                     );
                 }
+                session.publisher.close().await;
                 let _ = channel.close(200, "shutdown".into()).await;
                 return Ok(());
             }

@@ -5,13 +5,48 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 
-use super::BusError;
+use super::{declare, BusError, Topology};
 
 /// A confirm-mode channel. Cheap to clone; all clones share the channel.
 #[derive(Clone)]
 pub struct Publisher {
     channel: Channel,
     exchange: String,
+}
+
+/// A connection of its own with one publisher on the service exchange,
+/// for the tools and the sidecar (the worker publishes on its consumer's
+/// connection).
+pub struct PublisherConnection {
+    conn: Connection,
+    publisher: Publisher,
+}
+
+impl PublisherConnection {
+    /// Connects, declares the topology (so that the worker's queue exists
+    /// and mandatory publishes are routed) and opens a confirm channel.
+    pub async fn open(url: &str, name: &str, topology: &Topology) -> Result<Self, BusError> {
+        let conn = super::connect(url, name).await?;
+        let channel = conn.create_channel().await?;
+        declare(&channel, topology).await?;
+        let _ = channel.close(200, "declared".into()).await;
+        let publisher = Publisher::open(&conn, &topology.exchange).await?;
+        Ok(Self { conn, publisher })
+    }
+
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.conn.status().connected()
+    }
+
+    /// Closes the publisher's channel, then the connection.
+    pub async fn close(self, reason: &str) {
+        self.publisher.close().await;
+        let _ = self.conn.close(200, reason.into()).await;
+    }
 }
 
 /// What to publish: routing key, JSON body, headers.
@@ -38,6 +73,12 @@ impl Publisher {
 
     pub fn exchange(&self) -> &str {
         &self.exchange
+    }
+
+    /// Closes the channel (for every clone). Close publishers before their
+    /// connection: lapin logs an error for channels still open then.
+    pub async fn close(&self) {
+        let _ = self.channel.close(200, "done".into()).await;
     }
 
     /// Publishes persistent JSON to the service exchange and waits for the

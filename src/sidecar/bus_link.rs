@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use lapin::Connection;
 use tokio::sync::Mutex;
 
 use super::outbox::OutboxError;
-use crate::bus::{self, BusError, Publisher, Topology};
+use crate::bus::{BusError, Publisher, PublisherConnection, Topology};
 use crate::config::AmqpConfig;
 
 /// How long a publish may wait for the broker's confirm.
@@ -21,7 +20,7 @@ pub struct BusLink {
     url: String,
     topology: Topology,
     name: String,
-    link: Mutex<Option<(Connection, Publisher)>>,
+    link: Mutex<Option<PublisherConnection>>,
 }
 
 impl BusLink {
@@ -39,24 +38,21 @@ impl BusLink {
 
     async fn publisher(&self) -> Result<Publisher, BusError> {
         let mut link = self.link.lock().await;
-        if let Some((conn, publisher)) = link.as_ref() {
-            if conn.status().connected() {
-                return Ok(publisher.clone());
+        if let Some(open) = link.as_ref() {
+            if open.is_connected() {
+                return Ok(open.publisher().clone());
             }
         }
-        let conn = bus::connect(&self.url, &self.name).await?;
-        let channel = conn.create_channel().await?;
-        bus::declare(&channel, &self.topology).await?;
-        let _ = channel.close(200, "declared".into()).await;
-        let publisher = Publisher::open(&conn, &self.topology.exchange).await?;
-        *link = Some((conn, publisher.clone()));
+        let open = PublisherConnection::open(&self.url, &self.name, &self.topology).await?;
+        let publisher = open.publisher().clone();
+        *link = Some(open);
         Ok(publisher)
     }
 
     /// Forgets the connection so the next publish reconnects.
     async fn reset(&self) {
-        if let Some((conn, _)) = self.link.lock().await.take() {
-            let _ = conn.close(200, "reconnecting".into()).await;
+        if let Some(open) = self.link.lock().await.take() {
+            open.close("reconnecting").await;
         }
     }
 
@@ -93,8 +89,8 @@ impl BusLink {
     }
 
     pub async fn close(&self) {
-        if let Some((conn, _)) = self.link.lock().await.take() {
-            let _ = conn.close(200, "shutdown".into()).await;
+        if let Some(open) = self.link.lock().await.take() {
+            open.close("shutdown").await;
         }
     }
 }

@@ -14,7 +14,7 @@ use anyhow::Context;
 use chrono::{NaiveDate, NaiveDateTime};
 use clap::{ArgGroup, Args};
 
-use crate::bus::{self, Publisher, Topology};
+use crate::bus::{PublisherConnection, Topology};
 use crate::config::Config;
 use crate::store;
 use crate::surveys::ThumbnailType;
@@ -114,18 +114,15 @@ pub async fn run(
     let summary = if args.dry_run {
         replay(&db, None, &opts).await
     } else {
-        let conn = bus::connect(&config.amqp.url, "thumbnails-replay").await?;
-        let channel = conn.create_channel().await.context("opening a channel")?;
-        // The worker's queue must exist, or mandatory publishes bounce.
-        bus::declare(
-            &channel,
+        let link = PublisherConnection::open(
+            &config.amqp.url,
+            "thumbnails-replay",
             &Topology::new(&config.amqp.exchange, &config.amqp.queue),
         )
         .await
-        .context("declaring the topology")?;
-        let publisher = Publisher::open(&conn, &config.amqp.exchange).await?;
-        let summary = replay(&db, Some(&publisher), &opts).await;
-        let _ = conn.close(200, "done".into()).await;
+        .context("opening the publisher")?;
+        let summary = replay(&db, Some(link.publisher()), &opts).await;
+        link.close("done").await;
         summary
     }
     .context("replay")?;

@@ -11,6 +11,12 @@ use crate::surveys::ThumbnailType;
 
 /// Attempts of a page whose statement fails for a transient reason.
 const ATTEMPTS: u32 = 5;
+/// Further attempts of a row that met a concurrent insert of its `ls` row.
+const RACE_ATTEMPTS: u32 = 3;
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}
 
 /// The rows of one page to rewrite, in id order, with their new URLs and
 /// the requested type each belongs to.
@@ -121,7 +127,22 @@ pub(super) async fn update_page(
     let mut failed = Vec::new();
     for ((id, url), b) in ids.into_iter().zip(urls).zip(buckets) {
         let one = [id];
-        match with_retries(|| update(pool, publisher, &one, std::slice::from_ref(&url))).await {
+        let mut result =
+            with_retries(|| update(pool, publisher, &one, std::slice::from_ref(&url))).await;
+        // A unique violation is a writer (the worker) that gave the object
+        // its `ls` row after this statement looked: run it again, it then
+        // sees that row and leaves the `dr8` row's type alone.
+        for _ in 0..RACE_ATTEMPTS {
+            match &result {
+                Err(OpsError::Db(e)) if is_unique_violation(e) => {
+                    result =
+                        with_retries(|| update(pool, publisher, &one, std::slice::from_ref(&url)))
+                            .await;
+                }
+                _ => break,
+            }
+        }
+        match result {
             Ok(rows) => updated.extend(rows),
             Err(OpsError::Db(e)) if is_permanent(&e) => {
                 progress.suspend(|| tracing::warn!(id, error = %e, "cannot rewrite thumbnail"));

@@ -16,7 +16,7 @@ pub use rewrite::{resurvey, ResurveyOptions, Sample, Summary, TypeSummary};
 use anyhow::Context;
 use clap::Args;
 
-use crate::bus::{self, Publisher, Topology};
+use crate::bus::{PublisherConnection, Topology};
 use crate::config::Config;
 use crate::store;
 use crate::surveys::{Templates, ThumbnailType};
@@ -64,15 +64,15 @@ pub async fn run(
     let templates = Templates::new(&s.sdss.template, &s.ls.template).context("surveys")?;
     let db = store::connect(&config.database.url, 2).await?;
     let publisher = if args.publish && !args.dry_run {
-        let conn = bus::connect(&config.amqp.url, "thumbnails-resurvey").await?;
-        let channel = conn.create_channel().await.context("opening a channel")?;
-        bus::declare(
-            &channel,
-            &Topology::new(&config.amqp.exchange, &config.amqp.queue),
+        Some(
+            PublisherConnection::open(
+                &config.amqp.url,
+                "thumbnails-resurvey",
+                &Topology::new(&config.amqp.exchange, &config.amqp.queue),
+            )
+            .await
+            .context("opening the publisher")?,
         )
-        .await
-        .context("declaring the topology")?;
-        Some((Publisher::open(&conn, &config.amqp.exchange).await?, conn))
     } else {
         None
     };
@@ -84,17 +84,22 @@ pub async fn run(
         progress: true,
         stop,
     };
-    let summary = resurvey(&db, &templates, publisher.as_ref().map(|(p, _)| p), &opts)
-        .await
-        .context("resurvey")?;
+    let summary = resurvey(
+        &db,
+        &templates,
+        publisher.as_ref().map(PublisherConnection::publisher),
+        &opts,
+    )
+    .await
+    .context("resurvey")?;
     for t in &summary.types {
         for sample in &t.samples {
             println!("{sample}");
         }
         println!("{}", t.line(args.dry_run));
     }
-    if let Some((_, conn)) = publisher {
-        let _ = conn.close(200, "done".into()).await;
+    if let Some(link) = publisher {
+        link.close("done").await;
     }
     if summary.interrupted {
         anyhow::bail!(
