@@ -65,33 +65,36 @@ impl ReplaySummary {
     }
 }
 
-/// Columns: id, ra, dec, is_roid, then whether sdss, ls and a real ps1
-/// answer exist (a NULL-URL ps1 row counts as present: only the failed
-/// lookup's placeholder is retried). Each check is a probe of the unique
-/// `(obj_id, type)` index.
-const PAGE: &str = "SELECT o.id, o.ra, o.dec, COALESCE(o.is_roid, false),
-        EXISTS (SELECT 1 FROM thumbnails t WHERE t.obj_id = o.id AND t.type = 'sdss'),
-        EXISTS (SELECT 1 FROM thumbnails t WHERE t.obj_id = o.id AND t.type = 'ls'),
-        EXISTS (SELECT 1 FROM thumbnails t WHERE t.obj_id = o.id AND t.type = 'ps1'
-                AND t.public_url IS DISTINCT FROM $5)
-    FROM objs o
-    WHERE o.id > $1
-      AND ($2::timestamp IS NULL OR o.created_at >= $2)
-      AND ($3::timestamp IS NULL OR o.created_at < $3)
-    ORDER BY o.id
-    LIMIT $4";
-
-/// The same for a list of ids.
-const BY_ID: &str = "SELECT o.id, o.ra, o.dec, COALESCE(o.is_roid, false),
+/// Objects, in id order: id, ra, dec, is_roid, then whether sdss, ls and a
+/// real ps1 answer exist (a NULL-URL ps1 row counts as present: only the
+/// failed lookup's placeholder, `$4`, is retried). Each check is a probe of
+/// the unique `(obj_id, type)` index. `$1` selects the objects (`$key`),
+/// `$2`/`$3` bound `created_at`.
+macro_rules! objects_with_rows {
+    ($key:literal, $tail:literal) => {
+        concat!(
+            "SELECT o.id, o.ra, o.dec, COALESCE(o.is_roid, false),
         EXISTS (SELECT 1 FROM thumbnails t WHERE t.obj_id = o.id AND t.type = 'sdss'),
         EXISTS (SELECT 1 FROM thumbnails t WHERE t.obj_id = o.id AND t.type = 'ls'),
         EXISTS (SELECT 1 FROM thumbnails t WHERE t.obj_id = o.id AND t.type = 'ps1'
                 AND t.public_url IS DISTINCT FROM $4)
     FROM objs o
-    WHERE o.id = ANY($1)
+    WHERE ",
+            $key,
+            "
       AND ($2::timestamp IS NULL OR o.created_at >= $2)
       AND ($3::timestamp IS NULL OR o.created_at < $3)
-    ORDER BY o.id";
+    ORDER BY o.id",
+            $tail
+        )
+    };
+}
+
+/// A keyset page: the objects after id `$1`, at most `$5`.
+const PAGE: &str = objects_with_rows!("o.id > $1", " LIMIT $5");
+
+/// The objects of a list of ids.
+const BY_ID: &str = objects_with_rows!("o.id = ANY($1)", "");
 
 const COUNT: &str = "SELECT count(*) FROM objs o
     WHERE ($1::timestamp IS NULL OR o.created_at >= $1)
@@ -264,8 +267,8 @@ impl<'a> Pages<'a> {
             .bind(self.last.as_deref().unwrap_or(""))
             .bind(self.sel.created_after)
             .bind(self.sel.created_before)
-            .bind(i64::try_from(self.batch).unwrap_or(1000))
             .bind(CURRENTLY_UNAVAILABLE)
+            .bind(i64::try_from(self.batch).unwrap_or(1000))
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
