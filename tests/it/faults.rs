@@ -6,7 +6,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
-use tokio_util::sync::CancellationToken;
 
 use crate::helpers::*;
 
@@ -58,17 +57,9 @@ async fn connection_pids(name: &str) -> Vec<String> {
 #[tokio::test]
 async fn broker_connection_cut_is_survived() {
     let (db, bus) = (TestDb::new().await, TestBus::new().await);
-    let stop = CancellationToken::new();
     // A slow PS1 keeps the worker busy long enough to cut it mid-stream.
-    let ps1 = thumbnails::testkit::serve_ps1(
-        thumbnails::testkit::Ps1Mode::Image {
-            delay: Duration::from_millis(50),
-        },
-        stop.clone(),
-    )
-    .await
-    .expect("stand-in");
-    let mut config = bus.config(&db, &ps1);
+    let ps1 = Ps1StandIn::slow(Duration::from_millis(50)).await;
+    let mut config = bus.config(&db, &ps1.url);
     config.amqp.prefetch = 20;
     let n = 4000;
     bus.publish_many(&events("cut", n)).await;
@@ -104,7 +95,6 @@ async fn broker_connection_cut_is_survived() {
     assert_ne!(after, before);
     all_complete(&db, &bus, n).await;
     worker.stop().await;
-    stop.cancel();
     bus.delete().await;
 }
 

@@ -390,12 +390,22 @@ pub struct Ps1StandIn {
 }
 
 impl Ps1StandIn {
+    /// Answers by RA (see `Ps1Mode::ByRa`).
     pub async fn start() -> Self {
+        Self::with(thumbnails::testkit::Ps1Mode::ByRa).await
+    }
+
+    async fn with(mode: thumbnails::testkit::Ps1Mode) -> Self {
         let stop = CancellationToken::new();
-        let url = thumbnails::testkit::serve_ps1(thumbnails::testkit::Ps1Mode::ByRa, stop.clone())
+        let url = thumbnails::testkit::serve_ps1(mode, stop.clone())
             .await
             .expect("stand-in");
         Self { url, stop }
+    }
+
+    /// Every lookup finds an image, after `delay`.
+    pub async fn slow(delay: Duration) -> Self {
+        Self::with(thumbnails::testkit::Ps1Mode::Image { delay }).await
     }
 }
 

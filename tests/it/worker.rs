@@ -320,17 +320,9 @@ async fn bad_messages_are_dead_lettered_and_good_ones_still_processed() {
 #[tokio::test]
 async fn shutdown_mid_stream_loses_nothing() {
     let (db, bus) = (TestDb::new().await, TestBus::new().await);
-    let stop_ps1 = tokio_util::sync::CancellationToken::new();
     // A slow PS1 keeps deliveries in flight when shutdown comes.
-    let ps1 = thumbnails::testkit::serve_ps1(
-        thumbnails::testkit::Ps1Mode::Image {
-            delay: Duration::from_millis(20),
-        },
-        stop_ps1.clone(),
-    )
-    .await
-    .expect("stand-in");
-    let mut config = bus.config(&db, &ps1);
+    let ps1 = Ps1StandIn::slow(Duration::from_millis(20)).await;
+    let mut config = bus.config(&db, &ps1.url);
     config.amqp.prefetch = 50;
     let n = 6000;
     let bodies: Vec<Vec<u8>> = (0..n)
@@ -368,7 +360,6 @@ async fn shutdown_mid_stream_loses_nothing() {
     worker.stop().await;
     assert_eq!(db.scalar_i64("SELECT count(*) FROM objs").await, n as i64);
     assert_eq!(bus.queue_len(&bus.topology.dead_queue()).await, 0);
-    stop_ps1.cancel();
     bus.delete().await;
 }
 
