@@ -190,6 +190,18 @@ impl TestApp {
         (status, value)
     }
 
+    /// `GET`, `PUT` or `DELETE /api/thumbnail/{id}`.
+    pub async fn thumbnail(
+        &self,
+        method: reqwest::Method,
+        id: impl std::fmt::Display,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        self.json(method, &format!("/api/thumbnail/{id}"), token, body)
+            .await
+    }
+
     pub async fn upload(&self, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
         self.json(reqwest::Method::POST, "/api/thumbnail", token, Some(body))
             .await

@@ -50,36 +50,17 @@ async fn get_put_list_and_delete() {
     assert_eq!(message(&answer), "Invalid obj_id: NOPE");
 
     // Put every editable field.
-    let (_, before) = app
-        .json(
-            Method::GET,
-            &format!("/api/thumbnail/{id_a}"),
-            Some(READER),
-            None,
-        )
-        .await;
+    let (_, before) = app.thumbnail(Method::GET, id_a, Some(READER), None).await;
     let edit = json!({
         "obj_id": "ZTF6", "type": "sub", "file_uri": "/elsewhere/x.png",
         "public_url": "https://example.org/x.png", "origin": "manual", "is_grayscale": true,
     });
     let (status, answer) = app
-        .json(
-            Method::PUT,
-            &format!("/api/thumbnail/{id_a}"),
-            Some(MANAGER),
-            Some(&edit),
-        )
+        .thumbnail(Method::PUT, id_a, Some(MANAGER), Some(&edit))
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer, json!({"status": "success", "data": {}}));
-    let (_, after) = app
-        .json(
-            Method::GET,
-            &format!("/api/thumbnail/{id_a}"),
-            Some(READER),
-            None,
-        )
-        .await;
+    let (_, after) = app.thumbnail(Method::GET, id_a, Some(READER), None).await;
     let row = &after["data"];
     for (k, v) in edit.as_object().expect("object") {
         assert_eq!(&row[k], v, "{k}");
@@ -106,12 +87,7 @@ async fn get_put_list_and_delete() {
         (json!({"obj_id": "ZTF5", "type": "ref"}), "already exists"),
     ] {
         let (status, answer) = app
-            .json(
-                Method::PUT,
-                &format!("/api/thumbnail/{id_a}"),
-                Some(MANAGER),
-                Some(&body),
-            )
+            .thumbnail(Method::PUT, id_a, Some(MANAGER), Some(&body))
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
         assert!(message(&answer).contains(expected), "{body}: {answer}");
@@ -119,18 +95,17 @@ async fn get_put_list_and_delete() {
 
     // Unknown ids, as SkyPortal words it.
     for id in ["999999", "abc", "-1"] {
-        let path = format!("/api/thumbnail/{id}");
         let expected = format!("Cannot find Thumbnail with ID: {id}");
-        let (s1, a1) = app.json(Method::GET, &path, Some(READER), None).await;
+        let (s1, a1) = app.thumbnail(Method::GET, id, Some(READER), None).await;
         let (s2, a2) = app
-            .json(
+            .thumbnail(
                 Method::PUT,
-                &path,
+                id,
                 Some(MANAGER),
                 Some(&json!({"origin": "x"})),
             )
             .await;
-        let (s3, a3) = app.json(Method::DELETE, &path, Some(MANAGER), None).await;
+        let (s3, a3) = app.thumbnail(Method::DELETE, id, Some(MANAGER), None).await;
         for (s, a) in [(s1, a1), (s2, a2), (s3, a3)] {
             assert_eq!(s, StatusCode::BAD_REQUEST, "{a}");
             assert_eq!(message(&a), expected);
@@ -139,24 +114,12 @@ async fn get_put_list_and_delete() {
 
     // Delete removes the row and the file.
     let (status, answer) = app
-        .json(
-            Method::DELETE,
-            &format!("/api/thumbnail/{id_b}"),
-            Some(MANAGER),
-            None,
-        )
+        .thumbnail(Method::DELETE, id_b, Some(MANAGER), None)
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert!(!file_b.exists());
     assert_eq!(app.files().len(), 1, "only the other upload's file is left");
-    let (status, answer) = app
-        .json(
-            Method::GET,
-            &format!("/api/thumbnail/{id_b}"),
-            Some(READER),
-            None,
-        )
-        .await;
+    let (status, answer) = app.thumbnail(Method::GET, id_b, Some(READER), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         message(&answer),
@@ -175,22 +138,10 @@ async fn delete_never_removes_a_file_outside_the_storage_root() {
     let uploaded = app.files();
     let edit = json!({"file_uri": outside.path().to_string_lossy()});
     let (status, _) = app
-        .json(
-            Method::PUT,
-            &format!("/api/thumbnail/{id}"),
-            Some(MANAGER),
-            Some(&edit),
-        )
+        .thumbnail(Method::PUT, id, Some(MANAGER), Some(&edit))
         .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = app
-        .json(
-            Method::DELETE,
-            &format!("/api/thumbnail/{id}"),
-            Some(MANAGER),
-            None,
-        )
-        .await;
+    let (status, _) = app.thumbnail(Method::DELETE, id, Some(MANAGER), None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         outside.path().exists(),

@@ -76,14 +76,7 @@ async fn a_failed_commit_puts_the_previous_file_back() {
     assert_eq!(files.len(), 1, "{files:?}");
     assert_eq!(std::fs::read(&files[0]).expect("file"), first);
     assert_eq!(app.count("thumbnails").await, 1);
-    let (_, row) = app
-        .json(
-            Method::GET,
-            &format!("/api/thumbnail/{id}"),
-            Some(READER),
-            None,
-        )
-        .await;
+    let (_, row) = app.thumbnail(Method::GET, id, Some(READER), None).await;
     assert_eq!(
         row["data"]["is_grayscale"], false,
         "the row still describes the first file"
@@ -221,14 +214,7 @@ async fn concurrent_uploads_of_one_type_leave_one_row_and_one_file() {
         .position(|i| *i == stored)
         .expect("one of the uploads");
     // The row describes the file that won.
-    let (_, row) = app
-        .json(
-            Method::GET,
-            &format!("/api/thumbnail/{}", ids[0]),
-            Some(READER),
-            None,
-        )
-        .await;
+    let (_, row) = app.thumbnail(Method::GET, ids[0], Some(READER), None).await;
     assert_eq!(row["data"]["is_grayscale"], winner % 2 != 0, "{row}");
     app.stop().await;
 }

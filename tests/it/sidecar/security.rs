@@ -42,26 +42,21 @@ async fn missing_or_unknown_token_is_401_and_wrong_scope_is_403() {
 
     let (status, a) = app.upload(Some(UPLOADER), &body).await;
     assert_eq!(status, StatusCode::OK);
-    let path = format!("/api/thumbnail/{}", a["data"]["id"]);
+    let id = a["data"]["id"].clone();
 
     // Uploader and reader may read but not edit or delete.
     for token in [UPLOADER, READER] {
-        let (status, _) = app.json(Method::GET, &path, Some(token), None).await;
+        let (status, _) = app.thumbnail(Method::GET, &id, Some(token), None).await;
         assert_eq!(status, StatusCode::OK);
         let (status, answer) = app
-            .json(
-                Method::PUT,
-                &path,
-                Some(token),
-                Some(&json!({"origin": "x"})),
-            )
+            .thumbnail(Method::PUT, &id, Some(token), Some(&json!({"origin": "x"})))
             .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
-        let (status, _) = app.json(Method::DELETE, &path, Some(token), None).await;
+        let (status, _) = app.thumbnail(Method::DELETE, &id, Some(token), None).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
     }
     for method in [Method::PUT, Method::DELETE] {
-        let (status, _) = app.json(method, &path, None, Some(&json!({}))).await;
+        let (status, _) = app.thumbnail(method, &id, None, Some(&json!({}))).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
     assert_eq!(app.count("thumbnails").await, 1);
@@ -109,12 +104,7 @@ async fn crafted_obj_ids_never_escape_the_storage_root() {
         let (status, answer) = app.upload_png(id, "new", &png).await;
         assert_eq!(status, StatusCode::OK, "{id}: {answer}");
         let (_, row) = app
-            .json(
-                Method::GET,
-                &format!("/api/thumbnail/{}", answer["data"]["id"]),
-                Some(READER),
-                None,
-            )
+            .thumbnail(Method::GET, &answer["data"]["id"], Some(READER), None)
             .await;
         let file = std::path::PathBuf::from(row["data"]["file_uri"].as_str().expect("file_uri"));
         let root = app.storage.path().join("thumbnails");

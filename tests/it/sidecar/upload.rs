@@ -31,14 +31,7 @@ async fn good_upload_stores_file_row_event_and_serves_same_bytes() {
     assert_eq!(std::fs::read(&path).expect("file"), png);
 
     // The row.
-    let (status, row) = app
-        .json(
-            Method::GET,
-            &format!("/api/thumbnail/{id}"),
-            Some(READER),
-            None,
-        )
-        .await;
+    let (status, row) = app.thumbnail(Method::GET, id, Some(READER), None).await;
     assert_eq!(status, StatusCode::OK, "{row}");
     let row = &row["data"];
     assert_eq!(row["id"], id);
@@ -224,12 +217,7 @@ async fn second_upload_replaces_first_keeping_id() {
     assert_eq!(files.len(), 1, "{files:?}");
     assert_eq!(std::fs::read(&files[0]).expect("file"), second);
     let (_, row) = app
-        .json(
-            Method::GET,
-            &format!("/api/thumbnail/{}", a1["data"]["id"]),
-            Some(READER),
-            None,
-        )
+        .thumbnail(Method::GET, &a1["data"]["id"], Some(READER), None)
         .await;
     assert_eq!(
         row["data"]["is_grayscale"], true,
