@@ -11,11 +11,15 @@ use crate::surveys::ThumbnailType;
 
 /// Attempts of a page whose statement fails for a transient reason.
 const ATTEMPTS: u32 = 5;
-/// Further attempts of a row that met a concurrent insert of its `ls` row.
-const RACE_ATTEMPTS: u32 = 3;
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+/// Worth running again: a transient failure, or a unique violation. The
+/// only unique key a rewrite can break is `(obj_id, type)`, when `dr8`
+/// becomes `ls` while a writer (the worker) inserts the object's `ls` row
+/// after the statement looked; run again, it sees that row and leaves the
+/// `dr8` row's type alone.
+fn is_worth_retrying(e: &sqlx::Error) -> bool {
+    is_transient(e)
+        || matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
 }
 
 /// The rows of one page to rewrite, in id order, with their new URLs and
@@ -127,22 +131,7 @@ pub(super) async fn update_page(
     let mut failed = Vec::new();
     for ((id, url), b) in ids.into_iter().zip(urls).zip(buckets) {
         let one = [id];
-        let mut result =
-            with_retries(|| update(pool, publisher, &one, std::slice::from_ref(&url))).await;
-        // A unique violation is a writer (the worker) that gave the object
-        // its `ls` row after this statement looked: run it again, it then
-        // sees that row and leaves the `dr8` row's type alone.
-        for _ in 0..RACE_ATTEMPTS {
-            match &result {
-                Err(OpsError::Db(e)) if is_unique_violation(e) => {
-                    result =
-                        with_retries(|| update(pool, publisher, &one, std::slice::from_ref(&url)))
-                            .await;
-                }
-                _ => break,
-            }
-        }
-        match result {
+        match with_retries(|| update(pool, publisher, &one, std::slice::from_ref(&url))).await {
             Ok(rows) => updated.extend(rows),
             Err(OpsError::Db(e)) if is_permanent(&e) => {
                 progress.suspend(|| tracing::warn!(id, error = %e, "cannot rewrite thumbnail"));
@@ -199,7 +188,7 @@ fn stored_event(row: &Updated) -> Vec<u8> {
     .to_json()
 }
 
-/// Retries `f` while it fails for a transient database reason.
+/// Retries `f` while it fails for a reason worth retrying ([`is_worth_retrying`]).
 pub(super) async fn with_retries<T, F, Fut, E>(mut f: F) -> Result<T, OpsError>
 where
     F: FnMut() -> Fut,
@@ -210,7 +199,7 @@ where
     let mut attempt = 1;
     loop {
         match f().await.map_err(Into::into) {
-            Err(OpsError::Db(e)) if is_transient(&e) && attempt < ATTEMPTS => {
+            Err(OpsError::Db(e)) if is_worth_retrying(&e) && attempt < ATTEMPTS => {
                 tracing::warn!(error = %e, attempt, "database error; retrying");
                 tokio::time::sleep(delay).await;
                 delay *= 2;
