@@ -18,9 +18,9 @@ use sea_orm::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::outbox::{self, Pending};
-use crate::bus::ROUTING_THUMBNAIL_STORED;
+use super::upload::ORIGIN_UPLOAD;
+use crate::bus::{ThumbnailStored, ROUTING_THUMBNAIL_STORED};
 use crate::files::{FileError, Placed, Staged};
-use crate::store::entities::thumbnail;
 use crate::store::waves;
 use crate::surveys::ThumbnailType;
 
@@ -225,10 +225,9 @@ async fn commit_batch(
     // Files go into place in arrival order (a later upload of the same
     // file replaces an earlier one) and come back in reverse.
     let mut placed: Vec<Placed> = Vec::new();
-    let mut staged_left = Vec::new();
     for (upload, row) in uploads.into_iter().zip(&rows) {
         if row.is_none() {
-            staged_left.push(upload.staged);
+            // No object: dropping the staged file removes it.
             continue;
         }
         match upload.staged.place() {
@@ -239,7 +238,6 @@ async fn commit_batch(
             }
         }
     }
-    drop(staged_left);
     if let Err(e) = txn.commit().await {
         undo(placed);
         return Err(Failed::Commit(Arc::new(e)));
@@ -284,17 +282,32 @@ async fn upsert_wave(
         (&uploads[a].obj_id, uploads[a].ttype.as_str())
             .cmp(&(&uploads[b].obj_id, uploads[b].ttype.as_str()))
     });
-    let mut rests = Vec::with_capacity(wave.len());
-    for &i in &wave {
-        rests.push(event_tail(&uploads[i], now)?);
-    }
+    let file_uris: Vec<String> = wave
+        .iter()
+        .map(|&i| uploads[i].staged.target().to_string_lossy().into_owned())
+        .collect();
+    let rests = wave
+        .iter()
+        .zip(&file_uris)
+        .map(|(&i, file_uri)| {
+            let u = &uploads[i];
+            outbox::event_tail(ThumbnailStored {
+                id: 0,
+                obj_id: &u.obj_id,
+                ttype: u.ttype.as_str(),
+                public_url: Some(&u.public_url),
+                file_uri: Some(file_uri),
+                origin: ORIGIN_UPLOAD,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let col = |f: &dyn Fn(&Upload) -> String| -> Vec<String> {
         wave.iter().map(|&i| f(&uploads[i])).collect()
     };
     let values = vec![
         col(&|u| u.obj_id.clone()).into(),
         col(&|u| u.ttype.as_str().to_string()).into(),
-        col(&|u| u.staged.target().to_string_lossy().into_owned()).into(),
+        file_uris.into(),
         col(&|u| u.public_url.clone()).into(),
         col(&|u| u.survey.clone().unwrap_or_default()).into(),
         wave.iter()
@@ -333,22 +346,4 @@ async fn upsert_wave(
             ))
         })
         .collect()
-}
-
-/// The `thumbnail.stored` body after its id: [`outbox::stored_event`] of
-/// the row with the id cut off, for the database to splice the id in.
-fn event_tail(upload: &Upload, now: NaiveDateTime) -> Result<String, DbErr> {
-    let row = thumbnail::Model {
-        id: 0,
-        created_at: now,
-        modified: now,
-        ttype: Some(upload.ttype.into()),
-        file_uri: Some(upload.staged.target().to_string_lossy().into_owned()),
-        public_url: Some(upload.public_url.clone()),
-        origin: Some(super::upload::ORIGIN_UPLOAD.into()),
-        survey: upload.survey.clone(),
-        is_grayscale: Some(upload.is_grayscale),
-        obj_id: upload.obj_id.clone(),
-    };
-    outbox::event_tail(&row)
 }

@@ -82,14 +82,12 @@ pub fn stored_event(row: &thumbnail::Model) -> String {
 /// `{"id":0,`: how [`stored_event`] begins for a row with id 0.
 const ID_ZERO_PREFIX: &str = "{\"id\":0,";
 
-/// [`stored_event`] of `row` without its id: what follows `{"id":<id>,`.
-/// The upload committer has the database splice the id in front, so the
-/// outbox row and the published copy are the bytes `stored_event` gives.
-pub fn event_tail(row: &thumbnail::Model) -> Result<String, DbErr> {
-    let template = stored_event(&thumbnail::Model {
-        id: 0,
-        ..row.clone()
-    });
+/// `event` as JSON without its id: what follows `{"id":<id>,`. The upload
+/// committer has the database splice the id in front, so the outbox row and
+/// the published copy are the bytes the whole event serialises to.
+pub fn event_tail(event: ThumbnailStored<'_>) -> Result<String, DbErr> {
+    let template = String::from_utf8(ThumbnailStored { id: 0, ..event }.to_json())
+        .map_err(|e| DbErr::Custom(e.to_string()))?;
     template
         .strip_prefix(ID_ZERO_PREFIX)
         .map(str::to_string)
