@@ -58,10 +58,12 @@ pub struct StoredRow {
     pub ttype: ThumbnailType,
     pub public_url: Option<String>,
     pub file_uri: Option<String>,
+    /// `None` (SkyPortal's survey rows), `survey` or `upload`.
+    pub origin: Option<String>,
 }
 
 impl StoredRow {
-    /// Reads `id, obj_id, type::text, public_url, file_uri`.
+    /// Reads `id, obj_id, type::text, public_url, file_uri, origin`.
     fn from_query(row: &QueryResult) -> Result<Self, DbErr> {
         let ttype: String = row.try_get_by_index(2)?;
         Ok(Self {
@@ -72,6 +74,7 @@ impl StoredRow {
                 .map_err(|e: crate::surveys::UnknownType| DbErr::Type(e.to_string()))?,
             public_url: row.try_get_by_index(3)?,
             file_uri: row.try_get_by_index(4)?,
+            origin: row.try_get_by_index(5)?,
         })
     }
 }
@@ -86,6 +89,7 @@ impl StoredRow {
             ttype: m.ttype?.into(),
             public_url: m.public_url,
             file_uri: m.file_uri,
+            origin: m.origin,
         })
     }
 }
@@ -113,7 +117,7 @@ const UPSERT_THUMBNAILS: &str =
       WHERE (thumbnails.public_url = $5 OR $6)
         AND thumbnails.public_url IS DISTINCT FROM EXCLUDED.public_url
         AND thumbnails.origin IS DISTINCT FROM 'upload'
-    RETURNING id, obj_id, type::text, public_url, file_uri";
+    RETURNING id, obj_id, type::text, public_url, file_uri, origin";
 
 const PROBE_PS1: &str = "SELECT obj_id, public_url FROM thumbnails
     WHERE type = 'ps1' AND obj_id = ANY($1::text[])";
