@@ -5,6 +5,7 @@ use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
 use super::{ObjCreated, Ps1Client, WriteError, Writer, MAX_BATCH, WRITERS};
@@ -98,26 +99,19 @@ impl Worker {
             probe_ps1,
         };
         // The lookup starts at once, beside the sdss/ls write, so the slow
-        // part overlaps the batch; it is dropped if the probe says a real
-        // ps1 URL is already stored.
+        // part overlaps the batch; it is dropped (and so aborted) if the
+        // write fails or the probe says a real ps1 URL is already stored.
         let lookup = ps1_lookup.then(|| {
             let ps1 = self.ps1.clone();
             let (ra, dec) = (ev.ra, ev.dec);
-            tokio::spawn(async move { ps1.lookup(ra, dec).await }.in_current_span())
+            AbortOnDropHandle::new(tokio::spawn(
+                async move { ps1.lookup(ra, dec).await }.in_current_span(),
+            ))
         });
-        let first = match self
+        let first = self
             .writer
             .write(job(rows, ps1_lookup && !ev.replace))
-            .await
-        {
-            Ok(first) => first,
-            Err(e) => {
-                if let Some(handle) = &lookup {
-                    handle.abort();
-                }
-                return Err(e);
-            }
-        };
+            .await?;
         let mut stored = first.stored;
         let Some(lookup) = lookup else {
             return Ok(stored);
@@ -130,7 +124,6 @@ impl Worker {
                 .as_deref()
                 .is_none_or(|url| url == CURRENTLY_UNAVAILABLE);
         if !needed {
-            lookup.abort();
             return Ok(stored);
         }
         let url = lookup
