@@ -9,6 +9,8 @@ use crate::helpers::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+// The contract's URLs written out, not built from the default templates
+// (as `ops::ls_url` is): a change to the defaults must fail here.
 fn ls_url(ra: &str, dec: &str) -> String {
     format!("https://www.legacysurvey.org/viewer/jpeg-cutout?ra={ra}&dec={dec}&size=200&layer=ls-dr10&pixscale=0.3&bands=griz")
 }
