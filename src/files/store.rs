@@ -248,10 +248,6 @@ pub struct Placed {
 }
 
 impl Placed {
-    pub fn path(&self) -> &Path {
-        &self.target
-    }
-
     /// The commit succeeded: drop the previous file.
     pub fn keep(mut self) {
         self.settled = true;

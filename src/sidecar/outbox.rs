@@ -29,26 +29,6 @@ pub const RELAY_MIN_AGE: Duration = Duration::from_secs(2);
 /// Most confirmed events one `DELETE` removes.
 const DELETE_BATCH: usize = 512;
 
-pub mod entity {
-    //! The outbox row (table created by migration `m20261125_000002_outbox`).
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
-    #[sea_orm(table_name = "thumbnail_outbox")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub routing_key: String,
-        pub body: String,
-        pub created_at: DateTime,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
     #[error("outbox database error")]
@@ -102,33 +82,24 @@ pub struct Pending {
     pub body: String,
 }
 
-/// Inserts the event row inside the caller's transaction; returns its id.
-/// `created_at` is the database's clock (UTC), the one the relay ages by.
-pub async fn enqueue<C: ConnectionTrait>(
-    txn: &C,
-    routing_key: &str,
-    body: &str,
-) -> Result<i64, DbErr> {
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            format!("INSERT INTO {TABLE} (routing_key, body, created_at) VALUES ($1, $2, now() AT TIME ZONE 'UTC') RETURNING id"),
-            [routing_key.into(), body.into()],
-        ))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotInserted)?;
-    row.try_get_by_index::<i64>(0)
-}
-
-/// [`enqueue`], keeping the body to publish after the commit.
+/// Inserts the event row inside the caller's transaction, keeping the body
+/// to publish after the commit. `created_at` is the database's clock (UTC),
+/// the one the relay ages by.
 pub async fn enqueue_pending<C: ConnectionTrait>(
     txn: &C,
     routing_key: &'static str,
     body: String,
 ) -> Result<Pending, DbErr> {
-    let id = enqueue(txn, routing_key, &body).await?;
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!("INSERT INTO {TABLE} (routing_key, body, created_at) VALUES ($1, $2, now() AT TIME ZONE 'UTC') RETURNING id"),
+            [routing_key.into(), body.as_str().into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotInserted)?;
     Ok(Pending {
-        id,
+        id: row.try_get_by_index::<i64>(0)?,
         routing_key,
         body,
     })
