@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::try_join_all;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -182,16 +183,20 @@ async fn claim_and_publish(
 ) -> Result<usize, OutboxError> {
     let txn = db.begin().await?;
     let rows = txn.query_all_raw(claim).await?;
-    let mut n = 0;
-    for row in &rows {
-        let key: String = row.try_get_by_index(1)?;
-        let body: String = row.try_get_by_index(2)?;
-        // An error here drops the transaction: the rows stay for the relay.
-        bus.publish(&key, body.as_bytes()).await?;
-        n += 1;
-    }
+    let events = rows
+        .iter()
+        .map(|row| Ok((row.try_get_by_index(1)?, row.try_get_by_index(2)?)))
+        .collect::<Result<Vec<(String, String)>, DbErr>>()?;
+    // Published together (in order on the one channel), confirmed together;
+    // an error drops the transaction: the rows stay for the relay.
+    try_join_all(
+        events
+            .iter()
+            .map(|(key, body)| bus.publish(key, body.as_bytes())),
+    )
+    .await?;
     txn.commit().await?;
-    Ok(n)
+    Ok(events.len())
 }
 
 /// Publishes every leftover event, oldest first.
