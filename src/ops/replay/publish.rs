@@ -68,15 +68,19 @@ impl ReplaySummary {
 /// Objects, in id order: id, ra, dec, is_roid, then whether sdss, ls and a
 /// real ps1 answer exist (a NULL-URL ps1 row counts as present: only the
 /// failed lookup's placeholder, `$4`, is retried). Each check is a probe of
-/// the unique `(obj_id, type)` index. `$1` selects the objects (`$key`),
-/// `$2`/`$3` bound `created_at`.
+/// the unique `(obj_id, type)` index, made only when `$5` (`--missing`, the
+/// one selection that reads them) is true. `$1` selects the objects
+/// (`$key`), `$2`/`$3` bound `created_at`.
 macro_rules! objects_with_rows {
     ($key:literal, $tail:literal) => {
         concat!(
             "SELECT o.id, o.ra, o.dec, COALESCE(o.is_roid, false),
-        EXISTS (SELECT 1 FROM thumbnails t WHERE t.obj_id = o.id AND t.type = 'sdss'),
-        EXISTS (SELECT 1 FROM thumbnails t WHERE t.obj_id = o.id AND t.type = 'ls'),
-        EXISTS (SELECT 1 FROM thumbnails t WHERE t.obj_id = o.id AND t.type = 'ps1'
+        $5::bool AND EXISTS (
+            SELECT 1 FROM thumbnails t WHERE t.obj_id = o.id AND t.type = 'sdss'),
+        $5::bool AND EXISTS (
+            SELECT 1 FROM thumbnails t WHERE t.obj_id = o.id AND t.type = 'ls'),
+        $5::bool AND EXISTS (
+            SELECT 1 FROM thumbnails t WHERE t.obj_id = o.id AND t.type = 'ps1'
                 AND t.public_url IS DISTINCT FROM $4)
     FROM objs o
     WHERE ",
@@ -90,8 +94,8 @@ macro_rules! objects_with_rows {
     };
 }
 
-/// A keyset page: the objects after id `$1`, at most `$5`.
-const PAGE: &str = objects_with_rows!("o.id > $1", " LIMIT $5");
+/// A keyset page: the objects after id `$1`, at most `$6`.
+const PAGE: &str = objects_with_rows!("o.id > $1", " LIMIT $6");
 
 /// The objects of a list of ids.
 const BY_ID: &str = objects_with_rows!("o.id = ANY($1)", "");
@@ -256,6 +260,7 @@ impl<'a> Pages<'a> {
                 .bind(self.sel.created_after)
                 .bind(self.sel.created_before)
                 .bind(CURRENTLY_UNAVAILABLE)
+                .bind(self.sel.missing)
                 .fetch_all(&mut *tx)
                 .await?;
             tx.commit().await?;
@@ -268,6 +273,7 @@ impl<'a> Pages<'a> {
             .bind(self.sel.created_after)
             .bind(self.sel.created_before)
             .bind(CURRENTLY_UNAVAILABLE)
+            .bind(self.sel.missing)
             .bind(i64::try_from(self.batch).unwrap_or(1000))
             .fetch_all(&mut *tx)
             .await?;
