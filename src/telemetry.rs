@@ -5,6 +5,7 @@
 //! not torn by log output; elsewhere logs are plain lines.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing_indicatif::filter::{hide_indicatif_span_fields, IndicatifFilter};
 use tracing_indicatif::IndicatifLayer;
@@ -14,6 +15,15 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer};
 
 use crate::config::LogFormat;
+
+/// Whether [`init`] installed the layer that draws progress bars.
+static BARS: AtomicBool = AtomicBool::new(false);
+
+/// Whether progress bars are drawn (text logs on a terminal); otherwise
+/// progress is reported as log lines.
+pub fn draws_bars() -> bool {
+    BARS.load(Ordering::Relaxed)
+}
 
 /// Levels from `RUST_LOG` (default `info`); text or JSON lines on stderr.
 /// Calling it twice is harmless (the second call does nothing).
@@ -30,7 +40,7 @@ pub fn init(format: LogFormat) {
         LogFormat::Text if std::io::stderr().is_terminal() => {
             let bars = IndicatifLayer::new()
                 .with_span_field_formatter(hide_indicatif_span_fields(DefaultFields::new()));
-            tracing_subscriber::registry()
+            let installed = tracing_subscriber::registry()
                 .with(
                     fmt::layer()
                         .with_writer(bars.get_stderr_writer())
@@ -38,7 +48,11 @@ pub fn init(format: LogFormat) {
                 )
                 .with(bars.with_filter(IndicatifFilter::new(false)))
                 .try_init()
-                .is_ok()
+                .is_ok();
+            if installed {
+                BARS.store(true, Ordering::Relaxed);
+            }
+            installed
         }
         LogFormat::Text => fmt()
             .with_env_filter(filter())

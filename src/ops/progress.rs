@@ -1,8 +1,7 @@
-//! Progress for long operator runs: an indicatif bar with rows/s and ETA on
-//! a terminal, plain periodic log lines otherwise (a bar drawn into a log
-//! file is noise).
+//! Progress for long operator runs: an indicatif bar with rows/s and ETA
+//! where the logging draws bars (text logs on a terminal, see `telemetry`),
+//! plain periodic log lines otherwise (JSON logs, a log file).
 
-use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressState, ProgressStyle};
@@ -23,7 +22,8 @@ pub struct Progress {
 
 enum Mode {
     Off,
-    /// A span that tracing-indicatif draws as a bar (see `telemetry`), so
+    /// A span that tracing-indicatif draws as a bar (when `telemetry` set it
+    /// up: text logs on a terminal), so
     /// log lines are printed above it instead of through it.
     Bar(tracing::Span),
     Lines,
@@ -34,7 +34,7 @@ impl Progress {
     pub fn new(label: &str, unit: &'static str, total: u64, enabled: bool) -> Self {
         let mode = if !enabled {
             Mode::Off
-        } else if std::io::stderr().is_terminal() {
+        } else if crate::telemetry::draws_bars() {
             let span = tracing::info_span!("progress", indicatif.pb_show = tracing::field::Empty);
             let template = format!(
                 "{{prefix}} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} {unit} {{rate}} ETA {{eta}} {{msg}}"
