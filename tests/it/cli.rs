@@ -6,20 +6,12 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use crate::faults::sigterm;
 use crate::helpers::*;
 
 fn thumbnails() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_thumbnails"));
     c.stdin(Stdio::null()).kill_on_drop(true);
     c
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 #[tokio::test]

@@ -143,20 +143,6 @@ fn spawn_binary(db: &TestDb, bus: &TestBus, command: &str) -> Child {
         .expect("spawn thumbnails")
 }
 
-pub async fn sigterm(child: &mut Child) -> std::process::ExitStatus {
-    let pid = child.id().expect("pid").to_string();
-    let sent = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill -TERM");
-    assert!(sent.success());
-    tokio::time::timeout(Duration::from_secs(60), child.wait())
-        .await
-        .expect("exits within a minute after SIGTERM")
-        .expect("wait")
-}
-
 #[tokio::test]
 async fn sigkill_mid_stream_then_restart_loses_and_duplicates_nothing() {
     let (db, bus) = (TestDb::new().await, TestBus::new().await);

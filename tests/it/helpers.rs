@@ -419,3 +419,27 @@ impl Drop for Ps1StandIn {
 pub fn event(id: &str, ra: f64, dec: f64) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({"id": id, "ra": ra, "dec": dec})).expect("json")
 }
+
+/// Sends SIGTERM (the one shutdown path) and waits, at most a minute, for
+/// the exit.
+pub async fn sigterm(child: &mut tokio::process::Child) -> std::process::ExitStatus {
+    let pid = child.id().expect("pid").to_string();
+    let sent = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill -TERM");
+    assert!(sent.success());
+    tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("exits within a minute after SIGTERM")
+        .expect("wait")
+}
+
+/// A local port nothing listens on (for a child process to bind).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}

@@ -223,10 +223,7 @@ async fn tokens_never_appear_in_logs_of_the_sidecar_command() {
         crate::helpers::TestBus::new().await,
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
+    let port = crate::helpers::free_port();
     let config = format!(
         "database: {{url: \"{}\"}}\namqp: {{exchange: \"{}\", queue: \"{}\"}}\n\
          http:\n  listen: \"127.0.0.1:{port}\"\n  tokens:\n    - {{token: \"{UPLOADER}\", scopes: [upload]}}\n    - {{token: \"{MANAGER}\", scopes: [manage]}}\n\
@@ -238,11 +235,12 @@ async fn tokens_never_appear_in_logs_of_the_sidecar_command() {
     );
     std::fs::write(dir.path().join("config.yaml"), config).expect("config");
     let stderr = std::fs::File::create(dir.path().join("log.txt")).expect("log file");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_thumbnails"))
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_thumbnails"))
         .args(["--config", "config.yaml", "sidecar"])
         .current_dir(dir.path())
         .env("RUST_LOG", "trace")
         .stderr(stderr)
+        .kill_on_drop(true)
         .spawn()
         .expect("start thumbnails sidecar");
     let base = format!("http://127.0.0.1:{port}");
@@ -288,15 +286,7 @@ async fn tokens_never_appear_in_logs_of_the_sidecar_command() {
     assert_eq!(r.status().as_u16(), 200);
 
     // SIGTERM: the one shutdown path.
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .expect("join")
-        .expect("wait");
+    let status = crate::helpers::sigterm(&mut child).await;
     assert!(status.success(), "{status}");
 
     let text = std::fs::read_to_string(dir.path().join("log.txt")).expect("log");
