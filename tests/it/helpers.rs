@@ -105,6 +105,19 @@ impl TestDb {
         admin
     }
 
+    /// An object at ra 10, dec 20.
+    pub async fn add_obj(&self, id: &str) {
+        self.db
+            .execute_raw(Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified)
+                 VALUES ($1, 10.0, 20.0, false, 'k', now() at time zone 'utc', now() at time zone 'utc')",
+                [id.into()],
+            ))
+            .await
+            .expect("insert obj");
+    }
+
     pub async fn scalar_i64(&self, sql: &str) -> i64 {
         let row = self
             .db

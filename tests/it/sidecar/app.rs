@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use reqwest::StatusCode;
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::Value;
 use thumbnails::config::{Config, Scope, TokenConfig};
 use thumbnails::sidecar::{serve, ServeOptions};
@@ -124,16 +123,7 @@ impl TestApp {
     }
 
     pub async fn add_obj(&self, id: &str) {
-        self.db
-            .db
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified)
-                 VALUES ($1, 10.0, 20.0, false, 'k', now() at time zone 'utc', now() at time zone 'utc')",
-                [id.into()],
-            ))
-            .await
-            .expect("insert obj");
+        self.db.add_obj(id).await;
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -13,13 +13,7 @@ use crate::helpers::TestDb;
 
 async fn add_objs(db: &TestDb, ids: &[&str]) {
     for id in ids {
-        db.db
-            .execute_unprepared(&format!(
-                "INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified)
-                 VALUES ('{id}', 1.0, 2.0, false, 'k', now(), now())"
-            ))
-            .await
-            .expect("insert obj");
+        db.add_obj(id).await;
     }
 }
 

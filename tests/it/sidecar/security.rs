@@ -254,13 +254,7 @@ async fn tokens_never_appear_in_logs_of_the_sidecar_command() {
     })
     .await;
 
-    let obj = sea_orm::Statement::from_string(
-        sea_orm::DbBackend::Postgres,
-        "INSERT INTO objs VALUES ('ZTF18', 1, 2, false, 'k', now(), now())",
-    );
-    sea_orm::ConnectionTrait::execute_raw(&db.db, obj)
-        .await
-        .expect("obj");
+    db.add_obj("ZTF18").await;
     let near_miss = "uploader-token-0002";
     let body = serde_json::to_vec(
         &json!({"obj_id": "ZTF18", "data": b64(&png(32, 32, false)), "ttype": "new"}),
