@@ -116,12 +116,9 @@ impl FileStore {
         let uploads = self.uploads_dir();
         let path = PathBuf::from(file_uri);
         blocking(move || {
-            let (Ok(base), Ok(real)) = (fs::canonicalize(&uploads), fs::canonicalize(&path)) else {
+            let Some(real) = stored_file(&uploads, &path) else {
                 return Ok(None);
             };
-            if !real.starts_with(&base) || !real.is_file() {
-                return Ok(None);
-            }
             let aside =
                 real.with_file_name(format!(".deleted-{}.tmp", uuid::Uuid::new_v4().simple()));
             fs::rename(&real, &aside).map_err(|source| FileError::Rename {
@@ -136,6 +133,21 @@ impl FileStore {
         })
         .await
     }
+
+    /// The real path (links resolved) of `path` if it is a file inside
+    /// `<root>/thumbnails`: the only files the service serves or removes.
+    pub async fn resolve_stored(&self, path: PathBuf) -> Result<Option<PathBuf>, FileError> {
+        let uploads = self.uploads_dir();
+        blocking(move || Ok(stored_file(&uploads, &path))).await
+    }
+}
+
+/// See [`FileStore::resolve_stored`].
+fn stored_file(uploads: &Path, path: &Path) -> Option<PathBuf> {
+    let (Ok(base), Ok(real)) = (fs::canonicalize(uploads), fs::canonicalize(path)) else {
+        return None;
+    };
+    (real.starts_with(&base) && real.is_file()).then_some(real)
 }
 
 /// A stored file renamed aside, pending a commit. Dropping it restores it.

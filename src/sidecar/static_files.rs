@@ -60,24 +60,16 @@ pub async fn serve_file(
             path.escape_default()
         )));
     };
-    let base = state.files.uploads_dir();
-    let mut file = base.clone();
+    let mut file = state.files.uploads_dir();
     file.extend(&segments);
     let missing = || ApiError::NotFound("File not found".into());
     // Follow links only if they stay under the uploads folder.
-    let (Ok(real), Ok(real_base)) = (
-        tokio::fs::canonicalize(&file).await,
-        tokio::fs::canonicalize(&base).await,
-    ) else {
-        return Err(missing());
-    };
-    if !real.starts_with(&real_base) {
-        return Err(missing());
-    }
-    match tokio::fs::metadata(&real).await {
-        Ok(m) if m.is_file() => {}
-        _ => return Err(missing()),
-    }
+    let real = state
+        .files
+        .resolve_stored(file)
+        .await
+        .map_err(|e| ApiError::internal("cannot read the file", e))?
+        .ok_or_else(missing)?;
     let bytes = match tokio::fs::read(&real).await {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
