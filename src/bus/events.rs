@@ -2,6 +2,12 @@
 
 use serde::Serialize;
 
+/// `origin` of a row a user uploaded.
+pub const ORIGIN_UPLOAD: &str = "upload";
+/// `origin` of an archival survey row (and of a row without an origin:
+/// SkyPortal's own writers leave it NULL).
+pub const ORIGIN_SURVEY: &str = "survey";
+
 /// The `thumbnail.stored` body, published after each committed row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ThumbnailStored<'a> {

@@ -3,11 +3,13 @@
 
 mod consumer;
 mod events;
+mod link;
 pub mod publisher;
 mod topology;
 
 pub use consumer::{consume, ConsumerSettings, Session};
-pub use events::ThumbnailStored;
+pub use events::{ThumbnailStored, ORIGIN_SURVEY, ORIGIN_UPLOAD};
+pub use link::BusLink;
 pub use publisher::{Publisher, PublisherConnection};
 pub use topology::{declare, undeclare, Topology, ROUTING_OBJ_CREATED, ROUTING_THUMBNAIL_STORED};
 
@@ -25,6 +27,8 @@ pub enum BusError {
     Amqp(#[from] lapin::Error),
     #[error("the broker refused the message (nack) for {0}")]
     Nacked(String),
+    #[error("the broker did not answer within {0:?}")]
+    Timeout(std::time::Duration),
     #[error("the broker cancelled the consumer")]
     ConsumerCancelled,
     #[error("no queue is bound to routing key {0} on exchange {1}")]
@@ -38,7 +42,7 @@ pub async fn connect(url: &str, name: &str) -> Result<Connection, BusError> {
     Connection::connect(url, props)
         .await
         .map_err(|source| BusError::Connect {
-            url: crate::store::redact(url),
+            url: crate::config::redact(url),
             source,
         })
 }

@@ -68,17 +68,7 @@ impl ApiError {
     }
 }
 
-/// `error: caused by: ...` on one line, for the log.
-pub fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
+pub use crate::telemetry::cause_chain;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

@@ -65,7 +65,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus metrics", content_type = "text/plain")))]
 pub async fn metrics() -> Response {
-    let text = match super::metrics::handle() {
+    let text = match crate::telemetry::metrics::handle() {
         Some(h) => {
             h.run_upkeep();
             h.render()

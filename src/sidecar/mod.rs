@@ -4,21 +4,17 @@
 //! - [`thumbnails`]: read, edit, delete and list rows.
 //! - [`static_files`]: `GET /static/thumbnails/...`.
 //! - [`meta`]: health, readiness, metrics, OpenAPI.
-//! - [`image`]: pure PNG checks and the grayscale rule.
 //! - [`auth`], [`error`]: tokens and the one error-to-HTTP mapping.
-//! - [`outbox`]: `thumbnail.stored` events that survive a broker outage.
-//! - [`committer`]: group commit of uploads (one transaction for many).
-//! - [`bus_link`]: the (re)connecting confirm-mode publisher they go through.
+//!
+//! The upload committer and the event outbox live in [`crate::store`], the
+//! broker link in [`crate::bus`], the PNG checks in [`crate::files`]: this
+//! module is HTTP only.
 
 pub mod api;
 pub mod auth;
-pub mod bus_link;
-pub mod committer;
 pub mod error;
-pub mod image;
 pub mod meta;
 pub mod metrics;
-pub mod outbox;
 pub mod static_files;
 pub mod thumbnails;
 pub mod upload;
@@ -39,10 +35,11 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::bus::BusLink;
 use crate::config::Config;
 use crate::files::FileStore;
+use crate::store::{committer, outbox};
 use auth::Tokens;
-use outbox::BusLink;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -211,7 +208,7 @@ pub async fn serve(
     options: ServeOptions,
 ) -> anyhow::Result<()> {
     let state = AppState::build(config, db).await?;
-    let _ = metrics::handle();
+    let _ = crate::telemetry::metrics::handle();
     if state.tokens.is_empty() {
         tracing::warn!("http.tokens is empty: the API refuses every upload, edit, delete and read until tokens are configured");
     }
@@ -231,7 +228,7 @@ pub async fn serve(
         options.outbox_interval,
         shutdown.clone(),
     ));
-    let upkeep = tokio::spawn(metrics::upkeep_loop(shutdown.clone()));
+    let upkeep = tokio::spawn(crate::telemetry::metrics::upkeep_loop(shutdown.clone()));
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let mut server = tokio::spawn(async move { server.await });

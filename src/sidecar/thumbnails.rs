@@ -17,10 +17,11 @@ use super::api::{self, ThumbnailEdit, ThumbnailView};
 use super::auth::Caller;
 use super::error::ApiError;
 use super::upload::{check_obj, publish_now};
-use super::{outbox, AppState};
+use super::AppState;
 use crate::bus::ROUTING_THUMBNAIL_STORED;
 use crate::config::Scope;
 use crate::store::entities::thumbnail;
+use crate::store::outbox;
 use crate::surveys::ThumbnailType;
 
 fn not_found(id: &str) -> ApiError {

@@ -13,16 +13,16 @@ use serde_json::Value;
 
 use super::api::{self, UploadBody};
 use super::auth::Caller;
-use super::committer::{self, CommitError};
 use super::error::ApiError;
-use super::image::inspect_png;
-use super::{metrics, outbox, AppState};
+use super::{metrics, AppState};
 use crate::config::Scope;
+use crate::files::inspect_png;
 use crate::files::{FileStore, RelPath};
+use crate::store::committer::{self, CommitError};
 use crate::store::entities::obj;
+use crate::store::outbox;
 use crate::surveys::ThumbnailType;
 
-pub const ORIGIN_UPLOAD: &str = "upload";
 const PREFIX: &str = "Thumbnail failed to post: ";
 
 /// Upload a thumbnail (SkyPortal-compatible).

@@ -1,7 +1,9 @@
 //! PostgreSQL through SeaORM: connecting, migrating, and the few queries the
 //! service needs.
 
+pub mod committer;
 pub mod entities;
+pub mod outbox;
 mod writes;
 
 pub use writes::{waves, write_batch, ObjRow, StoredRow, SurveyRow, WriteJob, Written};
@@ -85,7 +87,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     Database::connect(opts)
         .await
         .map_err(|source| StoreError::Connect {
-            url: redact(url),
+            url: crate::config::redact(url),
             source,
         })
 }
@@ -144,36 +146,4 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
         .map_err(StoreError::Migrate)?;
     txn.commit().await.map_err(StoreError::Migrate)?;
     Ok(())
-}
-
-/// Removes a password from a URL before it is shown.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn redacts_passwords_only() {
-        assert_eq!(
-            redact("amqp://guest:guest@127.0.0.1:5672/%2f"),
-            "amqp://guest:***@127.0.0.1:5672/%2f"
-        );
-        assert_eq!(
-            redact("postgres://postgres@127.0.0.1/db"),
-            "postgres://postgres@127.0.0.1/db"
-        );
-        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
-    }
 }

@@ -231,7 +231,7 @@ impl StoredRow {
             ttype: self.ttype.as_str(),
             public_url: self.public_url.as_deref(),
             file_uri: self.file_uri.as_deref(),
-            origin: self.origin.as_deref().unwrap_or("survey"),
+            origin: self.origin.as_deref().unwrap_or(crate::bus::ORIGIN_SURVEY),
         }
         .to_json()
     }

@@ -183,7 +183,7 @@ fn stored_event(row: &Updated) -> Vec<u8> {
         ttype,
         public_url: public_url.as_deref(),
         file_uri: file_uri.as_deref(),
-        origin: origin.as_deref().unwrap_or("survey"),
+        origin: origin.as_deref().unwrap_or(crate::bus::ORIGIN_SURVEY),
     }
     .to_json()
 }

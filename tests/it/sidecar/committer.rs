@@ -5,7 +5,7 @@
 use sea_orm::ConnectionTrait;
 use serde_json::Value;
 use thumbnails::files::{FileStore, RelPath};
-use thumbnails::sidecar::committer::{commit_all, CommitError, Upload};
+use thumbnails::store::committer::{commit_all, CommitError, Upload};
 use thumbnails::surveys::ThumbnailType;
 
 use super::app::files_under;

@@ -2,7 +2,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use thumbnails::sidecar::image::inspect_png;
+use thumbnails::files::inspect_png;
 
 use super::app::*;
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 use lapin::options::ExchangeDeleteOptions;
 use reqwest::{Method, StatusCode};
 use sea_orm::ConnectionTrait;
-use thumbnails::sidecar::{outbox, ServeOptions};
+use thumbnails::sidecar::ServeOptions;
+use thumbnails::store::outbox;
 
 use super::app::*;
 
@@ -170,7 +171,7 @@ async fn an_event_whose_publish_fails_is_kept_and_relayed() {
         .await
         .expect("declare");
     let queue = app.bus.listen_stored().await;
-    let link = outbox::BusLink::connect(&app.config.amqp, "it-relay")
+    let link = thumbnails::bus::BusLink::connect(&app.config.amqp, "it-relay")
         .await
         .expect("link");
     assert_eq!(outbox::relay(&app.db.db, &link).await.expect("relay"), 1);

@@ -18,10 +18,9 @@ use sea_orm::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::outbox::{self, Pending};
-use super::upload::ORIGIN_UPLOAD;
-use crate::bus::{ThumbnailStored, ROUTING_THUMBNAIL_STORED};
+use super::waves;
+use crate::bus::{ThumbnailStored, ORIGIN_UPLOAD, ROUTING_THUMBNAIL_STORED};
 use crate::files::{FileError, Placed, Staged};
-use crate::store::waves;
 use crate::surveys::ThumbnailType;
 
 /// Most uploads in one transaction.

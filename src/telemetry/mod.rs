@@ -14,6 +14,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer};
 
+pub mod metrics;
+
 use crate::config::LogFormat;
 
 /// Whether [`init`] installed the layer that draws progress bars.
@@ -60,4 +62,16 @@ pub fn init(format: LogFormat) {
             .try_init()
             .is_ok(),
     };
+}
+
+/// `error: caused by: ...` on one line, for the log.
+pub fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }

@@ -15,9 +15,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-pub use super::bus_link::BusLink;
-use crate::bus::{BusError, ThumbnailStored};
-use crate::store::entities::thumbnail;
+use super::entities::thumbnail;
+use crate::bus::{BusError, BusLink, ThumbnailStored};
 use crate::surveys::ThumbnailType;
 
 pub const TABLE: &str = "thumbnail_outbox";
@@ -36,8 +35,6 @@ pub enum OutboxError {
     Db(#[from] DbErr),
     #[error(transparent)]
     Bus(#[from] BusError),
-    #[error("the broker did not answer within {0:?}")]
-    Timeout(Duration),
     #[error("cannot delete a published event: {0}")]
     Deleter(String),
 }
@@ -55,7 +52,7 @@ pub fn stored_event(row: &thumbnail::Model) -> String {
         public_url: row.public_url.as_deref(),
         file_uri: row.file_uri.as_deref(),
         // Rows the worker wrote have no origin: they are survey rows.
-        origin: row.origin.as_deref().unwrap_or("survey"),
+        origin: row.origin.as_deref().unwrap_or(crate::bus::ORIGIN_SURVEY),
     };
     String::from_utf8(body.to_json()).unwrap_or_default()
 }
@@ -248,7 +245,7 @@ pub async fn relay_loop(
             Ok(n) => tracing::info!(events = n, "republished outbox events"),
             Err(e) => {
                 metrics::counter!("thumbnails_outbox_relay_failures_total").increment(1);
-                tracing::warn!(error = %super::error::cause_chain(&e), "outbox relay failed; will retry");
+                tracing::warn!(error = %crate::telemetry::cause_chain(&e), "outbox relay failed; will retry");
             }
         }
     }

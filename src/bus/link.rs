@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-use super::outbox::OutboxError;
-use crate::bus::{BusError, Publisher, PublisherConnection, Topology};
+use super::{BusError, Publisher, PublisherConnection, Topology};
 use crate::config::AmqpConfig;
 
 /// How long a publish may wait for the broker's confirm.
@@ -56,10 +55,10 @@ impl BusLink {
         }
     }
 
-    pub async fn publish(&self, routing_key: &str, body: &[u8]) -> Result<(), OutboxError> {
+    pub async fn publish(&self, routing_key: &str, body: &[u8]) -> Result<(), BusError> {
         let publisher = tokio::time::timeout(CONNECT_TIMEOUT, self.publisher())
             .await
-            .map_err(|_| OutboxError::Timeout(CONNECT_TIMEOUT))??;
+            .map_err(|_| BusError::Timeout(CONNECT_TIMEOUT))??;
         // Not mandatory: nobody listening for thumbnail.stored is not an error.
         let result = tokio::time::timeout(
             PUBLISH_TIMEOUT,
@@ -74,11 +73,11 @@ impl BusLink {
             }
             Ok(Err(e)) => {
                 self.reset().await;
-                Err(e.into())
+                Err(e)
             }
             Err(_) => {
                 self.reset().await;
-                Err(OutboxError::Timeout(PUBLISH_TIMEOUT))
+                Err(BusError::Timeout(PUBLISH_TIMEOUT))
             }
         }
     }
