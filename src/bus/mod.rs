@@ -2,13 +2,13 @@
 //! a supervised consumer loop.
 
 mod consumer;
-mod events;
+pub mod events;
 mod link;
 pub mod publisher;
 mod topology;
 
 pub use consumer::{consume, ConsumerSettings, Session};
-pub use events::{ThumbnailStored, ORIGIN_SURVEY, ORIGIN_UPLOAD};
+pub use events::{ObjCreated, StoredThumbnail, ThumbnailStored, ORIGIN_SURVEY, ORIGIN_UPLOAD};
 pub use link::BusLink;
 pub use publisher::{Publisher, PublisherConnection};
 pub use topology::{declare, undeclare, Topology, ROUTING_OBJ_CREATED, ROUTING_THUMBNAIL_STORED};

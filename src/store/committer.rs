@@ -17,9 +17,9 @@ use sea_orm::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::outbox::{self, Pending};
+use super::outbox::Pending;
 use super::waves;
-use crate::bus::{ThumbnailStored, ORIGIN_UPLOAD, ROUTING_THUMBNAIL_STORED};
+use crate::bus::{StoredThumbnail, ThumbnailStored, ORIGIN_UPLOAD, ROUTING_THUMBNAIL_STORED};
 use crate::files::{FileError, Placed, Staged};
 use crate::surveys::ThumbnailType;
 
@@ -170,14 +170,14 @@ fn is_fk_violation(e: &DbErr) -> bool {
 /// line); the others answer `(ord, thumbnail id, outbox id)`.
 const UPSERT_UPLOADS: &str = "WITH i AS MATERIALIZED (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                         $6::bool[], $7::bool[], $8::text[])
+                         $6::bool[], $7::bool[], $8::text[], $9::text[])
       WITH ORDINALITY AS x(obj_id, type, file_uri, public_url, survey, has_survey,
-                           is_grayscale, rest, ord)
+                           is_grayscale, head, tail, ord)
   ),
   t AS (
     INSERT INTO thumbnails (created_at, modified, type, file_uri, public_url, origin,
                             survey, is_grayscale, obj_id)
-    SELECT $9, $9, i.type::thumbnail_types, i.file_uri, i.public_url, 'upload',
+    SELECT $10, $10, i.type::thumbnail_types, i.file_uri, i.public_url, 'upload',
            CASE WHEN i.has_survey THEN i.survey END, i.is_grayscale, i.obj_id
     FROM i JOIN objs ON objs.id = i.obj_id
     ORDER BY i.ord
@@ -188,14 +188,17 @@ const UPSERT_UPLOADS: &str = "WITH i AS MATERIALIZED (
     RETURNING id, obj_id, type::text AS type
   ),
   e AS MATERIALIZED (
-    SELECT i.ord, t.id, i.rest, nextval('thumbnail_outbox_id_seq') AS eid
+    SELECT i.ord, t.id, i.head, i.tail, nextval('thumbnail_outbox_id_seq') AS eid
     FROM t JOIN i ON i.obj_id = t.obj_id AND i.type = t.type
   ),
   o AS (
     INSERT INTO thumbnail_outbox (id, routing_key, body, created_at)
-    SELECT eid, $10, '{\"id\":' || id || ',' || rest, now() AT TIME ZONE 'UTC' FROM e
+    SELECT eid, $11, head || id || tail, now() AT TIME ZONE 'UTC' FROM e
   )
   SELECT ord, id, eid FROM e";
+
+/// A `thumbnail.stored` body before and after the row's id.
+type Body = (String, String);
 
 /// Commits `uploads` in one transaction. Per upload: `Some` when stored,
 /// `None` when its object does not exist.
@@ -204,7 +207,7 @@ async fn commit_batch(
     uploads: Vec<Upload>,
 ) -> Result<Vec<Option<Committed>>, Failed> {
     let now = chrono::Utc::now().naive_utc();
-    let mut rows: Vec<Option<(i32, i64, String)>> = vec![None; uploads.len()];
+    let mut rows: Vec<Option<(i32, i64, Body)>> = vec![None; uploads.len()];
     // No connection: every upload would fail alike, one at a time too.
     let txn = db
         .begin()
@@ -247,13 +250,13 @@ async fn commit_batch(
     Ok(rows
         .into_iter()
         .map(|row| {
-            row.map(|(id, event, rest)| {
+            row.map(|(id, event, (head, tail))| {
                 (
                     id,
                     Pending {
                         id: event,
                         routing_key: ROUTING_THUMBNAIL_STORED,
-                        body: format!("{{\"id\":{id},{rest}"),
+                        body: format!("{head}{id}{tail}"),
                     },
                 )
             })
@@ -268,13 +271,14 @@ fn undo(placed: Vec<Placed>) {
 }
 
 /// Runs [`UPSERT_UPLOADS`] for the uploads at `wave`'s indexes; returns,
-/// per stored upload, its index, row id, outbox id and event tail.
+/// per stored upload, its index, row id, outbox id and event body around
+/// the id.
 async fn upsert_wave(
     txn: &DatabaseTransaction,
     uploads: &[Upload],
     wave: &[usize],
     now: NaiveDateTime,
-) -> Result<Vec<(usize, (i32, i64, String))>, DbErr> {
+) -> Result<Vec<(usize, (i32, i64, Body))>, DbErr> {
     // Sorted, so that concurrent transactions lock rows in the same order.
     let mut wave = wave.to_vec();
     wave.sort_by(|&a, &b| {
@@ -285,21 +289,24 @@ async fn upsert_wave(
         .iter()
         .map(|&i| uploads[i].staged.target().to_string_lossy().into_owned())
         .collect();
-    let rests = wave
+    let bodies: Vec<Body> = wave
         .iter()
         .zip(&file_uris)
         .map(|(&i, file_uri)| {
             let u = &uploads[i];
-            outbox::event_tail(ThumbnailStored {
-                id: 0,
-                obj_id: &u.obj_id,
-                ttype: u.ttype.as_str(),
-                public_url: Some(&u.public_url),
-                file_uri: Some(file_uri),
-                origin: ORIGIN_UPLOAD,
-            })
+            ThumbnailStored::split_at_id(
+                &u.obj_id,
+                StoredThumbnail::new(
+                    0,
+                    u.ttype.as_str(),
+                    Some(&u.public_url),
+                    Some(file_uri),
+                    Some(ORIGIN_UPLOAD),
+                    u.survey.as_deref(),
+                ),
+            )
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
     let col = |f: &dyn Fn(&Upload) -> String| -> Vec<String> {
         wave.iter().map(|&i| f(&uploads[i])).collect()
     };
@@ -317,7 +324,16 @@ async fn upsert_wave(
             .map(|&i| uploads[i].is_grayscale)
             .collect::<Vec<_>>()
             .into(),
-        rests.clone().into(),
+        bodies
+            .iter()
+            .map(|b| b.0.clone())
+            .collect::<Vec<_>>()
+            .into(),
+        bodies
+            .iter()
+            .map(|b| b.1.clone())
+            .collect::<Vec<_>>()
+            .into(),
         now.into(),
         ROUTING_THUMBNAIL_STORED.into(),
     ];
@@ -340,7 +356,7 @@ async fn upsert_wave(
                 (
                     row.try_get_by_index(1)?,
                     row.try_get_by_index(2)?,
-                    rests[pos].clone(),
+                    bodies[pos].clone(),
                 ),
             ))
         })

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::entities::thumbnail;
-use crate::bus::{BusError, BusLink, ThumbnailStored};
+use crate::bus::{BusError, BusLink, StoredThumbnail, ThumbnailStored};
 use crate::surveys::ThumbnailType;
 
 pub const TABLE: &str = "thumbnail_outbox";
@@ -39,37 +39,24 @@ pub enum OutboxError {
     Deleter(String),
 }
 
-/// The `thumbnail.stored` body for a row (the one shape the worker uses too).
+/// The `thumbnail.stored` body announcing one row read through the entity.
 pub fn stored_event(row: &thumbnail::Model) -> String {
     let ttype = row
         .ttype
         .map(|t| ThumbnailType::from(t).as_str())
         .unwrap_or("");
     let body = ThumbnailStored {
-        id: row.id,
         obj_id: &row.obj_id,
-        ttype,
-        public_url: row.public_url.as_deref(),
-        file_uri: row.file_uri.as_deref(),
-        // Rows the worker wrote have no origin: they are survey rows.
-        origin: row.origin.as_deref().unwrap_or(crate::bus::ORIGIN_SURVEY),
+        thumbnails: vec![StoredThumbnail::new(
+            row.id,
+            ttype,
+            row.public_url.as_deref(),
+            row.file_uri.as_deref(),
+            row.origin.as_deref(),
+            row.survey.as_deref(),
+        )],
     };
     String::from_utf8(body.to_json()).unwrap_or_default()
-}
-
-/// `{"id":0,`: how [`stored_event`] begins for a row with id 0.
-const ID_ZERO_PREFIX: &str = "{\"id\":0,";
-
-/// `event` as JSON without its id: what follows `{"id":<id>,`. The upload
-/// committer has the database splice the id in front, so the outbox row and
-/// the published copy are the bytes the whole event serialises to.
-pub fn event_tail(event: ThumbnailStored<'_>) -> Result<String, DbErr> {
-    let template = String::from_utf8(ThumbnailStored { id: 0, ..event }.to_json())
-        .map_err(|e| DbErr::Custom(e.to_string()))?;
-    template
-        .strip_prefix(ID_ZERO_PREFIX)
-        .map(str::to_string)
-        .ok_or_else(|| DbErr::Custom(format!("unexpected thumbnail.stored shape: {template}")))
 }
 
 /// An event row written in a transaction, to publish after its commit.
@@ -274,15 +261,13 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&stored_event(&row)).expect("json");
         assert_eq!(
             v,
-            json!({"id": 12, "obj_id": "X", "type": "new",
+            json!({"obj_id": "X", "thumbnails": [{"id": 12, "type": "new",
                 "public_url": "/static/thumbnails/aa/bb/X_new.png",
-                "file_uri": "/srv/thumbnails/aa/bb/X_new.png", "origin": "upload"})
+                "file_uri": "/srv/thumbnails/aa/bb/X_new.png", "origin": "upload",
+                "survey": "ZTF"}]})
         );
         row.origin = None;
         let v: serde_json::Value = serde_json::from_str(&stored_event(&row)).expect("json");
-        assert_eq!(v["origin"], "survey");
-        // insert_with_event splices the id after this prefix.
-        row.id = 0;
-        assert!(stored_event(&row).starts_with(ID_ZERO_PREFIX));
+        assert_eq!(v["thumbnails"][0]["origin"], "survey");
     }
 }

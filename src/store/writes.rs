@@ -60,10 +60,35 @@ pub struct StoredRow {
     pub file_uri: Option<String>,
     /// `None` (SkyPortal's survey rows), `survey` or `upload`.
     pub origin: Option<String>,
+    /// The alert stream of a stamp; `None` for archival rows.
+    pub survey: Option<String>,
+}
+
+impl<'a> From<&'a StoredRow> for crate::bus::StoredThumbnail<'a> {
+    fn from(row: &'a StoredRow) -> Self {
+        Self::new(
+            row.id,
+            row.ttype.as_str(),
+            row.public_url.as_deref(),
+            row.file_uri.as_deref(),
+            row.origin.as_deref(),
+            row.survey.as_deref(),
+        )
+    }
 }
 
 impl StoredRow {
-    /// Reads `id, obj_id, type::text, public_url, file_uri, origin`.
+    /// `thumbnail.stored` bodies for `rows`: one per object.
+    pub fn stored_events(rows: &[StoredRow]) -> Vec<Vec<u8>> {
+        crate::bus::ThumbnailStored::per_object(rows.iter().map(|r| (r.obj_id.as_str(), r.into())))
+            .iter()
+            .map(|e| e.to_json())
+            .collect()
+    }
+}
+
+impl StoredRow {
+    /// Reads `id, obj_id, type::text, public_url, file_uri, origin, survey`.
     fn from_query(row: &QueryResult) -> Result<Self, DbErr> {
         let ttype: String = row.try_get_by_index(2)?;
         Ok(Self {
@@ -75,6 +100,7 @@ impl StoredRow {
             public_url: row.try_get_by_index(3)?,
             file_uri: row.try_get_by_index(4)?,
             origin: row.try_get_by_index(5)?,
+            survey: row.try_get_by_index(6)?,
         })
     }
 }
@@ -90,6 +116,7 @@ impl StoredRow {
             public_url: m.public_url,
             file_uri: m.file_uri,
             origin: m.origin,
+            survey: m.survey,
         })
     }
 }
@@ -117,7 +144,7 @@ const UPSERT_THUMBNAILS: &str =
       WHERE (thumbnails.public_url = $5 OR $6)
         AND thumbnails.public_url IS DISTINCT FROM EXCLUDED.public_url
         AND thumbnails.origin IS DISTINCT FROM 'upload'
-    RETURNING id, obj_id, type::text, public_url, file_uri, origin";
+    RETURNING id, obj_id, type::text, public_url, file_uri, origin, survey";
 
 const PROBE_PS1: &str = "SELECT obj_id, public_url FROM thumbnails
     WHERE type = 'ps1' AND obj_id = ANY($1::text[])";
@@ -253,6 +280,33 @@ pub fn waves<'a, T, K: Eq + std::hash::Hash>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_events_carry_the_row_origin_one_event_per_object() {
+        let row = |id, obj_id: &str, origin: Option<&str>| StoredRow {
+            id,
+            obj_id: obj_id.into(),
+            ttype: ThumbnailType::Ps1,
+            public_url: Some("/static/thumbnails/aa/bb/ZTF1_ps1.png".into()),
+            file_uri: None,
+            origin: origin.map(Into::into),
+            survey: None,
+        };
+        let rows = [
+            row(1, "ZTF1", Some("upload")),
+            row(2, "ZTF2", None),
+            row(3, "ZTF1", None),
+        ];
+        let events: Vec<serde_json::Value> = StoredRow::stored_events(&rows)
+            .iter()
+            .map(|b| serde_json::from_slice(b).expect("json"))
+            .collect();
+        assert_eq!(events.len(), 2);
+        // A redelivered event re-announces an upload of its types as one.
+        assert_eq!(events[0]["thumbnails"][0]["origin"], "upload");
+        assert_eq!(events[0]["thumbnails"][1]["origin"], "survey");
+        assert_eq!(events[1]["obj_id"], "ZTF2");
+    }
 
     fn job(id: &str) -> WriteJob {
         WriteJob {

@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
-use super::{ObjCreated, Ps1Client, WriteError, Writer, MAX_BATCH, WRITERS};
+use super::{Ps1Client, WriteError, Writer, MAX_BATCH, WRITERS};
+use crate::bus::ObjCreated;
 use crate::bus::{publisher::Outgoing, Session, ROUTING_THUMBNAIL_STORED};
 use crate::config::Config;
 use crate::store::entities::thumbnail;
@@ -220,34 +221,19 @@ async fn ack(delivery: &Delivery) {
     }
 }
 
-impl StoredRow {
-    /// The `thumbnail.stored` body for this row (a row without an origin
-    /// is SkyPortal's: a survey row). A redelivered event re-announces every
-    /// row of its types, uploads among them.
-    pub fn stored_event(&self) -> Vec<u8> {
-        crate::bus::ThumbnailStored {
-            id: self.id,
-            obj_id: &self.obj_id,
-            ttype: self.ttype.as_str(),
-            public_url: self.public_url.as_deref(),
-            file_uri: self.file_uri.as_deref(),
-            origin: self.origin.as_deref().unwrap_or(crate::bus::ORIGIN_SURVEY),
-        }
-        .to_json()
-    }
-}
-
 async fn publish_stored(session: &Session, rows: &[StoredRow]) -> Result<(), crate::bus::BusError> {
-    // Not mandatory: nobody listening for thumbnail.stored is not an error.
-    try_join_all(rows.iter().map(|row| {
-        let body = row.stored_event();
-        async move {
-            session
-                .publisher
-                .publish_json(ROUTING_THUMBNAIL_STORED, &body, false)
-                .await
-        }
-    }))
+    // One message per object; not mandatory: nobody listening for
+    // thumbnail.stored is not an error.
+    try_join_all(
+        StoredRow::stored_events(rows)
+            .into_iter()
+            .map(|body| async move {
+                session
+                    .publisher
+                    .publish_json(ROUTING_THUMBNAIL_STORED, &body, false)
+                    .await
+            }),
+    )
     .await?;
     Ok(())
 }
@@ -274,29 +260,4 @@ async fn dead_letter(
             mandatory: true,
         })
         .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stored_events_carry_the_row_origin() {
-        let mut row = StoredRow {
-            id: 7,
-            obj_id: "ZTF1".into(),
-            ttype: ThumbnailType::Ps1,
-            public_url: Some("/static/thumbnails/aa/bb/ZTF1_ps1.png".into()),
-            file_uri: Some("/srv/thumbnails/aa/bb/ZTF1_ps1.png".into()),
-            origin: Some("upload".into()),
-        };
-        let origin = |row: &StoredRow| {
-            let v: serde_json::Value = serde_json::from_slice(&row.stored_event()).expect("json");
-            v["origin"].clone()
-        };
-        // A redelivered event re-announces an upload of its types as one.
-        assert_eq!(origin(&row), "upload");
-        row.origin = None;
-        assert_eq!(origin(&row), "survey");
-    }
 }

@@ -5,12 +5,10 @@
 //! `thumbnail.stored` for each new or changed row; then ack. Nothing is acked
 //! before its rows are committed.
 
-mod event;
 mod handler;
 mod ps1;
 mod writer;
 
-pub use event::{parse_types, validate_id, InvalidEvent, ObjCreated, RawObjCreated};
 pub use handler::{Outcome, Worker};
 pub use ps1::Ps1Client;
 pub use writer::{WriteError, Writer};

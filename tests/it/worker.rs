@@ -76,7 +76,8 @@ async fn events_become_rows_with_exact_urls_and_stored_events() {
         2
     );
 
-    let events = eventually("six thumbnail.stored events", WAIT, || async {
+    // One event per object, carrying its three rows.
+    let events = eventually("two thumbnail.stored events", WAIT, || async {
         let got = bus.drain(&listener).await;
         (!got.is_empty()).then_some(got)
     })
@@ -89,12 +90,20 @@ async fn events_become_rows_with_exact_urls_and_stored_events() {
         eventually("the rest of the events", WAIT, || async {
             let more = bus.drain(&listener).await;
             let total = events.len() + more.len();
-            (total >= 6).then_some(more)
+            (total >= 2).then_some(more)
         })
         .await
         .iter()
         .map(|(b, _)| serde_json::from_slice::<Value>(b).expect("json event")),
     );
+    assert_eq!(events.len(), 2, "{events:?}");
+    let mut objs: Vec<&str> = events.iter().filter_map(|e| e["obj_id"].as_str()).collect();
+    objs.sort();
+    assert_eq!(objs.len(), 2);
+    let events: Vec<Value> = events
+        .iter()
+        .flat_map(|e| e["thumbnails"].as_array().cloned().unwrap_or_default())
+        .collect();
     assert_eq!(events.len(), 6);
     for e in &events {
         assert_eq!(e["origin"], json!("survey"));

@@ -74,7 +74,7 @@ fn parse_time(s: &str) -> Result<NaiveDateTime, String> {
 }
 
 fn parse_archival(s: &str) -> Result<ThumbnailType, String> {
-    crate::worker::parse_types(&[s.trim().to_string()])
+    crate::bus::events::parse_types(&[s.trim().to_string()])
         .map_err(|e| e.to_string())?
         .first()
         .copied()

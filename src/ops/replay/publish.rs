@@ -9,10 +9,10 @@ use sea_orm::DatabaseConnection;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::bus::events::{ObjCreated, RawObjCreated};
 use crate::bus::{Publisher, ROUTING_OBJ_CREATED};
 use crate::ops::{begin, pg_pool, OpsError, Progress};
 use crate::surveys::{ThumbnailType, CURRENTLY_UNAVAILABLE};
-use crate::worker::{ObjCreated, RawObjCreated};
 
 /// Events in flight (published, confirm awaited) at once.
 const MAX_IN_FLIGHT: usize = 1000;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::Utc;
 use sea_orm::sqlx::{self, PgPool};
 
-use crate::bus::{Publisher, ROUTING_THUMBNAIL_STORED};
+use crate::bus::{Publisher, StoredThumbnail, ThumbnailStored, ROUTING_THUMBNAIL_STORED};
 use crate::ops::{begin, is_permanent, is_transient, OpsError, Progress};
 use crate::surveys::ThumbnailType;
 
@@ -67,7 +67,7 @@ const UPDATE: &str = "UPDATE thumbnails t
       AND (t.public_url IS DISTINCT FROM v.url
            OR (t.type = 'dr8' AND NOT EXISTS (
                SELECT 1 FROM thumbnails x WHERE x.obj_id = t.obj_id AND x.type = 'ls')))
-    RETURNING t.id, t.obj_id, t.type::text, t.public_url, t.file_uri, t.origin";
+    RETURNING t.id, t.obj_id, t.type::text, t.public_url, t.file_uri, t.origin, t.survey";
 
 pub(super) type PageRow = (
     i32,
@@ -78,10 +78,12 @@ pub(super) type PageRow = (
     Option<f64>,
     bool,
 );
+/// `id, obj_id, type, public_url, file_uri, origin, survey` of a rewritten row.
 pub(super) type Updated = (
     i32,
     String,
     String,
+    Option<String>,
     Option<String>,
     Option<String>,
     Option<String>,
@@ -162,7 +164,7 @@ async fn update(
         .fetch_all(&mut *tx)
         .await?;
     if let Some(publisher) = publisher {
-        let bodies: Vec<Vec<u8>> = rows.iter().map(stored_event).collect();
+        let bodies = stored_events(&rows);
         for chunk in bodies.chunks(1000) {
             // Not mandatory: nobody listening for thumbnail.stored is fine.
             publisher
@@ -174,18 +176,24 @@ async fn update(
     Ok(rows)
 }
 
-/// The `thumbnail.stored` body (the contract's shape, as the worker sends it).
-fn stored_event(row: &Updated) -> Vec<u8> {
-    let (id, obj_id, ttype, public_url, file_uri, origin) = row;
-    crate::bus::ThumbnailStored {
-        id: *id,
-        obj_id,
-        ttype,
-        public_url: public_url.as_deref(),
-        file_uri: file_uri.as_deref(),
-        origin: origin.as_deref().unwrap_or(crate::bus::ORIGIN_SURVEY),
-    }
-    .to_json()
+/// The `thumbnail.stored` bodies of a page: one per object.
+fn stored_events(rows: &[Updated]) -> Vec<Vec<u8>> {
+    ThumbnailStored::per_object(rows.iter().map(
+        |(id, obj_id, ttype, url, file, origin, survey)| {
+            let row = StoredThumbnail::new(
+                *id,
+                ttype,
+                url.as_deref(),
+                file.as_deref(),
+                origin.as_deref(),
+                survey.as_deref(),
+            );
+            (obj_id.as_str(), row)
+        },
+    ))
+    .iter()
+    .map(ThumbnailStored::to_json)
+    .collect()
 }
 
 /// Retries `f` while it fails for a reason worth retrying ([`is_worth_retrying`]).

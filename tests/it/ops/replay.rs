@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use thumbnails::bus::ObjCreated;
 use thumbnails::ops::replay::{replay, ReplayOptions, Selection};
 use thumbnails::surveys::{ThumbnailType, CURRENTLY_UNAVAILABLE, OUTSIDE_SURVEY};
-use thumbnails::worker::ObjCreated;
 
 use super::*;
 use crate::helpers::*;

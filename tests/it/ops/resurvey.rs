@@ -296,8 +296,10 @@ async fn resurvey_publish_announces_each_rewritten_row() {
     .await;
     assert_eq!(events.len(), 1);
     let e: Value = serde_json::from_slice(&events[0].0).expect("json");
-    assert_eq!(e["id"], Value::from(old));
     assert_eq!(e["obj_id"], "P");
+    assert_eq!(e["thumbnails"].as_array().map(Vec::len), Some(1));
+    let e = &e["thumbnails"][0];
+    assert_eq!(e["id"], Value::from(old));
     assert_eq!(e["type"], "ls");
     assert_eq!(e["public_url"], Value::from(ls_url("12.5", "-3.0")));
     assert_eq!(e["origin"], "survey");

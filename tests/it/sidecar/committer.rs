@@ -79,7 +79,7 @@ async fn one_batch_answers_each_upload_on_its_own() {
     // Each event is its row's, and each outbox row is the event's bytes.
     for (i, (id, event)) in &ok {
         let v: Value = serde_json::from_str(&event.body).expect("event json");
-        assert_eq!(v["id"], *id, "upload {i}");
+        assert_eq!(v["thumbnails"][0]["id"], *id, "upload {i}");
         let stored = db
             .scalar_i64(&format!(
                 "SELECT count(*) FROM thumbnail_outbox WHERE id = {} AND body = '{}'",

@@ -70,9 +70,9 @@ async fn get_put_list_and_delete() {
     // The edit is announced like any committed row.
     let events = app.events(3).await;
     assert!(
-        events
-            .iter()
-            .any(|e| e["id"] == id_a && e["type"] == "sub" && e["obj_id"] == "ZTF6"),
+        events.iter().any(|e| e["obj_id"] == "ZTF6"
+            && e["thumbnails"][0]["id"] == id_a
+            && e["thumbnails"][0]["type"] == "sub"),
         "{events:?}"
     );
 

@@ -179,13 +179,13 @@ async fn an_event_whose_publish_fails_is_kept_and_relayed() {
     assert_eq!(app.count("thumbnail_outbox").await, 0);
     let events = app.events(1).await;
     assert_eq!(queue, app.stored_queue);
-    assert_eq!(events[0]["id"], id);
-    assert_eq!(events[0]["origin"], "upload");
+    assert_eq!(events[0]["thumbnails"][0]["id"], id);
+    assert_eq!(events[0]["thumbnails"][0]["origin"], "upload");
 
     // The app's own link reconnects for the next upload.
     let (status, _) = app.upload_png("ZTF16", "ref", &png(32, 32, false)).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(app.events(1).await[0]["type"], "ref");
+    assert_eq!(app.events(1).await[0]["thumbnails"][0]["type"], "ref");
     app.stop().await;
 }
 

@@ -49,11 +49,11 @@ async fn good_upload_stores_file_row_event_and_serves_same_bytes() {
     let events = app.events(1).await;
     assert_eq!(
         events,
-        vec![json!({
-            "id": id, "obj_id": "ZTF21aaaaaaa", "type": "new",
+        vec![json!({"obj_id": "ZTF21aaaaaaa", "thumbnails": [{
+            "id": id, "type": "new",
             "public_url": format!("/static/{rel}"),
-            "file_uri": path.to_string_lossy(), "origin": "upload",
-        })]
+            "file_uri": path.to_string_lossy(), "origin": "upload", "survey": "ZTF",
+        }]})]
     );
     assert_eq!(app.count("thumbnail_outbox").await, 0);
 

@@ -1,4 +1,4 @@
-//! The `obj.created` event: parsing and validation, no I/O.
+//! `obj.created` and `obj.updated`: parsing and validation, no I/O.
 
 use serde::{Deserialize, Serialize};
 
