@@ -29,14 +29,14 @@ pub struct Config {
     pub log: LogConfig,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     pub url: String,
     pub max_connections: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AmqpConfig {
     pub url: String,
@@ -53,12 +53,44 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     pub token: String,
     #[serde(default)]
     pub scopes: Vec<Scope>,
+}
+
+// Secrets are never printed by `Debug` (a config dumped into a log or a
+// panic message): URLs lose their password, tokens are hidden.
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AmqpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("url", &redact(&self.url))
+            .field("exchange", &self.exchange)
+            .field("queue", &self.queue)
+            .field("prefetch", &self.prefetch)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("token", &"***")
+            .field("scopes", &self.scopes)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -268,8 +300,26 @@ fn one_line(e: &figment::Error) -> String {
     parts.join("; ").replace('\n', " ")
 }
 
-/// Removes a password from a URL before it is shown.
+/// Removes a password from a URL before it is shown: the one in the user
+/// info and a `password=` query parameter.
 pub fn redact(url: &str) -> String {
+    let url = redact_userinfo(url);
+    match url.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => url,
+    }
+}
+
+fn redact_userinfo(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
@@ -363,5 +413,28 @@ mod tests {
             "postgres://postgres@127.0.0.1/db"
         );
         assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+        assert_eq!(
+            redact("postgres://u@h/db?sslmode=require&password=s3cret"),
+            "postgres://u@h/db?sslmode=require&password=***"
+        );
+    }
+
+    #[test]
+    fn debug_never_prints_secrets() {
+        let mut config = Config::default();
+        config.database.url = "postgres://app:db-secret@db:5432/thumbnails".into();
+        config.amqp.url = "amqp://svc:mq-secret@mq:5672/%2f".into();
+        config.http.tokens = vec![TokenConfig {
+            token: "tok-secret".into(),
+            scopes: vec![Scope::Upload],
+        }];
+        let shown = format!("{config:?} {config:#?}");
+        for secret in ["db-secret", "mq-secret", "tok-secret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("postgres://app:***@db:5432/thumbnails"),
+            "{shown}"
+        );
     }
 }

@@ -36,6 +36,9 @@ enum What {
         /// Serve a local PS1 stand-in answering after this many ms (none if absent).
         #[arg(long)]
         ps1_delay_ms: Option<u64>,
+        /// Bind a quorum queue to `thumbnail.stored`, as a frontend would.
+        #[arg(long)]
+        listener: bool,
     },
     /// Worker rate at N=10000 and N=100000: the rate must not fall as the table grows.
     Scale,
@@ -60,15 +63,41 @@ async fn main() -> anyhow::Result<()> {
     thumbnails::telemetry::init(thumbnails::config::LogFormat::Text);
     let cli = Cli::parse();
     match &cli.what {
-        What::Worker { n, ps1_delay_ms } => {
-            bench_worker(&cli, *n, *ps1_delay_ms, "worker").await?;
+        What::Worker {
+            n,
+            ps1_delay_ms,
+            listener,
+        } => {
+            let name = if *listener {
+                "worker-listener"
+            } else {
+                "worker"
+            };
+            let run = WorkerRun {
+                n: *n,
+                ps1_delay_ms: *ps1_delay_ms,
+                listener: *listener,
+            };
+            bench_worker(&cli, run, name).await?;
         }
         What::Scale => scale(&cli).await?,
         What::Sidecar { clients, uploads } => bench_sidecar(&cli, *clients, *uploads).await?,
         What::Resurvey { rows } => bench_resurvey(&cli, *rows).await?,
         What::All => {
             scale(&cli).await?;
-            bench_worker(&cli, 100_000, Some(200), "worker-ps1-200ms").await?;
+            let backlog = |listener| WorkerRun {
+                n: 50_000,
+                ps1_delay_ms: None,
+                listener,
+            };
+            bench_worker(&cli, backlog(false), "worker-50k").await?;
+            bench_worker(&cli, backlog(true), "worker-50k-listener").await?;
+            let ps1 = WorkerRun {
+                n: 100_000,
+                ps1_delay_ms: Some(200),
+                listener: false,
+            };
+            bench_worker(&cli, ps1, "worker-ps1-200ms").await?;
             bench_sidecar(&cli, 64, 20_000).await?;
             bench_resurvey(&cli, 1_000_000).await?;
         }
@@ -77,8 +106,13 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn scale(cli: &Cli) -> anyhow::Result<()> {
-    let small = bench_worker(cli, 10_000, None, "worker-10k").await?;
-    let large = bench_worker(cli, 100_000, None, "worker-100k").await?;
+    let plain = |n| WorkerRun {
+        n,
+        ps1_delay_ms: None,
+        listener: false,
+    };
+    let small = bench_worker(cli, plain(10_000), "worker-10k").await?;
+    let large = bench_worker(cli, plain(100_000), "worker-100k").await?;
     println!("bench worker-100k-vs-10k: {:.1} %", 100.0 * large / small);
     Ok(())
 }
@@ -193,14 +227,75 @@ async fn sigterm(child: &mut Child) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One worker measurement.
+struct WorkerRun {
+    /// Events queued before the worker starts.
+    n: usize,
+    /// A PS1 stand-in answering after this many ms; `None`: no lookup.
+    ps1_delay_ms: Option<u64>,
+    /// A quorum queue bound to `thumbnail.stored` receives the events.
+    listener: bool,
+}
+
+/// CPU seconds used so far by every process whose command name is `comm`.
+fn cpu_of(comm: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return f64::NAN;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == comm)
+        })
+        .filter_map(process_cpu_secs)
+        .sum()
+}
+
+/// CPU seconds of PostgreSQL's and RabbitMQ's processes.
+fn service_cpu() -> (f64, f64) {
+    (cpu_of("postgres"), cpu_of("beam.smp"))
+}
+
+/// Declares a quorum queue bound to `thumbnail.stored` (a frontend's).
+async fn declare_listener(channel: &lapin::Channel, topology: &Topology) -> anyhow::Result<String> {
+    use lapin::options::{QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::{AMQPValue, FieldTable};
+    let name = format!("{}.stored-listener", topology.queue);
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    channel
+        .queue_declare(
+            name.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await?;
+    channel
+        .queue_bind(
+            name.as_str().into(),
+            topology.exchange.as_str().into(),
+            bus::ROUTING_THUMBNAIL_STORED.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(name)
+}
+
 /// Queues `n` events, then times the release worker from its first to its
 /// last commit. Returns objects/s.
-async fn bench_worker(
-    cli: &Cli,
-    n: usize,
-    ps1_delay_ms: Option<u64>,
-    name: &str,
-) -> anyhow::Result<f64> {
+async fn bench_worker(cli: &Cli, run: WorkerRun, name: &str) -> anyhow::Result<f64> {
+    let WorkerRun {
+        n,
+        ps1_delay_ms,
+        listener,
+    } = run;
     let db = BenchDb::create(&cli.pg).await?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let topology = Topology::new(
@@ -210,6 +305,10 @@ async fn bench_worker(
     let conn = bus::connect(&cli.amqp, "thumbnails-bench").await?;
     let channel = conn.create_channel().await?;
     bus::declare(&channel, &topology).await?;
+    let listener = match listener {
+        true => Some(declare_listener(&channel, &topology).await?),
+        false => None,
+    };
     let publisher = Publisher::open(&conn, &topology.exchange).await?;
     let bodies: Vec<Vec<u8>> = (0..n)
         .map(|i| {
@@ -253,6 +352,7 @@ async fn bench_worker(
         .kill_on_drop(true)
         .spawn()?;
     let pid = worker.id().context("worker pid")?;
+    let (pg_before, mq_before) = service_cpu();
     let started = Instant::now();
     let want = 3.0 * n as f64;
     loop {
@@ -276,6 +376,8 @@ async fn bench_worker(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let rss = peak_rss_mib(pid).unwrap_or(f64::NAN);
+    let worker_cpu = process_cpu_secs(pid).unwrap_or(f64::NAN);
+    let (pg_after, mq_after) = service_cpu();
     let span = db
         .scalar(
             "SELECT EXTRACT(EPOCH FROM max(modified) - min(created_at))::float8 FROM thumbnails",
@@ -287,6 +389,28 @@ async fn bench_worker(
     println!("bench {name}: {rate:.0} objects/s");
     println!("bench {name}-rows: {:.0} rows/s", 3.0 * rate);
     println!("bench {name}-peak-rss: {rss:.1} MiB");
+    println!(
+        "bench {name}-cpu: worker {worker_cpu:.1} s, postgres {:.1} s, rabbitmq {:.1} s (for {n} objects)",
+        pg_after - pg_before,
+        mq_after - mq_before
+    );
+    if let Some(queue) = &listener {
+        let got = channel
+            .queue_declare(
+                queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await?
+            .message_count();
+        println!("bench {name}-listener-messages: {got} (one per object: {n})");
+        channel
+            .queue_delete(queue.as_str().into(), Default::default())
+            .await?;
+    }
     bus::undeclare(&channel, &topology).await;
     publisher.close().await;
     let _ = channel.close(200, "done".into()).await;

@@ -14,9 +14,10 @@ use lapin::Connection;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::acker::{AckToken, Acker};
 use super::{connect, declare, BusError, Publisher, Topology};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConsumerSettings {
     pub url: String,
     /// Connection name shown by the broker, so one connection can be found.
@@ -27,11 +28,25 @@ pub struct ConsumerSettings {
     pub drain_timeout: Duration,
 }
 
+impl std::fmt::Debug for ConsumerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerSettings")
+            .field("url", &crate::config::redact(&self.url))
+            .field("connection_name", &self.connection_name)
+            .field("topology", &self.topology)
+            .field("prefetch", &self.prefetch)
+            .field("drain_timeout", &self.drain_timeout)
+            .finish()
+    }
+}
+
 /// What a delivery handler gets besides the delivery: the publisher of the
 /// connection the delivery came on (its acker dies with that connection).
 pub struct Session {
     pub publisher: Publisher,
     pub topology: Topology,
+    /// Acks of this channel's deliveries, batched.
+    pub acker: Acker,
 }
 
 /// Consumes `settings.topology.queue` until `shutdown` fires. The first
@@ -43,7 +58,7 @@ pub async fn consume<H, Fut>(
     handler: H,
 ) -> Result<(), BusError>
 where
-    H: Fn(Delivery, Arc<Session>) -> Fut + Send + Sync + 'static,
+    H: Fn(Delivery, AckToken, Arc<Session>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let tracker = TaskTracker::new();
@@ -97,7 +112,7 @@ async fn run_session<H, Fut>(
     handler: &H,
 ) -> Result<(), BusError>
 where
-    H: Fn(Delivery, Arc<Session>) -> Fut + Send + Sync + 'static,
+    H: Fn(Delivery, AckToken, Arc<Session>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let channel = connection.create_channel().await?;
@@ -109,6 +124,7 @@ where
     let session = Arc::new(Session {
         publisher: Publisher::open(connection, &settings.topology.exchange).await?,
         topology: settings.topology.clone(),
+        acker: Acker::spawn(channel.clone()),
     });
     let tag = format!(
         "{}-{}",
@@ -140,13 +156,15 @@ where
                         "in-flight deliveries did not finish in time; the broker will redeliver them"
                     );
                 }
+                session.acker.flush().await;
                 session.publisher.close().await;
                 let _ = channel.close(200, "shutdown".into()).await;
                 return Ok(());
             }
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
-                    tracker.spawn(handler(delivery, session.clone()));
+                    let ack = session.acker.token(delivery.delivery_tag);
+                    tracker.spawn(handler(delivery, ack, session.clone()));
                 }
                 Some(Err(e)) => return Err(e.into()),
                 // A broker-side cancel ends the stream: resubscribe.

@@ -1,12 +1,14 @@
 //! RabbitMQ through lapin: connection, topology, publisher with confirms and
 //! a supervised consumer loop.
 
+mod acker;
 mod consumer;
 pub mod events;
 mod link;
 pub mod publisher;
 mod topology;
 
+pub use acker::{AckToken, Acker};
 pub use consumer::{consume, ConsumerSettings, Session};
 pub use events::{ObjCreated, StoredThumbnail, ThumbnailStored, ORIGIN_SURVEY, ORIGIN_UPLOAD};
 pub use link::BusLink;

@@ -15,6 +15,7 @@ pub use progress::Progress;
 use sea_orm::{sqlx::PgPool, DatabaseConnection, DbBackend};
 
 use crate::bus::BusError;
+use crate::store::retry::{self, Backoff, Gave};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
@@ -44,30 +45,35 @@ pub(crate) fn pg_pool(db: &DatabaseConnection) -> Result<&PgPool, OpsError> {
     Ok(db.get_postgres_connection_pool())
 }
 
-/// A constraint or data error (SQLSTATE class 22 or 23) is the row's fault;
-/// anything else (connection lost, restart, deadlock) may pass on retry.
-pub(crate) fn is_permanent(e: &sea_orm::sqlx::Error) -> bool {
-    match e {
-        sea_orm::sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
-        _ => false,
-    }
+/// Runs `f` with the operator tools' retry policy ([`Backoff::FEW`]):
+/// errors [`crate::store::retry`] calls retryable, and those `also` names,
+/// are tried again; the rest, or the last attempt's, are returned.
+pub(crate) async fn with_retries<T, F, Fut, E>(
+    also: impl Fn(&sea_orm::sqlx::Error) -> bool,
+    mut f: F,
+) -> Result<T, OpsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: Into<OpsError>,
+{
+    let worth = |e: &OpsError| matches!(e, OpsError::Db(e) if retry::classify_sqlx(e).is_retryable() || also(e));
+    let attempt = || {
+        let fut = f();
+        async move { fut.await.map_err(Into::into) }
+    };
+    retry::retry(Backoff::FEW, None, worth, attempt)
+        .await
+        .map_err(|gave| match gave {
+            Gave::Up(e) => e,
+            Gave::Stopped => OpsError::Invalid("stopped".into()),
+        })
 }
 
-/// Worth retrying unchanged: the connection, the pool, or a server-side
-/// condition (restart, deadlock, serialization) rather than the statement.
-pub(crate) fn is_transient(e: &sea_orm::sqlx::Error) -> bool {
-    use sea_orm::sqlx::Error;
-    match e {
-        Error::Io(_) | Error::PoolTimedOut | Error::Tls(_) | Error::WorkerCrashed => true,
-        Error::Database(db) => db.code().is_some_and(|c| {
-            ["08", "40", "53", "57", "58"]
-                .iter()
-                .any(|class| c.starts_with(class))
-        }),
-        _ => false,
-    }
+/// Whether the database refused the statement for its data (the row's
+/// fault, never passing on retry).
+pub(crate) fn is_permanent(e: &sea_orm::sqlx::Error) -> bool {
+    retry::classify_sqlx(e) == retry::Failure::Permanent
 }
 
 /// Begins a short transaction for one page. JIT is off inside it: these

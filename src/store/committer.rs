@@ -155,7 +155,7 @@ impl Failed {
 }
 
 fn is_connection_error(e: &DbErr) -> bool {
-    matches!(e, DbErr::Conn(_) | DbErr::ConnectionAcquire(_))
+    super::retry::classify(e) == super::retry::Failure::Connection
 }
 
 fn is_fk_violation(e: &DbErr) -> bool {

@@ -4,6 +4,7 @@
 pub mod committer;
 pub mod entities;
 pub mod outbox;
+pub mod retry;
 mod writes;
 
 pub use writes::{waves, write_batch, ObjRow, StoredRow, SurveyRow, WriteJob, Written};
@@ -12,8 +13,7 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, RuntimeErr,
-    TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, TransactionTrait,
 };
 
 /// Key of the advisory lock that serialises concurrent `migrate` runs
@@ -40,34 +40,8 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Connect { .. } => true,
-            StoreError::Migrate(e) | StoreError::Db(e) => is_transient(e),
+            StoreError::Migrate(e) | StoreError::Db(e) => retry::classify(e).is_retryable(),
         }
-    }
-}
-
-/// Only data exceptions (class 22) and integrity violations (class 23) are
-/// the data's fault; anything else (connections, restarts, deadlocks,
-/// missing tables while an operator migrates) is worth retrying.
-pub fn is_transient(e: &DbErr) -> bool {
-    match sqlstate(e) {
-        Some(code) => !(code.starts_with("22") || code.starts_with("23")),
-        None => !matches!(
-            e,
-            DbErr::TryIntoErr { .. } | DbErr::Type(_) | DbErr::Json(_) | DbErr::Custom(_)
-        ),
-    }
-}
-
-fn sqlstate(e: &DbErr) -> Option<String> {
-    let (DbErr::Conn(RuntimeErr::SqlxError(inner))
-    | DbErr::Exec(RuntimeErr::SqlxError(inner))
-    | DbErr::Query(RuntimeErr::SqlxError(inner))) = e
-    else {
-        return None;
-    };
-    match inner.as_ref() {
-        sea_orm::sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
-        _ => None,
     }
 }
 

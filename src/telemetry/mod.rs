@@ -27,10 +27,35 @@ pub fn draws_bars() -> bool {
     BARS.load(Ordering::Relaxed)
 }
 
+/// Where sqlx logs PostgreSQL's NOTICEs, at INFO: idempotent migrations
+/// (`ADD VALUE IF NOT EXISTS`, `CREATE .. IF NOT EXISTS`) would print one
+/// "already exists, skipping" line each at every start.
+const PG_NOTICES: &str = "sqlx::postgres::notice";
+
+/// The filter for `RUST_LOG` (default `info`): PostgreSQL notices are
+/// shown from WARN up unless the variable names their target itself.
+fn filter_spec(rust_log: Option<&str>) -> String {
+    let spec = rust_log
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("info");
+    if spec.contains(PG_NOTICES) {
+        spec.to_string()
+    } else {
+        format!("{spec},{PG_NOTICES}=warn")
+    }
+}
+
 /// Levels from `RUST_LOG` (default `info`); text or JSON lines on stderr.
 /// Calling it twice is harmless (the second call does nothing).
 pub fn init(format: LogFormat) {
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = || {
+        let spec = filter_spec(std::env::var("RUST_LOG").ok().as_deref());
+        EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+            eprintln!("RUST_LOG: {e}; using info");
+            EnvFilter::new(filter_spec(None))
+        })
+    };
     let _ = match format {
         LogFormat::Json => fmt()
             .with_env_filter(filter())
@@ -74,4 +99,23 @@ pub fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_notices_are_quiet_unless_asked_for() {
+        assert_eq!(filter_spec(None), "info,sqlx::postgres::notice=warn");
+        assert_eq!(
+            filter_spec(Some("debug,lapin=warn")),
+            "debug,lapin=warn,sqlx::postgres::notice=warn"
+        );
+        assert_eq!(
+            filter_spec(Some("info,sqlx::postgres::notice=info")),
+            "info,sqlx::postgres::notice=info"
+        );
+        assert!(EnvFilter::try_new(filter_spec(None)).is_ok());
+    }
 }

@@ -2,7 +2,6 @@
 
 use futures_util::future::try_join_all;
 use lapin::message::Delivery;
-use lapin::options::BasicAckOptions;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
@@ -10,7 +9,7 @@ use tracing::Instrument;
 
 use super::{Ps1Client, WriteError, Writer, MAX_BATCH, WRITERS};
 use crate::bus::ObjCreated;
-use crate::bus::{publisher::Outgoing, Session, ROUTING_THUMBNAIL_STORED};
+use crate::bus::{publisher::Outgoing, AckToken, Session, ROUTING_THUMBNAIL_STORED};
 use crate::config::Config;
 use crate::store::entities::thumbnail;
 use crate::store::{ObjRow, StoredRow, SurveyRow, WriteJob};
@@ -164,7 +163,8 @@ impl Worker {
     }
 
     /// The AMQP side: handle, publish, dead-letter, ack.
-    pub async fn handle_delivery(&self, delivery: Delivery, session: &Session) {
+    /// Dropping `ack` unused leaves the delivery for redelivery.
+    pub async fn handle_delivery(&self, delivery: Delivery, ack: AckToken, session: &Session) {
         let span = tracing::info_span!(
             "delivery",
             obj_id = tracing::field::Empty,
@@ -190,7 +190,7 @@ impl Worker {
                         tracing::warn!(error = %e, "publishing thumbnail.stored failed; leaving the message for redelivery");
                         return;
                     }
-                    ack(&delivery).await;
+                    ack.ack();
                     metrics::counter!("thumbnails_worker_events_total", "outcome" => "done").increment(1);
                     metrics::counter!("thumbnails_worker_rows_written_total").increment(rows.len() as u64);
                     tracing::debug!(rows = rows.len(), "done");
@@ -201,7 +201,7 @@ impl Worker {
                         tracing::warn!(error = %e, "dead-lettering failed; leaving the message for redelivery");
                         return;
                     }
-                    ack(&delivery).await;
+                    ack.ack();
                     metrics::counter!("thumbnails_worker_events_total", "outcome" => "dead_lettered").increment(1);
                 }
                 Outcome::Stopped => {
@@ -211,13 +211,6 @@ impl Worker {
         }
         .instrument(span)
         .await
-    }
-}
-
-async fn ack(delivery: &Delivery) {
-    if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
-        // The channel died; the broker has requeued the message already.
-        tracing::warn!(error = %e, "ack failed; the message will be redelivered");
     }
 }
 

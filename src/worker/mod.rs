@@ -51,9 +51,9 @@ pub async fn run(
         prefetch: config.amqp.prefetch,
         drain_timeout: Duration::from_secs(30),
     };
-    let result = bus::consume(settings, shutdown, move |delivery, session| {
+    let result = bus::consume(settings, shutdown, move |delivery, ack, session| {
         let worker = worker.clone();
-        async move { worker.handle_delivery(delivery, &session).await }
+        async move { worker.handle_delivery(delivery, ack, &session).await }
     })
     .await;
     abort.cancel();

@@ -4,13 +4,13 @@
 //! narrowed down to the job that causes it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{write_batch, WriteJob, Written};
+use crate::store::retry::{retry, Backoff, Gave};
+use crate::store::{write_batch, StoreError, WriteJob, Written};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
@@ -116,19 +116,15 @@ async fn commit_retrying(
     jobs: &[WriteJob],
     abort: &CancellationToken,
 ) -> Result<Vec<Written>, WriteError> {
-    let mut wait = Duration::from_millis(50);
-    loop {
-        match write_batch(db, jobs).await {
-            Ok(rows) => return Ok(rows),
-            Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, jobs = jobs.len(), retry_in = ?wait, "database write failed; retrying");
-                tokio::select! {
-                    _ = abort.cancelled() => return Err(WriteError::Stopped),
-                    _ = tokio::time::sleep(wait) => {}
-                }
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => return Err(WriteError::Permanent(e.to_string())),
-        }
-    }
+    retry(
+        Backoff::UNTIL_STOPPED,
+        Some(abort),
+        StoreError::is_transient,
+        || write_batch(db, jobs),
+    )
+    .await
+    .map_err(|gave| match gave {
+        Gave::Up(e) => WriteError::Permanent(e.to_string()),
+        Gave::Stopped => WriteError::Stopped,
+    })
 }

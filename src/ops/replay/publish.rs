@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::events::{ObjCreated, RawObjCreated};
 use crate::bus::{Publisher, ROUTING_OBJ_CREATED};
-use crate::ops::{begin, pg_pool, OpsError, Progress};
+use crate::ops::{begin, pg_pool, with_retries, OpsError, Progress};
 use crate::surveys::{ThumbnailType, CURRENTLY_UNAVAILABLE};
 
 /// Events in flight (published, confirm awaited) at once.
@@ -254,30 +254,38 @@ impl<'a> Pages<'a> {
             let take = self.batch.min(self.ids.len());
             let chunk: Vec<String> = self.ids.drain(..take).collect();
             self.done = self.ids.is_empty();
+            let rows: Vec<Row> = with_retries(never, || async {
+                let mut tx = begin(self.pool).await?;
+                let rows = sqlx::query_as(BY_ID)
+                    .bind(&chunk)
+                    .bind(self.sel.created_after)
+                    .bind(self.sel.created_before)
+                    .bind(CURRENTLY_UNAVAILABLE)
+                    .bind(self.sel.missing)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(rows)
+            })
+            .await?;
+            self.not_found += (chunk.len() - rows.len()) as u64;
+            return Ok(Some(rows));
+        }
+        let rows: Vec<Row> = with_retries(never, || async {
             let mut tx = begin(self.pool).await?;
-            let rows: Vec<Row> = sqlx::query_as(BY_ID)
-                .bind(&chunk)
+            let rows = sqlx::query_as(PAGE)
+                .bind(self.last.as_deref().unwrap_or(""))
                 .bind(self.sel.created_after)
                 .bind(self.sel.created_before)
                 .bind(CURRENTLY_UNAVAILABLE)
                 .bind(self.sel.missing)
+                .bind(i64::try_from(self.batch).unwrap_or(1000))
                 .fetch_all(&mut *tx)
                 .await?;
             tx.commit().await?;
-            self.not_found += (chunk.len() - rows.len()) as u64;
-            return Ok(Some(rows));
-        }
-        let mut tx = begin(self.pool).await?;
-        let rows: Vec<Row> = sqlx::query_as(PAGE)
-            .bind(self.last.as_deref().unwrap_or(""))
-            .bind(self.sel.created_after)
-            .bind(self.sel.created_before)
-            .bind(CURRENTLY_UNAVAILABLE)
-            .bind(self.sel.missing)
-            .bind(i64::try_from(self.batch).unwrap_or(1000))
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
+            Ok::<_, sqlx::Error>(rows)
+        })
+        .await?;
         self.done = rows.len() < self.batch;
         match rows.last() {
             Some(r) => self.last = Some(r.0.clone()),
@@ -285,6 +293,11 @@ impl<'a> Pages<'a> {
         }
         Ok(Some(rows))
     }
+}
+
+/// Page reads retry only what the shared policy calls retryable.
+fn never(_: &sqlx::Error) -> bool {
+    false
 }
 
 /// Spaces publishes so that event `n` goes out no earlier than `n / rate`

@@ -1,25 +1,25 @@
 //! The statements of a resurvey page: read, update, announce.
 
-use std::time::Duration;
-
 use chrono::Utc;
 use sea_orm::sqlx::{self, PgPool};
 
 use crate::bus::{Publisher, StoredThumbnail, ThumbnailStored, ROUTING_THUMBNAIL_STORED};
-use crate::ops::{begin, is_permanent, is_transient, OpsError, Progress};
+use crate::ops::{begin, is_permanent, OpsError, Progress};
+use crate::store::retry::is_unique_violation;
 use crate::surveys::ThumbnailType;
 
-/// Attempts of a page whose statement fails for a transient reason.
-const ATTEMPTS: u32 = 5;
-
-/// Worth running again: a transient failure, or a unique violation. The
+/// [`crate::ops::with_retries`], also running again on a unique violation. The
 /// only unique key a rewrite can break is `(obj_id, type)`, when `dr8`
 /// becomes `ls` while a writer (the worker) inserts the object's `ls` row
 /// after the statement looked; run again, it sees that row and leaves the
 /// `dr8` row's type alone.
-fn is_worth_retrying(e: &sqlx::Error) -> bool {
-    is_transient(e)
-        || matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+async fn with_retries<T, F, Fut, E>(f: F) -> Result<T, OpsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: Into<OpsError>,
+{
+    crate::ops::with_retries(is_unique_violation, f).await
 }
 
 /// The rows of one page to rewrite, in id order, with their new URLs and
@@ -194,26 +194,4 @@ fn stored_events(rows: &[Updated]) -> Vec<Vec<u8>> {
     .iter()
     .map(ThumbnailStored::to_json)
     .collect()
-}
-
-/// Retries `f` while it fails for a reason worth retrying ([`is_worth_retrying`]).
-pub(super) async fn with_retries<T, F, Fut, E>(mut f: F) -> Result<T, OpsError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-    E: Into<OpsError>,
-{
-    let mut delay = Duration::from_millis(500);
-    let mut attempt = 1;
-    loop {
-        match f().await.map_err(Into::into) {
-            Err(OpsError::Db(e)) if is_worth_retrying(&e) && attempt < ATTEMPTS => {
-                tracing::warn!(error = %e, attempt, "database error; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
 }

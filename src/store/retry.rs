@@ -1,0 +1,240 @@
+//! The one database failure policy: which errors are the data's fault,
+//! which are worth retrying, which mean the database is unreachable, and
+//! how long to wait between attempts. The worker's writer, the upload
+//! committer and the operator tools all decide through here.
+
+use std::future::Future;
+use std::time::Duration;
+
+use sea_orm::{sqlx, DbErr, RuntimeErr};
+use tokio_util::sync::CancellationToken;
+
+/// What a database error means for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No connection (refused, lost, pool timed out): every statement would
+    /// fail alike until the database is back.
+    Connection,
+    /// May pass if run again unchanged (restart, deadlock, serialization,
+    /// a table missing while an operator migrates).
+    Transient,
+    /// The statement or its data is at fault (SQLSTATE class 22 or 23, or a
+    /// value that cannot be decoded): it will never pass.
+    Permanent,
+}
+
+impl Failure {
+    pub fn is_retryable(self) -> bool {
+        self != Failure::Permanent
+    }
+}
+
+/// Classifies by SQLSTATE: class 08 is the connection, 22 (data) and 23
+/// (integrity) are permanent, anything else is worth retrying.
+fn by_code(code: &str) -> Failure {
+    if code.starts_with("08") {
+        Failure::Connection
+    } else if code.starts_with("22") || code.starts_with("23") {
+        Failure::Permanent
+    } else {
+        Failure::Transient
+    }
+}
+
+/// Classifies an sqlx error (the operator tools' queries).
+pub fn classify_sqlx(e: &sqlx::Error) -> Failure {
+    use sqlx::Error;
+    match e {
+        Error::Io(_)
+        | Error::PoolTimedOut
+        | Error::PoolClosed
+        | Error::Tls(_)
+        | Error::WorkerCrashed => Failure::Connection,
+        Error::Database(db) => db.code().map_or(Failure::Transient, |c| by_code(&c)),
+        Error::Protocol(_) => Failure::Transient,
+        _ => Failure::Permanent,
+    }
+}
+
+/// Classifies a SeaORM error (the worker and the sidecar).
+pub fn classify(e: &DbErr) -> Failure {
+    match e {
+        DbErr::ConnectionAcquire(_) => Failure::Connection,
+        DbErr::Conn(RuntimeErr::SqlxError(inner))
+        | DbErr::Exec(RuntimeErr::SqlxError(inner))
+        | DbErr::Query(RuntimeErr::SqlxError(inner)) => classify_sqlx(inner),
+        DbErr::Conn(_) => Failure::Connection,
+        DbErr::TryIntoErr { .. } | DbErr::Type(_) | DbErr::Json(_) | DbErr::Custom(_) => {
+            Failure::Permanent
+        }
+        _ => Failure::Transient,
+    }
+}
+
+/// Whether the error is a unique violation (SQLSTATE 23505).
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}
+
+/// How to retry: exponential backoff from `first` up to `max`, for at most
+/// `attempts` tries (`None`: until the work succeeds or is stopped).
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+    pub attempts: Option<u32>,
+}
+
+impl Backoff {
+    /// The worker and the committer: deliveries wait unacked while the
+    /// database is away, however long that is.
+    pub const UNTIL_STOPPED: Backoff = Backoff {
+        first: Duration::from_millis(50),
+        max: Duration::from_secs(5),
+        attempts: None,
+    };
+    /// The operator tools: a few tries, then report and let the operator
+    /// run again (they are safe to rerun).
+    pub const FEW: Backoff = Backoff {
+        first: Duration::from_millis(500),
+        max: Duration::from_secs(8),
+        attempts: Some(5),
+    };
+
+    /// The wait before attempt `n + 1` (n from 1).
+    pub fn delay(&self, n: u32) -> Duration {
+        let factor = 2u32.saturating_pow(n.saturating_sub(1).min(16));
+        self.first.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// Why [`retry`] gave up.
+#[derive(Debug)]
+pub enum Gave<E> {
+    /// The error was not worth retrying, or attempts ran out.
+    Up(E),
+    /// `stop` fired while waiting.
+    Stopped,
+}
+
+/// Runs `f` until it succeeds, fails in a way `worth_retrying` refuses,
+/// runs out of attempts, or `stop` fires. Each retry is logged at WARN.
+pub async fn retry<T, E, F, Fut>(
+    backoff: Backoff,
+    stop: Option<&CancellationToken>,
+    worth_retrying: impl Fn(&E) -> bool,
+    mut f: F,
+) -> Result<T, Gave<E>>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if worth_retrying(&e) && backoff.attempts.is_none_or(|max| attempt < max) => {
+                let wait = backoff.delay(attempt);
+                tracing::warn!(error = %e, attempt, retry_in = ?wait, "database error; retrying");
+                match stop {
+                    Some(stop) => tokio::select! {
+                        _ = stop.cancelled() => return Err(Gave::Stopped),
+                        _ = tokio::time::sleep(wait) => {}
+                    },
+                    None => tokio::time::sleep(wait).await,
+                }
+                attempt += 1;
+            }
+            Err(e) => return Err(Gave::Up(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstate_classes() {
+        assert_eq!(by_code("08006"), Failure::Connection);
+        assert_eq!(by_code("23505"), Failure::Permanent);
+        assert_eq!(by_code("22P02"), Failure::Permanent);
+        assert_eq!(by_code("40P01"), Failure::Transient);
+        assert_eq!(by_code("57P01"), Failure::Transient);
+        assert_eq!(by_code("42P01"), Failure::Transient);
+    }
+
+    #[test]
+    fn seaorm_and_sqlx_errors() {
+        assert_eq!(
+            classify_sqlx(&sqlx::Error::PoolTimedOut),
+            Failure::Connection
+        );
+        assert_eq!(
+            classify(&DbErr::Conn(RuntimeErr::SqlxError(std::sync::Arc::new(
+                sqlx::Error::PoolTimedOut
+            )))),
+            Failure::Connection
+        );
+        assert_eq!(classify(&DbErr::Custom("x".into())), Failure::Permanent);
+        assert_eq!(classify_sqlx(&sqlx::Error::RowNotFound), Failure::Permanent);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let b = Backoff::UNTIL_STOPPED;
+        assert_eq!(b.delay(1), Duration::from_millis(50));
+        assert_eq!(b.delay(2), Duration::from_millis(100));
+        assert_eq!(b.delay(40), Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn retry_stops_at_the_attempt_limit_and_on_refusal() {
+        let fast = Backoff {
+            first: Duration::from_millis(1),
+            max: Duration::from_millis(1),
+            attempts: Some(3),
+        };
+        let mut calls = 0;
+        let r: Result<(), _> = retry(
+            fast,
+            None,
+            |_: &String| true,
+            || {
+                calls += 1;
+                async { Err("down".to_string()) }
+            },
+        )
+        .await;
+        assert!(matches!(r, Err(Gave::Up(_))));
+        assert_eq!(calls, 3);
+        let mut calls = 0;
+        let r: Result<(), _> = retry(
+            fast,
+            None,
+            |_: &String| false,
+            || {
+                calls += 1;
+                async { Err("bad".to_string()) }
+            },
+        )
+        .await;
+        assert!(matches!(r, Err(Gave::Up(_))));
+        assert_eq!(calls, 1);
+    }
+
+    #[tokio::test]
+    async fn retry_ends_when_stopped() {
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let r: Result<(), _> = retry(
+            Backoff::UNTIL_STOPPED,
+            Some(&stop),
+            |_: &String| true,
+            || async { Err("down".to_string()) },
+        )
+        .await;
+        assert!(matches!(r, Err(Gave::Stopped)));
+    }
+}
