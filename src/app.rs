@@ -20,7 +20,26 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Worker => {
             let db = connect(&config).await?;
-            worker::run(&config, db, stop).await.context("worker")
+            // The worker alone has no API, but its health and counters are
+            // served on http.listen (free, since no sidecar runs here).
+            let operations = match tokio::net::TcpListener::bind(&config.http.listen).await {
+                Ok(listener) => Some(tokio::spawn(sidecar::serve_operations(
+                    listener,
+                    stop.clone(),
+                ))),
+                Err(e) => {
+                    tracing::warn!(listen = %config.http.listen, error = %e, "cannot listen on http.listen: /metrics and /healthz are not served");
+                    None
+                }
+            };
+            let result = worker::run(&config, db, stop.clone())
+                .await
+                .context("worker");
+            stop.cancel();
+            if let Some(task) = operations {
+                let _ = task.await;
+            }
+            result
         }
         Command::Sidecar => {
             let db = connect(&config).await?;

@@ -253,6 +253,25 @@ pub async fn serve(
     Ok(())
 }
 
+/// `/healthz` and `/metrics` alone, for `thumbnails worker` (which has no
+/// API): its counters are scraped like the sidecar's.
+pub async fn serve_operations(
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let _ = crate::telemetry::metrics::handle();
+    let app = axum::Router::new()
+        .route("/healthz", get(meta::healthz))
+        .route("/metrics", get(meta::metrics));
+    tracing::info!(address = ?listener.local_addr().ok(), "serving /healthz and /metrics");
+    let upkeep = tokio::spawn(crate::telemetry::metrics::upkeep_loop(shutdown.clone()));
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+    upkeep.abort();
+    result.context("operations HTTP server")
+}
+
 /// Serves `config.http.listen` until `shutdown`.
 pub async fn run(
     config: &Config,

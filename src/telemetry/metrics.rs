@@ -53,6 +53,15 @@ fn describe() {
         "Events published with a broker confirm, by routing key"
     );
     metrics::describe_counter!(
+        "thumbnails_worker_events_total",
+        "Worker deliveries by outcome (done, dead_lettered)"
+    );
+    metrics::describe_counter!(
+        "thumbnails_worker_rows_written_total",
+        "Survey rows the worker inserted or changed"
+    );
+    metrics::describe_counter!("thumbnails_ps1_lookups_total", "PS1 lookups by outcome");
+    metrics::describe_counter!(
         "thumbnails_outbox_relay_failures_total",
         "Outbox relay rounds that failed"
     );

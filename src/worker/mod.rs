@@ -42,6 +42,8 @@ pub async fn run(
     db: sea_orm::DatabaseConnection,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
+    // Counters go to the process's Prometheus recorder whatever the mode.
+    let _ = crate::telemetry::metrics::handle();
     let abort = CancellationToken::new();
     let worker = Arc::new(Worker::new(config, db, abort.clone())?);
     let settings = ConsumerSettings {

@@ -127,3 +127,49 @@ async fn unreachable_dependencies_are_named_at_start() {
         "passwords are not shown: {err}"
     );
 }
+
+#[tokio::test]
+async fn worker_alone_exports_its_counters_on_http_listen() {
+    let (db, bus) = (TestDb::new().await, TestBus::new().await);
+    let port = free_port();
+    let mut child = thumbnails()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("worker")
+        .env("THUMBNAILS_DATABASE__URL", &db.url)
+        .env("THUMBNAILS_AMQP__EXCHANGE", &bus.topology.exchange)
+        .env("THUMBNAILS_AMQP__QUEUE", &bus.topology.queue)
+        .env("THUMBNAILS_SURVEYS__PS1__LOOKUP_URL", "")
+        .env("THUMBNAILS_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("spawn");
+    bus.publish(&event("ZTF-metrics-1", 12.5, -3.25)).await;
+    let http = reqwest::Client::new();
+    let text = eventually(
+        "the worker's counters on /metrics",
+        Duration::from_secs(60),
+        || async {
+            let r = http
+                .get(format!("http://127.0.0.1:{port}/metrics"))
+                .send()
+                .await
+                .ok()?;
+            let text = r.text().await.ok()?;
+            text.contains("thumbnails_worker_events_total{outcome=\"done\"} 1")
+                .then_some(text)
+        },
+    )
+    .await;
+    assert!(
+        text.contains("thumbnails_worker_rows_written_total 3"),
+        "{text}"
+    );
+    let health = http
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert!(health.status().is_success());
+    assert!(sigterm(&mut child).await.success());
+    bus.delete().await;
+}
