@@ -6,7 +6,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::cli::Command;
 use crate::config::Config;
-use crate::{ops, shutdown, sidecar, store, worker};
+use crate::{feed, ops, shutdown, sidecar, store, worker};
 
 pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
     let stop = shutdown::on_signal();
@@ -22,6 +22,10 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             let db = connect(&config).await?;
             worker::run(&config, db, stop).await.context("worker")
         }
+        Command::Feed => {
+            let db = connect(&config).await?;
+            feed::run(&config, db, stop).await.context("feed")
+        }
         Command::Sidecar => {
             let db = connect(&config).await?;
             sidecar::run(&config, db, stop).await.context("sidecar")
@@ -31,7 +35,7 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             let db = connect(&config).await?;
             store::migrate(&db).await?;
             // Whichever ends first (an error, or shutdown) stops the other.
-            let (w, s) = tokio::join!(
+            let (w, s, f) = tokio::join!(
                 async {
                     let r = worker::run(&config, db.clone(), stop.clone()).await;
                     stop.cancel();
@@ -42,9 +46,18 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
                     stop.cancel();
                     r
                 },
+                async {
+                    // With feed.enabled false it returns at once: not a stop.
+                    let r = feed::run(&config, db.clone(), stop.clone()).await;
+                    if r.is_err() {
+                        stop.cancel();
+                    }
+                    r
+                },
             );
             w.context("worker")?;
-            s.context("sidecar")
+            s.context("sidecar")?;
+            f.context("feed")
         }
         Command::Replay(args) => ops::replay::run(&config, args, stop).await,
         Command::Resurvey(args) => ops::resurvey::run(&config, args, stop).await,

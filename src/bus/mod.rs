@@ -9,7 +9,10 @@ mod topology;
 pub use consumer::{consume, ConsumerSettings, Session};
 pub use events::ThumbnailStored;
 pub use publisher::{Publisher, PublisherConnection};
-pub use topology::{declare, undeclare, Topology, ROUTING_OBJ_CREATED, ROUTING_THUMBNAIL_STORED};
+pub use topology::{
+    declare, undeclare, Topology, ROUTING_OBJ_CREATED, ROUTING_OBJ_UPDATED,
+    ROUTING_THUMBNAIL_STORED,
+};
 
 use lapin::{Connection, ConnectionProperties};
 

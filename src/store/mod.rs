@@ -2,6 +2,7 @@
 //! service needs.
 
 pub mod entities;
+pub mod sweep;
 mod writes;
 
 pub use writes::{waves, write_batch, ObjRow, StoredRow, SurveyRow, WriteJob, Written};
