@@ -1,8 +1,9 @@
-//! The database feed: triggers on SkyPortal's `objs` write one outbox row
-//! per inserted object (statement-level, from the transition table) and per
-//! object whose `ra`, `dec` or `is_roid` changed (row-level, filtered by
-//! `WHEN` before any function runs), and wake the relay with one
-//! `NOTIFY thumbnails_feed`. Everything is named `thumbnails_feed_*`; the
+//! The database feed: triggers on SkyPortal's `objs` write outbox rows
+//! naming the objects inserted (one row per INSERT statement, its ids in an
+//! array read from the transition table: a bulk insert pays one row, not
+//! one per object) and the objects whose `ra`, `dec` or `is_roid` changed
+//! (row-level, filtered by `WHEN` before any function runs), and wake the
+//! relay with `NOTIFY thumbnails_feed`. Everything is named `thumbnails_feed_*`; the
 //! triggers write nothing unless `thumbnails_feed_state.enabled` (set by the
 //! service at start from `feed.enabled`), so a deployment whose upstream
 //! publishes collects no rows. `down()` removes all of it.
@@ -21,7 +22,7 @@ impl MigrationName for Migration {
 const UP: &str = r#"
 CREATE TABLE IF NOT EXISTS thumbnails_feed_outbox (
   id bigserial PRIMARY KEY,
-  obj_id varchar NOT NULL,
+  obj_ids varchar[] NOT NULL CHECK (cardinality(obj_ids) > 0),
   kind varchar NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now()
 );
@@ -37,9 +38,10 @@ CREATE OR REPLACE FUNCTION thumbnails_feed_on_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
   IF (SELECT enabled FROM thumbnails_feed_state) THEN
-    INSERT INTO thumbnails_feed_outbox (obj_id, kind)
-      SELECT id, 'created' FROM thumbnails_feed_new
-      WHERE ra IS NOT NULL AND dec IS NOT NULL;
+    INSERT INTO thumbnails_feed_outbox (obj_ids, kind)
+      SELECT array_agg(id), 'created' FROM thumbnails_feed_new
+      WHERE ra IS NOT NULL AND dec IS NOT NULL
+      HAVING count(*) > 0;
     IF FOUND THEN
       PERFORM pg_notify('thumbnails_feed', '');
     END IF;
@@ -51,7 +53,7 @@ CREATE OR REPLACE FUNCTION thumbnails_feed_on_update() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
   IF (SELECT enabled FROM thumbnails_feed_state) THEN
-    INSERT INTO thumbnails_feed_outbox (obj_id, kind) VALUES (NEW.id, 'updated');
+    INSERT INTO thumbnails_feed_outbox (obj_ids, kind) VALUES (ARRAY[NEW.id], 'updated');
     -- Identical notifications of one transaction are delivered once.
     PERFORM pg_notify('thumbnails_feed', '');
   END IF;

@@ -1,8 +1,8 @@
 //! The database feed: `thumbnails feed` (also run by `thumbnails run`).
 //!
 //! Triggers on `objs` (migration `m20261204_000001_feed`) write one row per
-//! inserted object and per change of `ra`, `dec` or `is_roid` into
-//! `thumbnails_feed_outbox` and `NOTIFY thumbnails_feed`. The relay wakes on
+//! INSERT statement (the ids it inserted) and per change of `ra`, `dec` or
+//! `is_roid` into `thumbnails_feed_outbox` and `NOTIFY thumbnails_feed`. The relay wakes on
 //! the notification (or every `feed.poll_interval_s`), reads each object's
 //! current position and publishes `obj.created` / `obj.updated` ([`event`]:
 //! the pure part), deleting rows only after the broker confirmed ([`relay`]).

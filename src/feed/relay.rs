@@ -14,10 +14,13 @@ use crate::bus::Publisher;
 /// Name of the outbox table the triggers fill.
 pub const OUTBOX: &str = "thumbnails_feed_outbox";
 
-const CLAIM: &str = "SELECT f.id, f.obj_id, f.kind, o.ra, o.dec, o.is_roid
-    FROM (SELECT id, obj_id, kind FROM thumbnails_feed_outbox
+/// Outbox rows (one per INSERT statement or changed object) with each of
+/// their objects' position now.
+const CLAIM: &str = "SELECT f.id, x.obj_id, f.kind, o.ra, o.dec, o.is_roid
+    FROM (SELECT id, obj_ids, kind FROM thumbnails_feed_outbox
           ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) f
-    LEFT JOIN objs o ON o.id = f.obj_id
+    CROSS JOIN LATERAL unnest(f.obj_ids) AS x(obj_id)
+    LEFT JOIN objs o ON o.id = x.obj_id
     ORDER BY f.id";
 
 const DELETE: &str = "DELETE FROM thumbnails_feed_outbox WHERE id = ANY($1)";
@@ -97,9 +100,11 @@ impl Relay {
         .await?;
         metrics::counter!("thumbnails_feed_events_published_total")
             .increment(plan.events.len() as u64);
+        let mut ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        ids.dedup();
         Ok(Some(ClaimedPage {
             tx,
-            ids: rows.iter().map(|r| r.id).collect(),
+            ids,
             published: plan.events.len(),
         }))
     }

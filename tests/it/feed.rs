@@ -404,18 +404,21 @@ async fn a_relay_killed_between_publish_and_delete_loses_nothing() {
     let config = bus.config(&db, "");
     let pool = db.db.get_postgres_connection_pool().clone();
     feed::set_enabled(&pool, true).await.expect("enable");
-    insert_objs(
-        &db,
-        &(0..40)
-            .map(|j| format!("('k{j}', {j}.25, 2.5, false, 'k', now(), now())"))
-            .collect::<Vec<_>>()
-            .join(","),
-    )
-    .await;
+    // Four INSERT statements of ten objects: four outbox rows.
+    for i in 0..4 {
+        insert_objs(
+            &db,
+            &(0..10)
+                .map(|j| format!("('k{i}-{j}', {j}.25, {i}.5, false, 'k', now(), now())"))
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+        .await;
+    }
     let link = PublisherConnection::open(AMQP, "it-feed-crash", &bus.topology)
         .await
         .expect("publisher");
-    let relay = Relay::new(pool, 25);
+    let relay = Relay::new(pool, 3);
     // Published and confirmed, then "killed": the transaction that would
     // delete the rows never commits.
     let page = relay
@@ -423,25 +426,25 @@ async fn a_relay_killed_between_publish_and_delete_loses_nothing() {
         .await
         .expect("publish")
         .expect("a page");
-    assert_eq!(page.published, 25);
+    assert_eq!(page.published, 30);
     drop(page);
     assert_eq!(
         count(&db, "SELECT count(*) FROM thumbnails_feed_outbox").await,
-        40
+        4
     );
 
-    // The next relay publishes everything (the first 25 twice).
+    // The next relay publishes everything (the first 30 twice).
     let drained = relay
         .drain(link.publisher(), &CancellationToken::new())
         .await
         .expect("drain");
-    assert_eq!((drained.rows, drained.published), (40, 40));
+    assert_eq!((drained.rows, drained.published), (4, 40));
     assert_eq!(
         count(&db, "SELECT count(*) FROM thumbnails_feed_outbox").await,
         0
     );
     link.close("done").await;
-    assert_eq!(bus.queue_len(&bus.topology.queue).await, 65);
+    assert_eq!(bus.queue_len(&bus.topology.queue).await, 70);
 
     let worker = RunningWorker::start(&config).await;
     wait_count(&db, "120 rows", "SELECT count(*) FROM thumbnails", 120).await;
@@ -480,4 +483,21 @@ async fn switching_the_feed_off_stops_the_triggers_and_drops_what_they_wrote() {
         0
     );
     bus.delete().await;
+}
+
+#[tokio::test]
+async fn the_feed_migration_goes_down_without_a_trace() {
+    use migration::{Migrator, MigratorTrait};
+    let db = TestDb::new().await;
+    let traces = "SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'thumbnails_feed%')
+        + (SELECT count(*) FROM pg_proc WHERE proname LIKE 'thumbnails_feed%')
+        + (SELECT count(*) FROM pg_class WHERE relname LIKE 'thumbnails_feed%')";
+    // Two triggers, two functions, two tables with their indexes and sequence.
+    assert!(count(&db, traces).await >= 6);
+    Migrator::down(&db.db, Some(1)).await.expect("down");
+    assert_eq!(count(&db, traces).await, 0);
+    // SkyPortal's table is left as it was, and inserts work.
+    insert_objs(&db, "('a', 1.0, 1.0, false, 'k', now(), now())").await;
+    thumbnails::store::migrate(&db.db).await.expect("up again");
+    assert!(count(&db, traces).await >= 6);
 }
