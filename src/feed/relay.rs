@@ -23,6 +23,9 @@ const CLAIM: &str = "SELECT f.id, x.obj_id, f.kind, o.ra, o.dec, o.is_roid
     LEFT JOIN objs o ON o.id = x.obj_id
     ORDER BY f.id";
 
+/// Outbox row id, object id, kind, and the object's ra, dec, is_roid now.
+type ClaimRow = (i64, String, String, Option<f64>, Option<f64>, Option<bool>);
+
 const DELETE: &str = "DELETE FROM thumbnails_feed_outbox WHERE id = ANY($1)";
 
 /// Claims, publishes, deletes.
@@ -66,11 +69,10 @@ impl Relay {
         publisher: &Publisher,
     ) -> Result<Option<ClaimedPage>, FeedError> {
         let mut tx = self.pool.begin().await?;
-        let rows: Vec<(i64, String, String, Option<f64>, Option<f64>, Option<bool>)> =
-            sqlx::query_as(CLAIM)
-                .bind(self.batch)
-                .fetch_all(&mut *tx)
-                .await?;
+        let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM)
+            .bind(self.batch)
+            .fetch_all(&mut *tx)
+            .await?;
         if rows.is_empty() {
             tx.rollback().await?;
             return Ok(None);
