@@ -6,7 +6,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::cli::Command;
 use crate::config::Config;
-use crate::{ops, shutdown, sidecar, store, worker};
+use crate::{feed, ops, shutdown, sidecar, store, worker};
 
 pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
     let stop = shutdown::on_signal();
@@ -41,6 +41,10 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             }
             result
         }
+        Command::Feed => {
+            let db = connect(&config).await?;
+            feed::run(&config, db, stop).await.context("feed")
+        }
         Command::Sidecar => {
             let db = connect(&config).await?;
             sidecar::run(&config, db, stop).await.context("sidecar")
@@ -50,7 +54,7 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             let db = connect(&config).await?;
             store::migrate(&db).await?;
             // Whichever ends first (an error, or shutdown) stops the other.
-            let (w, s) = tokio::join!(
+            let (w, s, f) = tokio::join!(
                 async {
                     let r = worker::run(&config, db.clone(), stop.clone()).await;
                     stop.cancel();
@@ -61,9 +65,18 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
                     stop.cancel();
                     r
                 },
+                async {
+                    // With feed.enabled false it returns at once: not a stop.
+                    let r = feed::run(&config, db.clone(), stop.clone()).await;
+                    if r.is_err() {
+                        stop.cancel();
+                    }
+                    r
+                },
             );
             w.context("worker")?;
-            s.context("sidecar")
+            s.context("sidecar")?;
+            f.context("feed")
         }
         Command::Replay(args) => ops::replay::run(&config, args, stop).await,
         Command::Resurvey(args) => ops::resurvey::run(&config, args, stop).await,

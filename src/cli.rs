@@ -22,12 +22,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// The main job: migrate, then worker and sidecar in one process.
+    /// The main job: migrate, then worker, sidecar and feed in one process.
     Run,
     /// Apply database migrations (safe to run twice).
     Migrate,
     /// Consume object-created events and write survey thumbnails.
     Worker,
+    /// Publish obj.created/obj.updated for rows SkyPortal writes into objs (database triggers).
+    Feed,
     /// The HTTP upload API and static file server.
     Sidecar,
     /// Republish object-created events for objects already in the database.

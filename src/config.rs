@@ -26,7 +26,47 @@ pub struct Config {
     pub http: HttpConfig,
     pub storage: StorageConfig,
     pub surveys: SurveysConfig,
+    pub feed: FeedConfig,
+    pub reconcile: ReconcileConfig,
     pub log: LogConfig,
+}
+
+/// The database feed: `objs` triggers -> outbox -> `obj.created`/`obj.updated`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedConfig {
+    pub enabled: bool,
+    pub poll_interval_s: f64,
+    pub batch: u32,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            poll_interval_s: 5.0,
+            batch: 500,
+        }
+    }
+}
+
+/// The worker's self-healing sweep.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcileConfig {
+    pub interval_s: u64,
+    pub ps1_retry_after_s: u64,
+    pub batch: u32,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        Self {
+            interval_s: 300,
+            ps1_retry_after_s: 3600,
+            batch: 10_000,
+        }
+    }
 }
 
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -209,6 +249,8 @@ impl Default for Config {
                 },
                 ps1: Ps1Config::default(),
             },
+            feed: FeedConfig::default(),
+            reconcile: ReconcileConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -267,6 +309,15 @@ impl Config {
         }
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             return bad("http.listen", "must be an address such as 127.0.0.1:8642");
+        }
+        if !(self.feed.poll_interval_s.is_finite() && self.feed.poll_interval_s > 0.0) {
+            return bad("feed.poll_interval_s", "must be a positive number");
+        }
+        if !(1..=10_000).contains(&self.feed.batch) {
+            return bad("feed.batch", "must be between 1 and 10000");
+        }
+        if !(1..=100_000).contains(&self.reconcile.batch) {
+            return bad("reconcile.batch", "must be between 1 and 100000");
         }
         for (i, token) in self.http.tokens.iter().enumerate() {
             if token.token.len() < 8 {
@@ -390,6 +441,26 @@ mod tests {
     fn missing_file_names_the_path() {
         let e = Config::load(Path::new("/nonexistent/thumbs.yaml")).expect_err("must fail");
         assert!(e.to_string().contains("/nonexistent/thumbs.yaml"), "{e}");
+    }
+
+    #[test]
+    fn feed_and_reconcile_keys_load_from_env_and_are_checked() {
+        Jail::expect_with(|jail| {
+            jail.create_file("c.yaml", "reconcile:\n  interval_s: 0\n")?;
+            jail.set_env("THUMBNAILS_FEED__ENABLED", "false");
+            jail.set_env("THUMBNAILS_FEED__POLL_INTERVAL_S", "0.5");
+            jail.set_env("THUMBNAILS_RECONCILE__PS1_RETRY_AFTER_S", "60");
+            let c = Config::load(Path::new("c.yaml")).expect("loads");
+            assert!(!c.feed.enabled);
+            assert_eq!(c.feed.poll_interval_s, 0.5);
+            assert_eq!(c.reconcile.interval_s, 0);
+            assert_eq!(c.reconcile.ps1_retry_after_s, 60);
+            assert_eq!(c.reconcile.batch, 10_000);
+            jail.set_env("THUMBNAILS_FEED__BATCH", "0");
+            let e = Config::load(Path::new("c.yaml")).expect_err("must fail");
+            assert!(e.to_string().contains("feed.batch"), "{e}");
+            Ok(())
+        });
     }
 
     #[test]

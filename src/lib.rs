@@ -4,7 +4,8 @@
 //! - [`store`]: PostgreSQL through SeaORM (entities, migrations, batched writes).
 //! - [`bus`]: RabbitMQ through lapin (topology, confirms, supervised consumer).
 //! - [`files`]: the upload file store under `storage.root`.
-//! - [`worker`]: `obj.created` events become survey thumbnail rows.
+//! - [`worker`]: `obj.created` events become survey thumbnail rows; a sweep heals.
+//! - [`feed`]: `objs` triggers -> outbox -> `obj.created`/`obj.updated`.
 //! - [`sidecar`]: the HTTP upload API and static file server.
 //! - [`ops`]: operator tools, `replay` and `resurvey`.
 //! - [`app`]: the subcommands, wired from config.
@@ -13,6 +14,7 @@ pub mod app;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod feed;
 pub mod files;
 pub mod ops;
 pub mod shutdown;

@@ -54,6 +54,17 @@ enum What {
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
     },
+    /// The reconcile sweep over N complete objects (3 rows each): seconds.
+    Sweep {
+        #[arg(long, default_value_t = 1_000_000)]
+        objs: usize,
+    },
+    /// Bulk INSERTs of N objs without the feed trigger, with it switched
+    /// off and on; then the relay draining the outbox.
+    FeedTrigger {
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+    },
     /// Everything, with the defaults.
     All,
 }
@@ -83,6 +94,8 @@ async fn main() -> anyhow::Result<()> {
         What::Scale => scale(&cli).await?,
         What::Sidecar { clients, uploads } => bench_sidecar(&cli, *clients, *uploads).await?,
         What::Resurvey { rows } => bench_resurvey(&cli, *rows).await?,
+        What::Sweep { objs } => bench_sweep(&cli, *objs).await?,
+        What::FeedTrigger { rows } => bench_feed_trigger(&cli, *rows).await?,
         What::All => {
             scale(&cli).await?;
             let backlog = |listener| WorkerRun {
@@ -100,6 +113,8 @@ async fn main() -> anyhow::Result<()> {
             bench_worker(&cli, ps1, "worker-ps1-200ms").await?;
             bench_sidecar(&cli, 64, 20_000).await?;
             bench_resurvey(&cli, 1_000_000).await?;
+            bench_sweep(&cli, 1_000_000).await?;
+            bench_feed_trigger(&cli, 100_000).await?;
         }
     }
     Ok(())
@@ -626,6 +641,140 @@ async fn bench_resurvey(cli: &Cli, rows: usize) -> anyhow::Result<()> {
         bail!("resurvey rewrote {rewritten} of {rows} rows");
     }
     println!("bench resurvey: {:.0} rows/s", rows as f64 / elapsed);
+    db.drop_db().await;
+    Ok(())
+}
+
+/// A sweep over `objs` complete objects (sdss, ls, ps1 each), which must
+/// find nothing to publish.
+async fn bench_sweep(cli: &Cli, objs: usize) -> anyhow::Result<()> {
+    use thumbnails::worker::reconcile::Sweeper;
+    let db = BenchDb::create(&cli.pg).await?;
+    let fill = Instant::now();
+    db.db
+        .execute_unprepared(&format!(
+            "INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified)
+               SELECT 'ZTF' || lpad(g::text, 9, '0'), (g * 0.000359) % 360, ((g * 0.00017) % 180) - 90,
+                      false, md5(g::text), now(), now()
+               FROM generate_series(1, {objs}) g;
+             INSERT INTO thumbnails (created_at, modified, type, public_url, obj_id)
+               SELECT now(), now(), t.type::thumbnail_types, 'https://example/' || o.id, o.id
+               FROM objs o, (VALUES ('sdss'), ('ls'), ('ps1')) t(type);"
+        ))
+        .await?;
+    for table in ["objs", "thumbnails"] {
+        db.db
+            .execute_unprepared(&format!("VACUUM ANALYZE {table}"))
+            .await?;
+    }
+    eprintln!(
+        "sweep: filled {objs} objects in {:.1} s",
+        fill.elapsed().as_secs_f64()
+    );
+    let mut config = thumbnails::config::Config::default();
+    config.amqp.url = cli.amqp.clone();
+    let sweeper = Sweeper::new(&config, db.db.get_postgres_connection_pool().clone());
+    let started = Instant::now();
+    let summary = sweeper
+        .sweep_once(&CancellationToken::new())
+        .await?
+        .context("the sweep lock is held elsewhere")?;
+    let elapsed = started.elapsed().as_secs_f64();
+    if summary.published != 0 {
+        bail!(
+            "the sweep published {} events for complete objects",
+            summary.published
+        );
+    }
+    println!("bench sweep-{}k: {elapsed:.2} s", objs / 1000);
+    println!("bench sweep-rate: {:.0} objects/s", objs as f64 / elapsed);
+    db.drop_db().await;
+    Ok(())
+}
+
+/// One bulk INSERT of `rows` objs, timed: without the feed's insert
+/// trigger, with it present but the feed off, and with the feed on (median
+/// of three rounds each, interleaved); then the relay draining the outbox.
+async fn bench_feed_trigger(cli: &Cli, rows: usize) -> anyhow::Result<()> {
+    let db = BenchDb::create(&cli.pg).await?;
+    let insert = format!(
+        "INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified)
+           SELECT 'ZTF' || lpad(g::text, 9, '0'), (g * 0.000359) % 360, ((g * 0.00017) % 180) - 90,
+                  false, md5(g::text), now(), now()
+           FROM generate_series(1, {rows}) g"
+    );
+    let variants: [(&str, &str); 3] = [
+        (
+            "none",
+            "ALTER TABLE objs DISABLE TRIGGER thumbnails_feed_insert;
+             UPDATE thumbnails_feed_state SET enabled = false",
+        ),
+        (
+            "off",
+            "ALTER TABLE objs ENABLE TRIGGER thumbnails_feed_insert;
+             UPDATE thumbnails_feed_state SET enabled = false",
+        ),
+        (
+            "on",
+            "ALTER TABLE objs ENABLE TRIGGER thumbnails_feed_insert;
+             UPDATE thumbnails_feed_state SET enabled = true",
+        ),
+    ];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    for _round in 0..3 {
+        for (i, (_, setup)) in variants.iter().enumerate() {
+            db.db
+                .execute_unprepared(&format!(
+                    "TRUNCATE objs CASCADE; TRUNCATE thumbnails_feed_outbox; {setup}"
+                ))
+                .await?;
+            db.db.execute_unprepared("CHECKPOINT").await?;
+            let t = Instant::now();
+            db.db.execute_unprepared(&insert).await?;
+            times[i].push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let medians: Vec<f64> = times.iter_mut().map(median).collect();
+    for ((name, _), ms) in variants.iter().zip(&medians) {
+        println!(
+            "bench feed-insert-{}k-trigger-{name}: {ms:.0} ms",
+            rows / 1000
+        );
+    }
+    println!(
+        "bench feed-insert-trigger-on-overhead: {:+.1} %",
+        100.0 * (medians[2] / medians[0] - 1.0)
+    );
+    // The last round was "on": the outbox holds `rows` rows. Relay them.
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let topology = Topology::new(
+        &format!("bench-{id}"),
+        &format!("bench-{id}.object-created"),
+    );
+    let link = bus::PublisherConnection::open(&cli.amqp, "thumbnails-bench", &topology).await?;
+    let relay = thumbnails::feed::Relay::new(
+        db.db.get_postgres_connection_pool().clone(),
+        thumbnails::config::FeedConfig::default().batch,
+    );
+    let t = Instant::now();
+    let drained = relay
+        .drain(link.publisher(), &CancellationToken::new())
+        .await?;
+    let elapsed = t.elapsed().as_secs_f64();
+    if drained.published != rows {
+        bail!("the relay published {} of {rows} events", drained.published);
+    }
+    println!("bench feed-relay: {:.0} events/s", rows as f64 / elapsed);
+    let conn = bus::connect(&cli.amqp, "thumbnails-bench").await?;
+    let channel = conn.create_channel().await?;
+    bus::undeclare(&channel, &topology).await;
+    let _ = channel.close(200, "done".into()).await;
+    let _ = conn.close(200, "done".into()).await;
+    link.close("done").await;
     db.drop_db().await;
     Ok(())
 }

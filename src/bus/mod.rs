@@ -13,7 +13,10 @@ pub use consumer::{consume, ConsumerSettings, Session};
 pub use events::{ObjCreated, StoredThumbnail, ThumbnailStored, ORIGIN_SURVEY, ORIGIN_UPLOAD};
 pub use link::BusLink;
 pub use publisher::{Publisher, PublisherConnection};
-pub use topology::{declare, undeclare, Topology, ROUTING_OBJ_CREATED, ROUTING_THUMBNAIL_STORED};
+pub use topology::{
+    declare, undeclare, Topology, ROUTING_OBJ_CREATED, ROUTING_OBJ_UPDATED,
+    ROUTING_THUMBNAIL_STORED,
+};
 
 use lapin::{Connection, ConnectionProperties};
 

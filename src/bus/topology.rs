@@ -13,6 +13,9 @@ use super::BusError;
 
 pub const ROUTING_OBJ_CREATED: &str = "obj.created";
 pub const ROUTING_THUMBNAIL_STORED: &str = "thumbnail.stored";
+/// Same body as `obj.created`: the object's position changed, so its survey
+/// rows are rewritten (published by the database feed).
+pub const ROUTING_OBJ_UPDATED: &str = "obj.updated";
 
 /// Deliveries beyond this many attempts go to the dead-letter queue by the
 /// broker itself (a crash loop on one message must end somewhere).
@@ -23,7 +26,7 @@ const DELIVERY_LIMIT: i64 = 50;
 pub struct Topology {
     /// Durable topic exchange carrying `obj.created` and `thumbnail.stored`.
     pub exchange: String,
-    /// Durable quorum queue bound to `obj.created`.
+    /// Durable quorum queue bound to `obj.created` and `obj.updated`.
     pub queue: String,
 }
 
@@ -113,15 +116,19 @@ pub async fn declare(channel: &Channel, t: &Topology) -> Result<(), BusError> {
     channel
         .queue_declare(t.queue.as_str().into(), queue_opts, args)
         .await?;
-    channel
-        .queue_bind(
-            t.queue.as_str().into(),
-            t.exchange.as_str().into(),
-            super::ROUTING_OBJ_CREATED.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    // The worker takes both object events (a binding is additive: queues
+    // declared before obj.updated existed just gain it).
+    for key in [super::ROUTING_OBJ_CREATED, ROUTING_OBJ_UPDATED] {
+        channel
+            .queue_bind(
+                t.queue.as_str().into(),
+                t.exchange.as_str().into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
     Ok(())
 }
 

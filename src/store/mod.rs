@@ -5,6 +5,7 @@ pub mod committer;
 pub mod entities;
 pub mod outbox;
 pub mod retry;
+pub mod sweep;
 mod writes;
 
 pub use writes::{waves, write_batch, ObjRow, StoredRow, SurveyRow, WriteJob, Written};

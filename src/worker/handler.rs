@@ -9,7 +9,9 @@ use tracing::Instrument;
 
 use super::{Ps1Client, WriteError, Writer, MAX_BATCH, WRITERS};
 use crate::bus::ObjCreated;
-use crate::bus::{publisher::Outgoing, AckToken, Session, ROUTING_THUMBNAIL_STORED};
+use crate::bus::{
+    publisher::Outgoing, AckToken, Session, ROUTING_OBJ_CREATED, ROUTING_THUMBNAIL_STORED,
+};
 use crate::config::Config;
 use crate::store::entities::thumbnail;
 use crate::store::{ObjRow, StoredRow, SurveyRow, WriteJob};
@@ -56,9 +58,15 @@ impl Worker {
         })
     }
 
-    /// Processes one event body; no broker involved (tests call this).
+    /// Processes one `obj.created` body; no broker involved (tests call this).
     pub async fn handle(&self, body: &[u8]) -> Outcome {
-        let event = match ObjCreated::parse(body) {
+        self.handle_routed(ROUTING_OBJ_CREATED, body).await
+    }
+
+    /// Processes one event body by its routing key: `obj.updated` (same
+    /// body) rewrites the object's survey rows, as `replace` does.
+    pub async fn handle_routed(&self, routing_key: &str, body: &[u8]) -> Outcome {
+        let event = match ObjCreated::parse_routed(routing_key, body) {
             Ok(e) => e,
             Err(e) => return Outcome::Invalid(e.to_string()),
         };
@@ -171,7 +179,10 @@ impl Worker {
             tag = delivery.delivery_tag
         );
         async {
-            match self.handle(&delivery.data).await {
+            match self
+                .handle_routed(delivery.routing_key.as_str(), &delivery.data)
+                .await
+            {
                 Outcome::Done(mut rows) => {
                     if delivery.redelivered {
                         // The first attempt may have committed without

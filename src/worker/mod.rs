@@ -3,10 +3,12 @@
 //! Per delivery: validate; write the obj row with the templated rows (sdss,
 //! ls) in a shared batch; resolve ps1 over HTTP and write it; publish
 //! `thumbnail.stored` for each new or changed row; then ack. Nothing is acked
-//! before its rows are committed.
+//! before its rows are committed. `obj.updated` is handled as `replace`.
+//! Beside the consumer, [`reconcile`] sweeps for incomplete objects.
 
 mod handler;
 mod ps1;
+pub mod reconcile;
 mod writer;
 
 pub use handler::{Outcome, Worker};
@@ -45,7 +47,11 @@ pub async fn run(
     // Counters go to the process's Prometheus recorder whatever the mode.
     let _ = crate::telemetry::metrics::handle();
     let abort = CancellationToken::new();
+    let pool = db.get_postgres_connection_pool().clone();
     let worker = Arc::new(Worker::new(config, db, abort.clone())?);
+    // The sweep stops with the consumer, whether by shutdown or by error.
+    let sweep_stop = shutdown.child_token();
+    let sweep = tokio::spawn(reconcile::run(config.clone(), pool, sweep_stop.clone()));
     let settings = ConsumerSettings {
         url: config.amqp.url.clone(),
         connection_name: format!("thumbnails-worker {}", config.amqp.queue),
@@ -59,5 +65,7 @@ pub async fn run(
     })
     .await;
     abort.cancel();
+    sweep_stop.cancel();
+    let _ = sweep.await;
     Ok(result?)
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod faults;
+mod feed;
 mod helpers;
 mod migration;
 mod ops;

@@ -60,6 +60,17 @@ impl ObjCreated {
         Self::try_from(raw)
     }
 
+    /// Parses a body by its routing key: `obj.updated` carries the
+    /// `obj.created` body and always means `replace` (the position changed,
+    /// so stored survey URLs are stale).
+    pub fn parse_routed(routing_key: &str, body: &[u8]) -> Result<Self, InvalidEvent> {
+        let mut event = Self::parse(body)?;
+        if routing_key == crate::bus::ROUTING_OBJ_UPDATED {
+            event.replace = true;
+        }
+        Ok(event)
+    }
+
     /// The body `replay` publishes for this object.
     pub fn to_json(&self) -> Vec<u8> {
         let raw = RawObjCreated {
@@ -191,6 +202,16 @@ mod tests {
             "x".repeat(MAX_ID_LEN + 1)
         );
         assert_eq!(parse(&long), Err(InvalidEvent::LongId));
+    }
+
+    #[test]
+    fn obj_updated_means_replace() {
+        let body = br#"{"id":"a","ra":1,"dec":2}"#;
+        let created = ObjCreated::parse_routed("obj.created", body).expect("valid");
+        let updated = ObjCreated::parse_routed("obj.updated", body).expect("valid");
+        assert!(!created.replace);
+        assert!(updated.replace);
+        assert_eq!(updated.types, ThumbnailType::ARCHIVAL.to_vec());
     }
 
     #[test]

@@ -1,0 +1,136 @@
+//! The database feed: `thumbnails feed` (also run by `thumbnails run`).
+//!
+//! Triggers on `objs` (migration `m20261204_000001_feed`) write one row per
+//! INSERT statement (the ids it inserted) and per change of `ra`, `dec` or
+//! `is_roid` into `thumbnails_feed_outbox` and `NOTIFY thumbnails_feed`. The relay wakes on
+//! the notification (or every `feed.poll_interval_s`), reads each object's
+//! current position and publishes `obj.created` / `obj.updated` ([`event`]:
+//! the pure part), deleting rows only after the broker confirmed ([`relay`]).
+//! With `feed.enabled: false` the triggers are told to write nothing.
+
+pub mod event;
+pub mod relay;
+
+pub use relay::{ClaimedPage, Drained, Relay};
+
+use std::time::Duration;
+
+use sea_orm::sqlx::{self, postgres::PgListener, PgPool};
+use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{BusError, PublisherConnection, Topology};
+use crate::config::Config;
+
+/// The channel the triggers notify.
+pub const CHANNEL: &str = "thumbnails_feed";
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("the feed needs a PostgreSQL database")]
+    NotPostgres,
+}
+
+/// Tells the triggers whether to record anything. Turning the feed off also
+/// drops the rows recorded so far: nobody will publish them. Returns how
+/// many were dropped.
+pub async fn set_enabled(pool: &PgPool, enabled: bool) -> Result<u64, FeedError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("UPDATE thumbnails_feed_state SET enabled = $1")
+        .bind(enabled)
+        .execute(&mut *tx)
+        .await?;
+    let dropped = if enabled {
+        0
+    } else {
+        sqlx::query("DELETE FROM thumbnails_feed_outbox")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+    };
+    tx.commit().await?;
+    Ok(dropped)
+}
+
+fn pool(db: &DatabaseConnection) -> Result<PgPool, FeedError> {
+    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Err(FeedError::NotPostgres);
+    }
+    Ok(db.get_postgres_connection_pool().clone())
+}
+
+/// Runs the relay until `shutdown` (returns at once, having switched the
+/// triggers off, when `feed.enabled` is false). The database and the broker
+/// must be reachable at start; later outages are waited out.
+pub async fn run(
+    config: &Config,
+    db: DatabaseConnection,
+    shutdown: CancellationToken,
+) -> Result<(), FeedError> {
+    let pool = pool(&db)?;
+    if !config.feed.enabled {
+        let dropped = set_enabled(&pool, false).await?;
+        tracing::info!(
+            dropped,
+            "feed disabled (feed.enabled: false): objs triggers record nothing"
+        );
+        return Ok(());
+    }
+    let topology = Topology::new(&config.amqp.exchange, &config.amqp.queue);
+    let open = || PublisherConnection::open(&config.amqp.url, "thumbnails-feed", &topology);
+    let mut link = Some(open().await?);
+    // Listen before enabling, so no insert made from then on goes unnoticed.
+    let mut listener = PgListener::connect_with(&pool).await?;
+    listener.listen(CHANNEL).await?;
+    set_enabled(&pool, true).await?;
+    let relay = Relay::new(pool, config.feed.batch);
+    let poll = Duration::from_secs_f64(config.feed.poll_interval_s);
+    tracing::info!("feed: relaying objs inserts and position changes");
+    loop {
+        if link.as_ref().is_none_or(|l| !l.is_connected()) {
+            if let Some(old) = link.take() {
+                old.close("reconnecting").await;
+            }
+            match open().await {
+                Ok(l) => link = Some(l),
+                Err(e) => tracing::warn!(error = %e, "feed: cannot reach the broker; retrying"),
+            }
+        }
+        if let Some(l) = &link {
+            match relay.drain(l.publisher(), &shutdown).await {
+                Ok(Drained { published: 0, .. }) => {}
+                Ok(d) => tracing::debug!(events = d.published, rows = d.rows, "feed: published"),
+                Err(FeedError::Bus(e)) => {
+                    tracing::warn!(error = %e, "feed: publishing failed; the rows stay for the next try");
+                    if let Some(old) = link.take() {
+                        old.close("publish failed").await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "feed: relay failed; the rows stay for the next try")
+                }
+            }
+        }
+        let woke = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            n = listener.recv() => n.map(|_| ()),
+            _ = tokio::time::sleep(poll) => Ok(()),
+        };
+        if let Err(e) = woke {
+            // The listener reconnects by itself; until then, poll.
+            tracing::warn!(error = %e, "feed: lost the notification connection; polling");
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+    if let Some(l) = link {
+        l.close("shutdown").await;
+    }
+    Ok(())
+}
