@@ -320,7 +320,10 @@ async fn an_update_of_the_position_rewrites_and_announces_the_survey_urls() {
         );
         for (body, _) in bus.drain(&listener).await {
             let v: Value = serde_json::from_slice(&body).expect("json");
-            announced.push(v["public_url"].as_str().unwrap_or_default().to_owned());
+            assert_eq!(v["obj_id"], "moving", "{v}");
+            for row in v["thumbnails"].as_array().into_iter().flatten() {
+                announced.push(row["public_url"].as_str().unwrap_or_default().to_owned());
+            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
