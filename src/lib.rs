@@ -22,5 +22,4 @@ pub mod sidecar;
 pub mod store;
 pub mod surveys;
 pub mod telemetry;
-pub mod testkit;
 pub mod worker;

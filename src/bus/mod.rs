@@ -14,8 +14,7 @@ pub use events::{ObjCreated, StoredThumbnail, ThumbnailStored, ORIGIN_SURVEY, OR
 pub use link::BusLink;
 pub use publisher::{Publisher, PublisherConnection};
 pub use topology::{
-    declare, undeclare, Topology, ROUTING_OBJ_CREATED, ROUTING_OBJ_UPDATED,
-    ROUTING_THUMBNAIL_STORED,
+    declare, Topology, ROUTING_OBJ_CREATED, ROUTING_OBJ_UPDATED, ROUTING_THUMBNAIL_STORED,
 };
 
 use lapin::{Connection, ConnectionProperties};

@@ -2,10 +2,7 @@
 //! Arguments must stay stable: re-declaring with different `x-` arguments
 //! fails with PRECONDITION_FAILED and closes the channel.
 
-use lapin::options::{
-    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
-};
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 
@@ -130,20 +127,4 @@ pub async fn declare(channel: &Channel, t: &Topology) -> Result<(), BusError> {
             .await?;
     }
     Ok(())
-}
-
-/// Deletes the queues and exchanges [`declare`] made, best effort (for
-/// benchmarks and tests that declare throwaway names; never for production
-/// names, whose queues hold work).
-pub async fn undeclare(channel: &Channel, t: &Topology) {
-    for q in [t.queue.clone(), t.dead_queue()] {
-        let _ = channel
-            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
-    for e in [t.exchange.clone(), t.dead_exchange()] {
-        let _ = channel
-            .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
-            .await;
-    }
 }

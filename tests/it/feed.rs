@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
 use serde_json::Value;
+use testkit::ps1::image_src;
 use thumbnails::bus::PublisherConnection;
 use thumbnails::config::Config;
 use thumbnails::feed::{self, Relay};
 use thumbnails::surveys::CURRENTLY_UNAVAILABLE;
-use thumbnails::testkit::image_src;
 use thumbnails::worker::reconcile::Sweeper;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -1,9 +1,12 @@
-//! Integration tests against the real PostgreSQL and RabbitMQ.
+//! Integration tests against the real PostgreSQL and RabbitMQ. The shared
+//! helpers (databases, broker names, the PS1 stand-in) are the `testkit`
+//! crate's.
+
+use testkit::helpers;
 
 mod cli;
 mod faults;
 mod feed;
-mod helpers;
 mod migration;
 mod ops;
 mod sidecar;

@@ -41,8 +41,8 @@ async fn events_become_rows_with_exact_urls_and_stored_events() {
     bus.publish(&event("ZTF21bbbbbbb", 10.0, 1e-05)).await;
 
     let rows = rows_for(&db, 6).await;
-    let ps1_a = format!("https:{}", thumbnails::testkit::image_src("1.25 -0.0"));
-    let ps1_b = format!("https:{}", thumbnails::testkit::image_src("10.0 1e-05"));
+    let ps1_a = format!("https:{}", testkit::ps1::image_src("1.25 -0.0"));
+    let ps1_b = format!("https:{}", testkit::ps1::image_src("10.0 1e-05"));
     assert_eq!(
         rows,
         vec![
@@ -259,10 +259,7 @@ async fn ps1_answers_become_urls_or_placeholders() {
     };
     assert_eq!(
         url("img"),
-        Some(format!(
-            "https:{}",
-            thumbnails::testkit::image_src("1.5 10.0")
-        ))
+        Some(format!("https:{}", testkit::ps1::image_src("1.5 10.0")))
     );
     assert_eq!(url("none").as_deref(), Some(OUTSIDE_SURVEY));
     assert_eq!(url("err").as_deref(), Some(CURRENTLY_UNAVAILABLE));

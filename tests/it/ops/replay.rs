@@ -128,7 +128,7 @@ async fn replay_missing_fills_exactly_what_was_missing_with_the_worker_running()
     for was in &before {
         let now = after.iter().find(|r| r.0 == was.0).expect("no row removed");
         if was.0 == unavailable {
-            let want = format!("https:{}", thumbnails::testkit::image_src("20.5 -1.0"));
+            let want = format!("https:{}", testkit::ps1::image_src("20.5 -1.0"));
             assert_eq!(
                 now.3.as_deref(),
                 Some(want.as_str()),

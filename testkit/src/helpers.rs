@@ -5,7 +5,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use lapin::options::{
-    BasicAckOptions, BasicGetOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicGetOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
@@ -339,7 +340,7 @@ async fn teardown(channel: &Channel, t: &Topology) {
     let _ = channel
         .queue_delete(listener.as_str().into(), QueueDeleteOptions::default())
         .await;
-    bus::undeclare(channel, t).await;
+    undeclare(channel, t).await;
 }
 
 impl Drop for TestBus {
@@ -396,7 +397,7 @@ impl RunningWorker {
     }
 }
 
-/// A PS1 stand-in (see `thumbnails::testkit`), stopped on drop.
+/// A PS1 stand-in (see [`crate::ps1`]), stopped on drop.
 pub struct Ps1StandIn {
     pub url: String,
     stop: CancellationToken,
@@ -405,12 +406,12 @@ pub struct Ps1StandIn {
 impl Ps1StandIn {
     /// Answers by RA (see `Ps1Mode::ByRa`).
     pub async fn start() -> Self {
-        Self::with(thumbnails::testkit::Ps1Mode::ByRa).await
+        Self::with(crate::ps1::Ps1Mode::ByRa).await
     }
 
-    async fn with(mode: thumbnails::testkit::Ps1Mode) -> Self {
+    async fn with(mode: crate::ps1::Ps1Mode) -> Self {
         let stop = CancellationToken::new();
-        let url = thumbnails::testkit::serve_ps1(mode, stop.clone())
+        let url = crate::ps1::serve_ps1(mode, stop.clone())
             .await
             .expect("stand-in");
         Self { url, stop }
@@ -418,7 +419,7 @@ impl Ps1StandIn {
 
     /// Every lookup finds an image, after `delay`.
     pub async fn slow(delay: Duration) -> Self {
-        Self::with(thumbnails::testkit::Ps1Mode::Image { delay }).await
+        Self::with(crate::ps1::Ps1Mode::Image { delay }).await
     }
 }
 
@@ -455,4 +456,20 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// Deletes the queues and exchanges [`thumbnails::bus::declare`] made, best effort (for
+/// benchmarks and tests that declare throwaway names; never for production
+/// names, whose queues hold work).
+pub async fn undeclare(channel: &Channel, t: &Topology) {
+    for q in [t.queue.clone(), t.dead_queue()] {
+        let _ = channel
+            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    for e in [t.exchange.clone(), t.dead_exchange()] {
+        let _ = channel
+            .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+    }
 }

@@ -343,8 +343,8 @@ async fn bench_worker(cli: &Cli, run: WorkerRun, name: &str) -> anyhow::Result<f
     let stop = CancellationToken::new();
     let ps1_url = match ps1_delay_ms {
         Some(ms) => {
-            thumbnails::testkit::serve_ps1(
-                thumbnails::testkit::Ps1Mode::Image {
+            testkit::ps1::serve_ps1(
+                testkit::ps1::Ps1Mode::Image {
                     delay: Duration::from_millis(ms),
                 },
                 stop.clone(),
@@ -426,7 +426,7 @@ async fn bench_worker(cli: &Cli, run: WorkerRun, name: &str) -> anyhow::Result<f
             .queue_delete(queue.as_str().into(), Default::default())
             .await?;
     }
-    bus::undeclare(&channel, &topology).await;
+    testkit::helpers::undeclare(&channel, &topology).await;
     publisher.close().await;
     let _ = channel.close(200, "done".into()).await;
     let _ = conn.close(200, "done".into()).await;
@@ -594,7 +594,7 @@ async fn bench_sidecar(cli: &Cli, clients: usize, uploads: usize) -> anyhow::Res
                 &format!("bench-{id}"),
                 &format!("bench-{id}.object-created"),
             );
-            bus::undeclare(&ch, &t).await;
+            testkit::helpers::undeclare(&ch, &t).await;
             let _ = ch.close(200, "done".into()).await;
         }
         let _ = conn.close(200, "done".into()).await;
@@ -771,7 +771,7 @@ async fn bench_feed_trigger(cli: &Cli, rows: usize) -> anyhow::Result<()> {
     println!("bench feed-relay: {:.0} events/s", rows as f64 / elapsed);
     let conn = bus::connect(&cli.amqp, "thumbnails-bench").await?;
     let channel = conn.create_channel().await?;
-    bus::undeclare(&channel, &topology).await;
+    testkit::helpers::undeclare(&channel, &topology).await;
     let _ = channel.close(200, "done".into()).await;
     let _ = conn.close(200, "done".into()).await;
     link.close("done").await;
