@@ -7,6 +7,8 @@
 //! - [`worker`]: `obj.created` events become survey thumbnail rows.
 //! - [`sidecar`]: the HTTP upload API and static file server.
 //! - [`ops`]: operator tools, `replay` and `resurvey`.
+//! - [`remote`]: fetching from survey servers: the grayscale pass and the
+//!   on-demand surveys.
 //! - [`app`]: the subcommands, wired from config.
 
 pub mod app;
@@ -15,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod files;
 pub mod ops;
+pub mod remote;
 pub mod shutdown;
 pub mod sidecar;
 pub mod store;

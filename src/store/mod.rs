@@ -4,6 +4,7 @@
 pub mod committer;
 pub mod entities;
 pub mod outbox;
+pub mod remote;
 mod writes;
 
 pub use writes::{waves, write_batch, ObjRow, StoredRow, SurveyRow, WriteJob, Written};
