@@ -46,7 +46,8 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
                     if !config.grayscale.enabled {
                         return Ok(());
                     }
-                    let r = remote::grayscale::run(&config.grayscale, db.clone(), stop.clone()).await;
+                    let r =
+                        remote::grayscale::run(&config.grayscale, db.clone(), stop.clone()).await;
                     stop.cancel();
                     r
                 },

@@ -300,7 +300,10 @@ impl Config {
         for (key, template) in [
             ("on_demand.sm.lookup_url", &self.on_demand.sm.lookup_url),
             ("on_demand.hst.template", &self.on_demand.hst.template),
-            ("on_demand.chandra.template", &self.on_demand.chandra.template),
+            (
+                "on_demand.chandra.template",
+                &self.on_demand.chandra.template,
+            ),
             ("on_demand.jwst.template", &self.on_demand.jwst.template),
         ] {
             if !template.is_empty() && (!template.contains("{ra}") || !template.contains("{dec}")) {

@@ -138,10 +138,12 @@ impl Fetcher {
     /// wait for a slot and the request.
     pub async fn get(&self, url: &str, stop: &CancellationToken) -> Result<Fetched, FetchError> {
         let parsed = reqwest::Url::parse(url).map_err(|e| FetchError::BadUrl(e.to_string()))?;
-        let host = parsed
-            .host_str()
-            .ok_or_else(|| FetchError::BadUrl(format!("no host in {url}")))?
-            .to_string();
+        // A server is its host and port (the default port when none is given).
+        let host = match (parsed.host_str(), parsed.port_or_known_default()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => return Err(FetchError::BadUrl(format!("no host in {url}"))),
+        };
         if let Some(wait) = self.gate.paused_for(&host) {
             return Err(FetchError::RateLimited { host, wait });
         }

@@ -108,7 +108,10 @@ impl Classifier {
 
     /// One pass over the table, by key, `concurrency` rows at a time.
     /// Returns when every due row has a verdict, or at `stop`.
-    pub async fn pass(self: &Arc<Self>, stop: &CancellationToken) -> Result<PassStats, GrayscaleError> {
+    pub async fn pass(
+        self: &Arc<Self>,
+        stop: &CancellationToken,
+    ) -> Result<PassStats, GrayscaleError> {
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let mut running: JoinSet<Verdict> = JoinSet::new();
         let mut stats = PassStats::default();
@@ -182,7 +185,9 @@ impl Classifier {
         let body = fetched.body;
         let classified = tokio::task::spawn_blocking(move || classify_image(&body)).await;
         match classified {
-            Ok(Ok(c)) if c.is_blank && matches!(row.ttype, ThumbnailType::Ls | ThumbnailType::Dr8) => {
+            Ok(Ok(c))
+                if c.is_blank && matches!(row.ttype, ThumbnailType::Ls | ThumbnailType::Dr8) =>
+            {
                 self.outside(row).await
             }
             Ok(Ok(c)) => match rows::set_grayscale(&self.db, row, c.is_grayscale).await {
@@ -242,7 +247,11 @@ pub async fn run(
 ) -> Result<(), GrayscaleError> {
     let classifier = Arc::new(Classifier::new(config, db)?);
     let interval = Duration::from_secs_f64(config.interval_s);
-    tracing::info!(concurrency = config.concurrency, rate_per_s = config.rate_per_s, "grayscale pass started");
+    tracing::info!(
+        concurrency = config.concurrency,
+        rate_per_s = config.rate_per_s,
+        "grayscale pass started"
+    );
     loop {
         match classifier.pass(&shutdown).await {
             Ok(s) if s != PassStats::default() => tracing::info!(

@@ -26,7 +26,9 @@ mod tests {
 
     #[test]
     fn only_absolute_http_urls_are_fetched() {
-        assert!(is_fetchable("https://www.legacysurvey.org/viewer/jpeg-cutout?ra=1"));
+        assert!(is_fetchable(
+            "https://www.legacysurvey.org/viewer/jpeg-cutout?ra=1"
+        ));
         assert!(is_fetchable("HTTP://skyservice.pha.jhu.edu/DR9/x"));
         assert!(!is_fetchable(super::super::OUTSIDE_SURVEY));
         assert!(!is_fetchable(super::super::CURRENTLY_UNAVAILABLE));

@@ -5,5 +5,6 @@ mod faults;
 mod helpers;
 mod migration;
 mod ops;
+mod remote;
 mod sidecar;
 mod worker;
