@@ -270,3 +270,64 @@ async fn shutdown_ends_a_pass_at_once() {
     assert_eq!(attempt(&db, id).await, None);
     assert_eq!(row_state(&db, id).await.1, None);
 }
+
+/// `thumbnails run` classifies in the background (on by default), and an
+/// out-of-footprint row's placeholder is announced with `thumbnail.stored`.
+#[tokio::test]
+async fn run_classifies_in_the_background_and_announces_placeholders() {
+    let bus = TestBus::new().await;
+    let stored = bus.listen_stored().await;
+    let s = ImageServer::start().await;
+    let name = format!("thumbnails_it_grey_{}", uuid::Uuid::new_v4().simple());
+    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    let port = free_port();
+    let storage = tempfile::tempdir().expect("tempdir");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_thumbnails"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("run")
+        .env("THUMBNAILS_DATABASE__URL", &url)
+        .env("THUMBNAILS_AMQP__EXCHANGE", &bus.topology.exchange)
+        .env("THUMBNAILS_AMQP__QUEUE", &bus.topology.queue)
+        .env("THUMBNAILS_SURVEYS__PS1__LOOKUP_URL", "")
+        .env("THUMBNAILS_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("THUMBNAILS_STORAGE__ROOT", storage.path())
+        .env("THUMBNAILS_GRAYSCALE__INTERVAL_S", "0.2")
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let http = reqwest::Client::new();
+    eventually("/healthz answers", Duration::from_secs(60), || async {
+        let r = http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    let db = TestDb::attach(&name, &url).await;
+    db.add_obj("o1").await;
+    let colour = add_row(&db, "o1", "ls", &s.url("/colour.jpg"), None, None).await;
+    let outside = add_row(&db, "o1", "sdss", &s.url("/sdss-outside"), None, None).await;
+    eventually("the ls row classified", Duration::from_secs(30), || async {
+        (row_state(&db, colour).await.1 == Some(false)).then_some(())
+    })
+    .await;
+    let events = eventually(
+        "the placeholder announced",
+        Duration::from_secs(30),
+        || async {
+            let got = bus.drain(&stored).await;
+            (!got.is_empty()).then_some(got)
+        },
+    )
+    .await;
+    let event: serde_json::Value = serde_json::from_slice(&events[0].0).expect("json");
+    assert_eq!(event["id"], outside);
+    assert_eq!(event["public_url"], OUTSIDE_SURVEY);
+    let status = sigterm(&mut child).await;
+    assert!(status.success(), "SIGTERM exits 0, got {status}");
+    bus.delete().await;
+}
