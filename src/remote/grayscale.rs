@@ -272,3 +272,15 @@ pub async fn run(
     tracing::info!("grayscale pass stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pass_never_touches_on_demand_types() {
+        for t in crate::surveys::ON_DEMAND {
+            assert!(!TYPES.contains(&t), "{t}");
+        }
+    }
+}

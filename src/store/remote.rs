@@ -14,7 +14,7 @@ use sea_orm::{
 use super::entities::thumbnail;
 use super::outbox::{self, Pending};
 use crate::bus::{ORIGIN_UPLOAD, ROUTING_THUMBNAIL_STORED};
-use crate::surveys::{ThumbnailType, OUTSIDE_SURVEY};
+use crate::surveys::{is_fetchable, ThumbnailType, OUTSIDE_SURVEY};
 
 pub const ATTEMPTS_TABLE: &str = "thumbnail_remote_attempts";
 
@@ -239,14 +239,42 @@ pub struct OnDemandRow {
     pub ttype: ThumbnailType,
     pub public_url: String,
     pub is_grayscale: Option<bool>,
+    /// A failed attempt: an existing row with a real image URL is kept
+    /// rather than replaced by the placeholder.
+    pub keep_image: bool,
 }
 
 /// What [`store_on_demand`] did.
 #[derive(Debug)]
 pub enum OnDemandWrite {
     Stored(thumbnail::Model, Pending),
+    /// The stored row has an image and this attempt failed: unchanged.
+    Kept(thumbnail::Model),
     /// The object has an uploaded thumbnail of this type: left alone.
     UploadExists,
+}
+
+/// Whether the object has an uploaded thumbnail of this type (checked
+/// before fetching anything; [`store_on_demand`] checks again under its
+/// lock).
+pub async fn has_upload(
+    db: &DatabaseConnection,
+    obj_id: &str,
+    ttype: ThumbnailType,
+) -> Result<bool, DbErr> {
+    let db_type: thumbnail::DbType = ttype.into();
+    Ok(thumbnail::Entity::find()
+        .filter(thumbnail::Column::ObjId.eq(obj_id))
+        .filter(thumbnail::Column::Ttype.eq(db_type))
+        .filter(thumbnail::Column::Survey.is_null())
+        .filter(
+            sea_orm::Condition::any()
+                .add(thumbnail::Column::Origin.eq(ORIGIN_UPLOAD))
+                .add(thumbnail::Column::FileUri.is_not_null()),
+        )
+        .one(db)
+        .await?
+        .is_some())
 }
 
 /// Inserts or rewrites the object's row of this type (the one without a
@@ -276,6 +304,9 @@ pub async fn store_on_demand(
     let model = match existing {
         Some(m) if m.origin.as_deref() == Some(ORIGIN_UPLOAD) || m.file_uri.is_some() => {
             return Ok(OnDemandWrite::UploadExists);
+        }
+        Some(m) if row.keep_image && m.public_url.as_deref().is_some_and(is_fetchable) => {
+            return Ok(OnDemandWrite::Kept(m));
         }
         Some(m) => {
             let mut am = m.into_active_model();

@@ -2,6 +2,7 @@
 //! on-demand surveys, against local stand-ins for the image servers.
 
 mod grayscale;
+mod on_demand;
 mod standin;
 
 use sea_orm::{ConnectionTrait, Statement};

@@ -131,6 +131,9 @@ async fn answer(State(hits): State<Hits>, req: Request) -> Response {
         // Fails the first time, then a grey image.
         "/flaky.jpg" if n == 1 => (StatusCode::SERVICE_UNAVAILABLE, "later").into_response(),
         "/flaky.jpg" => typed("image/jpeg", jpeg(false)),
+        // A grey image the first time, then failures.
+        "/then-fail.jpg" if n == 1 => typed("image/jpeg", jpeg(false)),
+        "/then-fail.jpg" => (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
         // SIAP: a CSV whose first row names a PNG on this server.
         "/siap" => {
             let csv = format!(
