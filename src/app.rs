@@ -6,7 +6,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::cli::Command;
 use crate::config::Config;
-use crate::{feed, ops, shutdown, sidecar, store, worker};
+use crate::{feed, ops, remote, shutdown, sidecar, store, worker};
 
 pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
     let stop = shutdown::on_signal();
@@ -53,8 +53,8 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             store::ensure_database(&config.database.url).await?;
             let db = connect(&config).await?;
             store::migrate(&db).await?;
-            // Whichever ends first (an error, or shutdown) stops the other.
-            let (w, s, f) = tokio::join!(
+            // Whichever ends first (an error, or shutdown) stops the others.
+            let (w, s, f, g) = tokio::join!(
                 async {
                     let r = worker::run(&config, db.clone(), stop.clone()).await;
                     stop.cancel();
@@ -73,10 +73,20 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
                     }
                     r
                 },
+                async {
+                    if !config.grayscale.enabled {
+                        return Ok(());
+                    }
+                    let r =
+                        remote::grayscale::run(&config.grayscale, db.clone(), stop.clone()).await;
+                    stop.cancel();
+                    r
+                },
             );
             w.context("worker")?;
             s.context("sidecar")?;
-            f.context("feed")
+            f.context("feed")?;
+            g.context("grayscale pass")
         }
         Command::Replay(args) => ops::replay::run(&config, args, stop).await,
         Command::Resurvey(args) => ops::resurvey::run(&config, args, stop).await,

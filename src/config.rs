@@ -28,6 +28,8 @@ pub struct Config {
     pub surveys: SurveysConfig,
     pub feed: FeedConfig,
     pub reconcile: ReconcileConfig,
+    pub grayscale: GrayscaleConfig,
+    pub on_demand: OnDemandConfig,
     pub log: LogConfig,
 }
 
@@ -168,6 +170,38 @@ pub struct Ps1Config {
     pub timeout_s: f64,
 }
 
+/// The background pass that classifies stored survey images (and finds
+/// out-of-footprint ones) by fetching them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrayscaleConfig {
+    pub enabled: bool,
+    pub concurrency: usize,
+    pub rate_per_s: f64,
+    pub timeout_s: f64,
+    pub max_bytes: usize,
+    pub interval_s: f64,
+    pub retry_base_s: f64,
+}
+
+/// The surveys made only on request (`POST /api/objs/{obj_id}/thumbnails/{type}`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnDemandConfig {
+    pub timeout_s: f64,
+    pub max_bytes: usize,
+    pub sm: LookupConfig,
+    pub hst: TemplateConfig,
+    pub chandra: TemplateConfig,
+    pub jwst: TemplateConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LookupConfig {
+    pub lookup_url: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -183,6 +217,9 @@ pub enum LogFormat {
 }
 
 pub const DEFAULT_SDSS_TEMPLATE: &str = "https://skyserver.sdss.org/dr18/SkyServerWS/ImgCutout/getjpeg?TaskName=SkyServer.Chart.List&ra={ra}&dec={dec}&scale=0.3&width=200&height=200&opt=G&query=&Grid=on";
+pub const DEFAULT_SM_LOOKUP: &str = "https://api.skymapper.nci.org.au/public/siap/dr4/query?POS={ra},{dec}&SIZE=0.0264&BAND=all&FORMAT=image/png&VERB=3&INTERSECT=covers&RESPONSEFORMAT=CSV";
+pub const DEFAULT_HST_TEMPLATE: &str =
+    "https://hla.stsci.edu/cgi-bin/fitscut.cgi?ra={ra}&dec={dec}&size=256&format=png";
 pub const DEFAULT_LS_TEMPLATE: &str = "https://www.legacysurvey.org/viewer/jpeg-cutout?ra={ra}&dec={dec}&size=200&layer=ls-dr10&pixscale=0.3&bands=griz";
 
 impl Default for DatabaseConfig {
@@ -233,6 +270,37 @@ impl Default for Ps1Config {
     }
 }
 
+impl Default for GrayscaleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            concurrency: 4,
+            rate_per_s: 5.0,
+            timeout_s: 10.0,
+            max_bytes: 2 * 1024 * 1024,
+            interval_s: 60.0,
+            retry_base_s: 60.0,
+        }
+    }
+}
+
+impl Default for OnDemandConfig {
+    fn default() -> Self {
+        Self {
+            timeout_s: 15.0,
+            max_bytes: 2 * 1024 * 1024,
+            sm: LookupConfig {
+                lookup_url: DEFAULT_SM_LOOKUP.into(),
+            },
+            hst: TemplateConfig {
+                template: DEFAULT_HST_TEMPLATE.into(),
+            },
+            chandra: TemplateConfig::default(),
+            jwst: TemplateConfig::default(),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -251,6 +319,8 @@ impl Default for Config {
             },
             feed: FeedConfig::default(),
             reconcile: ReconcileConfig::default(),
+            grayscale: GrayscaleConfig::default(),
+            on_demand: OnDemandConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -300,6 +370,40 @@ impl Config {
         }
         if !(self.surveys.ps1.timeout_s.is_finite() && self.surveys.ps1.timeout_s > 0.0) {
             return bad("surveys.ps1.timeout_s", "must be a positive number");
+        }
+        for (key, template) in [
+            ("on_demand.sm.lookup_url", &self.on_demand.sm.lookup_url),
+            ("on_demand.hst.template", &self.on_demand.hst.template),
+            (
+                "on_demand.chandra.template",
+                &self.on_demand.chandra.template,
+            ),
+            ("on_demand.jwst.template", &self.on_demand.jwst.template),
+        ] {
+            if !template.is_empty() && (!template.contains("{ra}") || !template.contains("{dec}")) {
+                return bad(key, "must be \"\" or contain {ra} and {dec}");
+            }
+        }
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        for (key, value) in [
+            ("grayscale.rate_per_s", self.grayscale.rate_per_s),
+            ("grayscale.timeout_s", self.grayscale.timeout_s),
+            ("grayscale.interval_s", self.grayscale.interval_s),
+            ("grayscale.retry_base_s", self.grayscale.retry_base_s),
+            ("on_demand.timeout_s", self.on_demand.timeout_s),
+        ] {
+            if !positive(value) {
+                return bad(key, "must be a positive number");
+            }
+        }
+        for (key, value) in [
+            ("grayscale.concurrency", self.grayscale.concurrency),
+            ("grayscale.max_bytes", self.grayscale.max_bytes),
+            ("on_demand.max_bytes", self.on_demand.max_bytes),
+        ] {
+            if value == 0 {
+                return bad(key, "must be at least 1");
+            }
         }
         if self.storage.depth > 16 {
             return bad("storage.depth", "must be between 0 and 16");
@@ -469,6 +573,30 @@ mod tests {
             jail.create_file("c.yaml", "surveys:\n  ls:\n    template: http://x\n")?;
             let e = Config::load(Path::new("c.yaml")).expect_err("must fail");
             assert!(e.to_string().contains("surveys.ls.template"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn grayscale_and_on_demand_keys_load_and_are_checked() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.yaml",
+                "grayscale:\n  enabled: false\n  concurrency: 2\non_demand:\n  jwst:\n    template: \"http://j?ra={ra}&dec={dec}\"\n",
+            )?;
+            jail.set_env("THUMBNAILS_ON_DEMAND__SM__LOOKUP_URL", "");
+            let c = Config::load(Path::new("c.yaml")).expect("loads");
+            assert!(!c.grayscale.enabled);
+            assert_eq!(c.grayscale.concurrency, 2);
+            assert_eq!(c.on_demand.sm.lookup_url, "");
+            assert_eq!(c.on_demand.jwst.template, "http://j?ra={ra}&dec={dec}");
+            assert_eq!(c.on_demand.hst.template, DEFAULT_HST_TEMPLATE);
+            jail.create_file("d.yaml", "on_demand:\n  hst:\n    template: http://x\n")?;
+            let e = Config::load(Path::new("d.yaml")).expect_err("must fail");
+            assert!(e.to_string().contains("on_demand.hst.template"), "{e}");
+            jail.create_file("e.yaml", "grayscale:\n  rate_per_s: 0\n")?;
+            let e = Config::load(Path::new("e.yaml")).expect_err("must fail");
+            assert!(e.to_string().contains("grayscale.rate_per_s"), "{e}");
             Ok(())
         });
     }

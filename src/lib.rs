@@ -8,6 +8,8 @@
 //! - [`feed`]: `objs` triggers -> outbox -> `obj.created`/`obj.updated`.
 //! - [`sidecar`]: the HTTP upload API and static file server.
 //! - [`ops`]: operator tools, `replay` and `resurvey`.
+//! - [`remote`]: fetching from survey servers: the grayscale pass and the
+//!   on-demand surveys.
 //! - [`app`]: the subcommands, wired from config.
 
 pub mod app;
@@ -17,6 +19,7 @@ pub mod config;
 pub mod feed;
 pub mod files;
 pub mod ops;
+pub mod remote;
 pub mod shutdown;
 pub mod sidecar;
 pub mod store;

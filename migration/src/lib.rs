@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_schema;
 mod m20261125_000002_outbox;
 mod m20261204_000001_feed;
+mod m20261204_000003_remote_attempts;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_schema::Migration),
             Box::new(m20261125_000002_outbox::Migration),
             Box::new(m20261204_000001_feed::Migration),
+            Box::new(m20261204_000003_remote_attempts::Migration),
         ]
     }
 }

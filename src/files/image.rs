@@ -60,7 +60,7 @@ pub fn inspect_png(bytes: &[u8]) -> Result<Inspected, ImageError> {
 
 /// How PIL (SkyPortal's decoder) sees a PNG's colour type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Bands {
+pub(super) enum Bands {
     /// One band: grey ("L", "1", "I;16") or palette ("P").
     One,
     /// "RGB" or "RGBA": the grayscale rule decides.
@@ -69,7 +69,7 @@ enum Bands {
     Other,
 }
 
-fn bands(colour: png::ColorType) -> Bands {
+pub(super) fn bands(colour: png::ColorType) -> Bands {
     match colour {
         png::ColorType::Grayscale | png::ColorType::Indexed => Bands::One,
         png::ColorType::Rgb | png::ColorType::Rgba => Bands::Rgb,
@@ -78,7 +78,7 @@ fn bands(colour: png::ColorType) -> Bands {
 }
 
 /// Width, height and colour type from the IHDR chunk only.
-fn png_header(bytes: &[u8]) -> Result<(u32, u32, png::ColorType), ImageError> {
+pub(super) fn png_header(bytes: &[u8]) -> Result<(u32, u32, png::ColorType), ImageError> {
     let mut decoder = png::Decoder::new_with_limits(
         Cursor::new(bytes),
         png::Limits {

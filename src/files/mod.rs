@@ -4,10 +4,12 @@
 //! for any obj_id); [`FileStore`] does the I/O: stage to a temporary file,
 //! place it with an atomic rename, and undo on failure.
 
+mod decode;
 mod image;
 mod layout;
 mod store;
 
+pub use decode::{classify_image, Classified, DecodeError};
 pub use image::{inspect_png, is_grayscale, ImageError, Inspected, MAX_SIDE, MIN_SIDE};
 pub use layout::{file_name, hashed_dirs, RelPath, SUBDIR};
 pub use store::{FileError, FileStore, Placed, SetAside, Staged};

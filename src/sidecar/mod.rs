@@ -15,6 +15,7 @@ pub mod auth;
 pub mod error;
 pub mod meta;
 pub mod metrics;
+pub mod on_demand;
 pub mod static_files;
 pub mod thumbnails;
 pub mod upload;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     /// The OpenAPI document, serialised once the router is built.
     pub openapi: Arc<OnceLock<String>>,
+    /// Resolves the on-demand surveys (sm, hst, chandra, jwst).
+    pub on_demand: Arc<crate::remote::on_demand::OnDemand>,
 }
 
 /// Knobs tests turn; `run` uses the defaults.
@@ -125,6 +128,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
             thumbnails::delete_thumbnail
         ))
         .routes(routes!(thumbnails::list_for_obj))
+        .routes(routes!(on_demand::make_thumbnail))
         .routes(routes!(meta::healthz))
         .routes(routes!(meta::readyz))
         .routes(routes!(meta::metrics))
@@ -194,6 +198,9 @@ impl AppState {
             bus: Arc::new(bus),
             tokens: Arc::new(Tokens::new(&config.http.tokens)),
             openapi: Arc::new(OnceLock::new()),
+            on_demand: Arc::new(
+                crate::remote::on_demand::OnDemand::new(&config.on_demand).context("on_demand")?,
+            ),
         })
     }
 }

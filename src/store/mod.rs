@@ -4,6 +4,7 @@
 pub mod committer;
 pub mod entities;
 pub mod outbox;
+pub mod remote;
 pub mod retry;
 pub mod sweep;
 mod writes;

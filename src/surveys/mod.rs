@@ -1,10 +1,14 @@
 //! Pure survey logic: URL templates, Python-style float formatting and the
 //! PS1 lookup page. Nothing here does I/O.
 
+mod footprint;
+mod on_demand;
 mod ps1;
 mod pyfloat;
 mod template;
 
+pub use footprint::{is_fetchable, sdss_says_outside};
+pub use on_demand::{parse_csv, parse_siap_csv, SiapOutcome, Source, ON_DEMAND};
 pub use ps1::{lookup_url, parse_lookup_page, Ps1Outcome, CURRENTLY_UNAVAILABLE, OUTSIDE_SURVEY};
 pub use pyfloat::py_repr;
 pub use template::{Template, TemplateError};

@@ -9,5 +9,6 @@ mod faults;
 mod feed;
 mod migration;
 mod ops;
+mod remote;
 mod sidecar;
 mod worker;
