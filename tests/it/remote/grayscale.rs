@@ -292,6 +292,9 @@ async fn run_classifies_in_the_background_and_announces_placeholders() {
         .env("THUMBNAILS_HTTP__LISTEN", format!("127.0.0.1:{port}"))
         .env("THUMBNAILS_STORAGE__ROOT", storage.path())
         .env("THUMBNAILS_GRAYSCALE__INTERVAL_S", "0.2")
+        // The test writes the rows itself: no feed, no sweep making them.
+        .env("THUMBNAILS_FEED__ENABLED", "false")
+        .env("THUMBNAILS_RECONCILE__INTERVAL_S", "0")
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -325,8 +328,9 @@ async fn run_classifies_in_the_background_and_announces_placeholders() {
     )
     .await;
     let event: serde_json::Value = serde_json::from_slice(&events[0].0).expect("json");
-    assert_eq!(event["id"], outside);
-    assert_eq!(event["public_url"], OUTSIDE_SURVEY);
+    assert_eq!(event["obj_id"], "o1");
+    assert_eq!(event["thumbnails"][0]["id"], outside);
+    assert_eq!(event["thumbnails"][0]["public_url"], OUTSIDE_SURVEY);
     let status = sigterm(&mut child).await;
     assert!(status.success(), "SIGTERM exits 0, got {status}");
     bus.delete().await;

@@ -77,7 +77,10 @@ async fn resolves_checks_and_stores_on_demand_thumbnails() {
     // One row per type, each announced once (the kept one not again).
     assert_eq!(app.count("thumbnails").await, 4);
     let events = app.events(4).await;
-    let mut types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    let mut types: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["thumbnails"][0]["type"].as_str())
+        .collect();
     types.sort_unstable();
     assert_eq!(types, ["chandra", "hst", "jwst", "sm"]);
 
