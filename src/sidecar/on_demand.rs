@@ -16,7 +16,7 @@ use super::upload::publish_now;
 use super::AppState;
 use crate::config::Scope;
 use crate::store::entities::obj;
-use crate::store::remote::{has_upload, store_on_demand, OnDemandRow, OnDemandWrite};
+use crate::store::on_demand::{has_upload, store_on_demand, OnDemandRow, OnDemandWrite};
 use crate::surveys::{ThumbnailType, ON_DEMAND};
 
 const PREFIX: &str = "Thumbnail failed to post: ";

@@ -3,6 +3,7 @@
 
 pub mod committer;
 pub mod entities;
+pub mod on_demand;
 pub mod outbox;
 pub mod remote;
 pub mod retry;
