@@ -40,6 +40,17 @@ pub fn file_name(obj_id: &str, ttype: ThumbnailType) -> String {
     format!("{}_{}.png", encode_stem(obj_id), ttype.as_str())
 }
 
+/// [`file_name`], or `<encoded obj_id>_<type>_<SURVEY>.png` for an alert
+/// stamp. `survey` is a label checked by
+/// [`crate::surveys::normalise_survey`] (`[A-Z0-9-]`, so it needs no
+/// encoding and, having no lower-case letter, is never taken for a type).
+pub fn stamp_file_name(obj_id: &str, ttype: ThumbnailType, survey: Option<&str>) -> String {
+    match survey {
+        None => file_name(obj_id, ttype),
+        Some(s) => format!("{}_{}_{}.png", encode_stem(obj_id), ttype.as_str(), s),
+    }
+}
+
 fn encode_stem(obj_id: &str) -> String {
     let mut out = String::with_capacity(obj_id.len());
     for (i, b) in obj_id.bytes().enumerate() {
@@ -69,11 +80,16 @@ pub struct RelPath {
 
 impl RelPath {
     pub fn new(obj_id: &str, ttype: ThumbnailType, depth: u8) -> Self {
+        Self::stamp(obj_id, ttype, None, depth)
+    }
+
+    /// An alert stamp's place (`survey` checked, see [`stamp_file_name`]).
+    pub fn stamp(obj_id: &str, ttype: ThumbnailType, survey: Option<&str>, depth: u8) -> Self {
         let mut dirs = vec![SUBDIR.to_string()];
         dirs.extend(hashed_dirs(obj_id, depth));
         Self {
             dirs,
-            name: file_name(obj_id, ttype),
+            name: stamp_file_name(obj_id, ttype, survey),
         }
     }
 
@@ -152,6 +168,20 @@ mod tests {
             "SN~202021abc_new.png"
         );
         assert_eq!(file_name("", ThumbnailType::New), "_new.png");
+    }
+
+    #[test]
+    fn stamps_name_their_survey() {
+        let p = RelPath::stamp("ZTF21a", ThumbnailType::New, Some("ZTF"), 2);
+        assert_eq!(p.file_name(), "ZTF21a_new_ZTF.png");
+        assert_eq!(
+            RelPath::stamp("ZTF21a", ThumbnailType::New, None, 2),
+            RelPath::new("ZTF21a", ThumbnailType::New, 2)
+        );
+        assert_ne!(
+            stamp_file_name("a", ThumbnailType::New, Some("LSST")),
+            stamp_file_name("a", ThumbnailType::New, Some("ZTF"))
+        );
     }
 
     #[test]

@@ -9,5 +9,5 @@ mod layout;
 mod store;
 
 pub use image::{inspect_png, is_grayscale, ImageError, Inspected, MAX_SIDE, MIN_SIDE};
-pub use layout::{file_name, hashed_dirs, RelPath, SUBDIR};
+pub use layout::{file_name, hashed_dirs, stamp_file_name, RelPath, SUBDIR};
 pub use store::{FileError, FileStore, Placed, SetAside, Staged};

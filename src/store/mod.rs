@@ -4,6 +4,7 @@
 pub mod committer;
 pub mod entities;
 pub mod outbox;
+pub mod stamps;
 mod writes;
 
 pub use writes::{waves, write_batch, ObjRow, StoredRow, SurveyRow, WriteJob, Written};
@@ -30,6 +31,8 @@ pub enum StoreError {
     },
     #[error("database migration failed: {0}")]
     Migrate(#[source] DbErr),
+    #[error("building the per-survey thumbnail indexes failed: {0}")]
+    Stamps(#[source] sea_orm::sqlx::Error),
     #[error(transparent)]
     Db(#[from] DbErr),
 }
@@ -41,6 +44,7 @@ impl StoreError {
         match self {
             StoreError::Connect { .. } => true,
             StoreError::Migrate(e) | StoreError::Db(e) => is_transient(e),
+            StoreError::Stamps(e) => crate::ops::is_transient(e),
         }
     }
 }
@@ -134,9 +138,19 @@ pub async fn ensure_database(url: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Applies pending migrations under an advisory lock; safe to run twice and
-/// from several processes at once.
+/// Applies pending migrations under an advisory lock, then the per-survey
+/// unique indexes (built `CONCURRENTLY`, so outside any transaction: see
+/// [`stamps`]); safe to run twice and from several processes at once.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
+    migrate_transactional(db).await?;
+    let report = stamps::apply(db).await.map_err(StoreError::Stamps)?;
+    if report != stamps::StampsReport::default() {
+        tracing::info!(?report, "per-survey thumbnail indexes in place");
+    }
+    Ok(())
+}
+
+async fn migrate_transactional(db: &DatabaseConnection) -> Result<(), StoreError> {
     let txn = db.begin().await.map_err(StoreError::Migrate)?;
     txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
         .await

@@ -1,10 +1,12 @@
 //! Pure survey logic: URL templates, Python-style float formatting and the
 //! PS1 lookup page. Nothing here does I/O.
 
+mod label;
 mod ps1;
 mod pyfloat;
 mod template;
 
+pub use label::{normalise_survey, InvalidSurvey, MAX_SURVEY_LEN};
 pub use ps1::{lookup_url, parse_lookup_page, Ps1Outcome, CURRENTLY_UNAVAILABLE, OUTSIDE_SURVEY};
 pub use pyfloat::py_repr;
 pub use template::{Template, TemplateError};
