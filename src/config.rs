@@ -112,6 +112,12 @@ pub enum LogFormat {
 
 pub const DEFAULT_SDSS_TEMPLATE: &str = "https://skyserver.sdss.org/dr18/SkyServerWS/ImgCutout/getjpeg?TaskName=SkyServer.Chart.List&ra={ra}&dec={dec}&scale=0.3&width=200&height=200&opt=G&query=&Grid=on";
 pub const DEFAULT_LS_TEMPLATE: &str = "https://www.legacysurvey.org/viewer/jpeg-cutout?ra={ra}&dec={dec}&size=200&layer=ls-dr10&pixscale=0.3&bands=griz";
+/// The Legacy Survey DR11 template documented in config.yaml and the README:
+/// not the default (a release change is an operator's config edit, then
+/// `thumbnails resurvey --type ls`). DR11's viewer layer joins its north and
+/// south halves and draws g, r, z by default; the layer must be named, as
+/// the viewer falls back to DR9 without one.
+pub const LS_DR11_TEMPLATE: &str = "https://www.legacysurvey.org/viewer/jpeg-cutout?ra={ra}&dec={dec}&size=200&layer=ls-dr11&pixscale=0.3&bands=grz";
 
 impl Default for DatabaseConfig {
     fn default() -> Self {

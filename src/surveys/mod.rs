@@ -143,6 +143,25 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_dr11_template_renders() {
+        let t = Templates::new(
+            crate::config::DEFAULT_SDSS_TEMPLATE,
+            crate::config::LS_DR11_TEMPLATE,
+        )
+        .expect("valid");
+        assert_eq!(
+            t.url(ThumbnailType::Ls, 10.0, -0.0).as_deref(),
+            Some("https://www.legacysurvey.org/viewer/jpeg-cutout?ra=10.0&dec=-0.0&size=200&layer=ls-dr11&pixscale=0.3&bands=grz")
+        );
+        // config.yaml documents the same template, in a comment.
+        let yaml = include_str!("../../config.yaml");
+        assert!(
+            yaml.contains(&format!("#   \"{}\"", crate::config::LS_DR11_TEMPLATE)),
+            "config.yaml's DR11 comment differs from LS_DR11_TEMPLATE"
+        );
+    }
+
+    #[test]
     fn default_templates_give_skyportal_urls() {
         let t = Templates::new(
             crate::config::DEFAULT_SDSS_TEMPLATE,
