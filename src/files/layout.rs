@@ -110,7 +110,8 @@ pub fn parse_file_name(name: &str) -> Option<ParsedName> {
         .max_by_key(|t| t.as_str().len())
         .copied()?;
     let stem = &rest[..rest.len() - ttype.as_str().len() - 1];
-    let (obj_id, hash) = match stem.split_once("~~") {
+    // The last "~~": a prefix cut inside "~XX" may end in "~".
+    let (obj_id, hash) = match stem.rsplit_once("~~") {
         Some((prefix, hash)) => {
             let is_hash = hash.len() == 64
                 && hash
