@@ -242,13 +242,13 @@ pub async fn dedup(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
     .await?;
     let mut removed = 0;
     for batch in ids.chunks(DEDUP_BATCH) {
-        removed += sqlx::query(AssertSqlSafe(format!(
+        removed += sqlx::query(
             "DELETE FROM thumbnails t WHERE t.id = ANY($1) AND EXISTS (
                SELECT 1 FROM thumbnails k
                WHERE k.obj_id = t.obj_id AND k.type = t.type
                  AND NULLIF(upper(btrim(k.survey)), '') IS NOT DISTINCT FROM NULLIF(upper(btrim(t.survey)), '')
-                 AND (k.created_at, k.id) > (t.created_at, t.id))"
-        )))
+                 AND (k.created_at, k.id) > (t.created_at, t.id))",
+        )
         .bind(batch)
         .execute(&mut *conn)
         .await?
