@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::ops::{replay::ReplayArgs, resurvey::ResurveyArgs};
+use crate::ops::{files::FilesArgs, replay::ReplayArgs, resurvey::ResurveyArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,6 +36,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Rewrite stored survey URLs to the current templates, in place.
     Resurvey(ResurveyArgs),
+    /// Audit or repair the stored upload files against the rows (`files audit`, `files repair`).
+    Files(FilesArgs),
     /// Exit 0 if the sidecar at `http.listen` answers /healthz (for container healthchecks).
     Healthcheck,
 }

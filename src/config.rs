@@ -221,6 +221,12 @@ pub const DEFAULT_SM_LOOKUP: &str = "https://api.skymapper.nci.org.au/public/sia
 pub const DEFAULT_HST_TEMPLATE: &str =
     "https://hla.stsci.edu/cgi-bin/fitscut.cgi?ra={ra}&dec={dec}&size=256&format=png";
 pub const DEFAULT_LS_TEMPLATE: &str = "https://www.legacysurvey.org/viewer/jpeg-cutout?ra={ra}&dec={dec}&size=200&layer=ls-dr10&pixscale=0.3&bands=griz";
+/// The Legacy Survey DR11 template documented in config.yaml and the README:
+/// not the default (a release change is an operator's config edit, then
+/// `thumbnails resurvey --type ls`). DR11's viewer layer joins its north and
+/// south halves and draws g, r, z by default; the layer must be named, as
+/// the viewer falls back to DR9 without one.
+pub const LS_DR11_TEMPLATE: &str = "https://www.legacysurvey.org/viewer/jpeg-cutout?ra={ra}&dec={dec}&size=200&layer=ls-dr11&pixscale=0.3&bands=grz";
 
 impl Default for DatabaseConfig {
     fn default() -> Self {

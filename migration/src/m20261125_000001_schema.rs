@@ -1,4 +1,5 @@
-//! `thumbnail_types`, `objs` and `thumbnails`, with a unique `(obj_id, type)`.
+//! `thumbnail_types`, `objs` and `thumbnails` (their unique keys come from
+//! the app's concurrent step, src/store/stamps.rs).
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::ConnectionTrait;
@@ -65,23 +66,13 @@ impl MigrationTrait for Migration {
              )",
         )
         .await?;
-        // SkyPortal has no unique constraint, so real databases hold
-        // duplicates: keep the lowest id of each (obj_id, type).
-        let removed = db
-            .execute_unprepared(
-                "DELETE FROM thumbnails t USING thumbnails k
-                 WHERE t.obj_id = k.obj_id AND t.type = k.type AND t.id > k.id",
-            )
-            .await?
-            .rows_affected();
-        if removed > 0 {
-            tracing::warn!(removed, "removed duplicate (obj_id, type) thumbnail rows");
-        }
-        db.execute_unprepared(
-            "CREATE UNIQUE INDEX IF NOT EXISTS thumbnails_obj_id_type_key
-               ON thumbnails (obj_id, type)",
-        )
-        .await?;
+        // The unique keys (per survey since issue 11) are not made here:
+        // de-duplicating a SkyPortal table of millions of rows and building
+        // its indexes must not hold one transaction, and `CREATE INDEX
+        // CONCURRENTLY` cannot run in one. `thumbnails migrate` does it after
+        // the migrations (src/store/stamps.rs). Databases migrated before
+        // keep this migration's former `thumbnails_obj_id_type_key` until
+        // that step replaces it.
         // replay --missing looks for failed PS1 lookups without a scan.
         db.execute_unprepared(
             "CREATE INDEX IF NOT EXISTS thumbnails_ps1_unavailable_idx

@@ -40,6 +40,17 @@ pub fn file_name(obj_id: &str, ttype: ThumbnailType) -> String {
     format!("{}_{}.png", encode_stem(obj_id), ttype.as_str())
 }
 
+/// [`file_name`], or `<encoded obj_id>_<type>_<SURVEY>.png` for an alert
+/// stamp. `survey` is a label checked by
+/// [`crate::surveys::normalise_survey`] (`[A-Z0-9-]`, so it needs no
+/// encoding and, having no lower-case letter, is never taken for a type).
+pub fn stamp_file_name(obj_id: &str, ttype: ThumbnailType, survey: Option<&str>) -> String {
+    match survey {
+        None => file_name(obj_id, ttype),
+        Some(s) => format!("{}_{}_{}.png", encode_stem(obj_id), ttype.as_str(), s),
+    }
+}
+
 fn encode_stem(obj_id: &str) -> String {
     let mut out = String::with_capacity(obj_id.len());
     for (i, b) in obj_id.bytes().enumerate() {
@@ -60,6 +71,102 @@ fn encode_stem(obj_id: &str) -> String {
     out
 }
 
+/// What a stored file's name says, read back by [`parse_file_name`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedName {
+    /// The obj_id; `None` for a shortened (hash-suffixed) name.
+    pub obj_id: Option<String>,
+    /// Hex sha256 of the obj_id (the hashed folders come from it).
+    pub hash: String,
+    pub ttype: ThumbnailType,
+    pub survey: Option<String>,
+}
+
+/// The inverse of [`stamp_file_name`]: `None` for any name this service
+/// would not write (temporary files, foreign files, non-canonical
+/// encodings), so that only our own files are ever moved or removed.
+pub fn parse_file_name(name: &str) -> Option<ParsedName> {
+    let rest = name.strip_suffix(".png")?;
+    let (rest, survey) = match rest.rsplit_once('_') {
+        Some((head, last))
+            if !last.is_empty()
+                && last.len() <= crate::surveys::MAX_SURVEY_LEN
+                && last
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-') =>
+        {
+            (head, Some(last.to_string()))
+        }
+        _ => (rest, None),
+    };
+    // The longest type that ends the name (`new_gz` before a shorter one).
+    let ttype = ThumbnailType::ALL
+        .iter()
+        .filter(|t| {
+            rest.len() > t.as_str().len()
+                && rest.ends_with(t.as_str())
+                && rest.as_bytes()[rest.len() - t.as_str().len() - 1] == b'_'
+        })
+        .max_by_key(|t| t.as_str().len())
+        .copied()?;
+    let stem = &rest[..rest.len() - ttype.as_str().len() - 1];
+    // The last "~~": a prefix cut inside "~XX" may end in "~".
+    let (obj_id, hash) = match stem.rsplit_once("~~") {
+        Some((prefix, hash)) => {
+            let is_hash = hash.len() == 64
+                && hash
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !is_hash || prefix.len() != KEPT_PREFIX {
+                return None;
+            }
+            (None, hash.to_string())
+        }
+        None => {
+            let obj_id = decode_stem(stem)?;
+            let hash = hex_sha256(&obj_id);
+            (Some(obj_id), hash)
+        }
+    };
+    let parsed = ParsedName {
+        obj_id,
+        hash,
+        ttype,
+        survey,
+    };
+    // Only canonical names: encoding the parsed obj_id gives the name back.
+    if let Some(id) = &parsed.obj_id {
+        if stamp_file_name(id, ttype, parsed.survey.as_deref()) != name {
+            return None;
+        }
+    }
+    Some(parsed)
+}
+
+fn decode_stem(stem: &str) -> Option<String> {
+    let bytes = stem.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'~' {
+            let hex = stem.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The `depth` folder names for a hex sha256 (see [`hashed_dirs`]).
+pub fn dirs_of_hash(hash: &str, depth: u8) -> Vec<String> {
+    (0..usize::from(depth.min(32)))
+        .filter_map(|i| hash.get(2 * i..2 * i + 2).map(str::to_string))
+        .collect()
+}
+
 /// A file's place under `storage.root`: `thumbnails/<aa>/<bb>/<name>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelPath {
@@ -69,11 +176,16 @@ pub struct RelPath {
 
 impl RelPath {
     pub fn new(obj_id: &str, ttype: ThumbnailType, depth: u8) -> Self {
+        Self::stamp(obj_id, ttype, None, depth)
+    }
+
+    /// An alert stamp's place (`survey` checked, see [`stamp_file_name`]).
+    pub fn stamp(obj_id: &str, ttype: ThumbnailType, survey: Option<&str>, depth: u8) -> Self {
         let mut dirs = vec![SUBDIR.to_string()];
         dirs.extend(hashed_dirs(obj_id, depth));
         Self {
             dirs,
-            name: file_name(obj_id, ttype),
+            name: stamp_file_name(obj_id, ttype, survey),
         }
     }
 
@@ -155,6 +267,49 @@ mod tests {
     }
 
     #[test]
+    fn stamps_name_their_survey() {
+        let p = RelPath::stamp("ZTF21a", ThumbnailType::New, Some("ZTF"), 2);
+        assert_eq!(p.file_name(), "ZTF21a_new_ZTF.png");
+        assert_eq!(
+            RelPath::stamp("ZTF21a", ThumbnailType::New, None, 2),
+            RelPath::new("ZTF21a", ThumbnailType::New, 2)
+        );
+        assert_ne!(
+            stamp_file_name("a", ThumbnailType::New, Some("LSST")),
+            stamp_file_name("a", ThumbnailType::New, Some("ZTF"))
+        );
+    }
+
+    #[test]
+    fn names_parse_back() {
+        let p = parse_file_name("ZTF21a_new_gz_ZTF.png").expect("stamp");
+        assert_eq!(p.obj_id.as_deref(), Some("ZTF21a"));
+        assert_eq!(p.ttype, ThumbnailType::NewGz);
+        assert_eq!(p.survey.as_deref(), Some("ZTF"));
+        assert_eq!(p.hash, hex_sha256("ZTF21a"));
+        let p = parse_file_name("a_b_ref.png").expect("archival");
+        assert_eq!(
+            (p.obj_id.as_deref(), p.ttype, p.survey),
+            (Some("a_b"), ThumbnailType::Ref, None)
+        );
+        for foreign in [
+            ".upload-123.tmp",
+            "x.png",
+            "x_nope.png",
+            "x_new.jpg",
+            "~2e_new.png.tmp",
+            "a~41_new.png", // non-canonical: A is written as A
+            "_new.png~",
+        ] {
+            assert_eq!(parse_file_name(foreign), None, "{foreign}");
+        }
+        let long = "a".repeat(300);
+        let p = parse_file_name(&file_name(&long, ThumbnailType::Sub)).expect("long");
+        assert_eq!((p.obj_id, p.hash), (None, hex_sha256(&long)));
+        assert_eq!(dirs_of_hash(&hex_sha256("x"), 2), hashed_dirs("x", 2));
+    }
+
+    #[test]
     fn long_ids_are_shortened_distinctly() {
         let a = "a".repeat(300);
         let b = format!("{}b", "a".repeat(299));
@@ -183,6 +338,16 @@ mod tests {
             }
             if a != b {
                 prop_assert_ne!(file_name(&a, ThumbnailType::New), file_name(&b, ThumbnailType::New));
+            }
+            for survey in [None, Some("ZTF"), Some("2")] {
+                let name = stamp_file_name(&a, ThumbnailType::Ref, survey);
+                let parsed = parse_file_name(&name).expect("our names parse");
+                prop_assert_eq!(parsed.hash, hex_sha256(&a));
+                prop_assert_eq!(parsed.ttype, ThumbnailType::Ref);
+                prop_assert_eq!(parsed.survey.as_deref(), survey);
+                if let Some(id) = parsed.obj_id {
+                    prop_assert_eq!(id, a.clone());
+                }
             }
         }
     }

@@ -11,5 +11,8 @@ mod store;
 
 pub use decode::{classify_image, Classified, DecodeError};
 pub use image::{inspect_png, is_grayscale, ImageError, Inspected, MAX_SIDE, MIN_SIDE};
-pub use layout::{file_name, hashed_dirs, RelPath, SUBDIR};
+pub use layout::{
+    dirs_of_hash, file_name, hashed_dirs, parse_file_name, stamp_file_name, ParsedName, RelPath,
+    SUBDIR,
+};
 pub use store::{FileError, FileStore, Placed, SetAside, Staged};

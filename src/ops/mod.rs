@@ -1,4 +1,4 @@
-//! Operator tools: `replay` and `resurvey`.
+//! Operator tools: `replay`, `resurvey` and `files`.
 //!
 //! Both page through the database by key (never OFFSET), keep every
 //! transaction to one page, and are safe to stop and run again. The cores
@@ -6,6 +6,7 @@
 //! connection, so tests and benchmarks call them without a process; the
 //! `run` functions only load, connect and print the summary line.
 
+pub mod files;
 mod progress;
 pub mod replay;
 pub mod resurvey;

@@ -222,7 +222,8 @@ async fn delete_row_and_file(state: &AppState, id: &str) -> Result<(), ApiError>
     Ok(())
 }
 
-/// Every thumbnail of an object.
+/// An object's thumbnails: the newest row per `(survey, type)` (SkyPortal's
+/// readers keep the same), listed oldest first.
 #[utoipa::path(
     get,
     path = "/api/objs/{obj_id}/thumbnails",
@@ -230,7 +231,7 @@ async fn delete_row_and_file(state: &AppState, id: &str) -> Result<(), ApiError>
     params(("obj_id" = String, Path, description = "Object id")),
     security(("token" = [])),
     responses(
-        (status = 200, description = "The rows, oldest first", body = api::ThumbnailListReply),
+        (status = 200, description = "The newest row per (survey, type), oldest first", body = api::ThumbnailListReply),
         (status = 400, description = "Invalid obj_id", body = api::ErrorReply),
         (status = 401, description = "Missing or unknown token", body = api::ErrorReply),
     )
@@ -249,6 +250,33 @@ pub async fn list_for_obj(
         .all(&state.db)
         .await
         .map_err(db_down)?;
-    let views: Vec<ThumbnailView> = rows.into_iter().map(ThumbnailView::from).collect();
+    let views: Vec<ThumbnailView> = newest_per_survey_and_type(rows)
+        .into_iter()
+        .map(ThumbnailView::from)
+        .collect();
     Ok(api::success(views))
+}
+
+/// Keeps the newest row (`created_at`, then `id`) of each `(survey, type)`,
+/// in id order. The unique indexes already allow only one, but a database
+/// that SkyPortal writes to beside us may predate them.
+fn newest_per_survey_and_type(rows: Vec<thumbnail::Model>) -> Vec<thumbnail::Model> {
+    use std::collections::HashMap;
+    let mut newest: HashMap<(Option<String>, Option<String>), thumbnail::Model> = HashMap::new();
+    for row in rows {
+        let key = (
+            row.survey.clone(),
+            row.ttype
+                .map(|t| ThumbnailType::from(t).as_str().to_string()),
+        );
+        match newest.get(&key) {
+            Some(kept) if (kept.created_at, kept.id) >= (row.created_at, row.id) => {}
+            _ => {
+                newest.insert(key, row);
+            }
+        }
+    }
+    let mut kept: Vec<thumbnail::Model> = newest.into_values().collect();
+    kept.sort_by_key(|r| r.id);
+    kept
 }

@@ -21,7 +21,7 @@ use crate::files::{FileStore, RelPath};
 use crate::store::committer::{self, CommitError};
 use crate::store::entities::obj;
 use crate::store::outbox;
-use crate::surveys::ThumbnailType;
+use crate::surveys::{normalise_survey, ThumbnailType};
 
 const PREFIX: &str = "Thumbnail failed to post: ";
 
@@ -144,7 +144,13 @@ fn prepare(files: &FileStore, body: &[u8]) -> Result<Prepared, Refused> {
         .ttype
         .parse()
         .map_err(|e| refuse(ApiError::BadRequest(format!("Invalid ttype: {e}"))))?;
-    let rel = RelPath::new(&body.obj_id, ttype, files.depth());
+    // Alert stamps: one per survey, `Ztf` and `ZTF` being the same survey.
+    let survey = normalise_survey(body.survey.as_deref()).map_err(|e| {
+        refuse(ApiError::BadRequest(format!(
+            "Invalid/missing parameters: {e}"
+        )))
+    })?;
+    let rel = RelPath::stamp(&body.obj_id, ttype, survey.as_deref(), files.depth());
     let staged = files
         .stage_blocking(&rel, &png)
         .map_err(|e| refuse(ApiError::internal("cannot write the file to storage", e)))?;
@@ -153,7 +159,7 @@ fn prepare(files: &FileStore, body: &[u8]) -> Result<Prepared, Refused> {
             obj_id: body.obj_id,
             ttype,
             public_url: rel.public_url(),
-            survey: body.survey,
+            survey,
             is_grayscale: inspected.is_grayscale,
             staged,
         },

@@ -167,8 +167,13 @@ fn is_fk_violation(e: &DbErr) -> bool {
 
 /// One wave's rows (the `unnest` columns, in order), then `now` and the
 /// routing key. A row whose object does not exist is skipped (no answer
-/// line); the others answer `(ord, thumbnail id, outbox id)`.
-const UPSERT_UPLOADS: &str = "WITH i AS MATERIALIZED (
+/// line); the others answer `(ord, thumbnail id, outbox id)`. One statement
+/// holds either archival uploads (no survey) or alert stamps (a survey), as
+/// each names the unique index it may conflict on (src/store/stamps.rs).
+macro_rules! upsert_uploads {
+    ($conflict:literal) => {
+        concat!(
+            "WITH i AS MATERIALIZED (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                          $6::bool[], $7::bool[], $8::text[], $9::text[])
       WITH ORDINALITY AS x(obj_id, type, file_uri, public_url, survey, has_survey,
@@ -181,21 +186,32 @@ const UPSERT_UPLOADS: &str = "WITH i AS MATERIALIZED (
            CASE WHEN i.has_survey THEN i.survey END, i.is_grayscale, i.obj_id
     FROM i JOIN objs ON objs.id = i.obj_id
     ORDER BY i.ord
-    ON CONFLICT (obj_id, type) DO UPDATE
+    ON CONFLICT ",
+            $conflict,
+            " DO UPDATE
       SET modified = EXCLUDED.modified, file_uri = EXCLUDED.file_uri,
           public_url = EXCLUDED.public_url, origin = EXCLUDED.origin,
           survey = EXCLUDED.survey, is_grayscale = EXCLUDED.is_grayscale
-    RETURNING id, obj_id, type::text AS type
+    RETURNING id, obj_id, type::text AS type, survey
   ),
   e AS MATERIALIZED (
     SELECT i.ord, t.id, i.head, i.tail, nextval('thumbnail_outbox_id_seq') AS eid
     FROM t JOIN i ON i.obj_id = t.obj_id AND i.type = t.type
+      AND t.survey IS NOT DISTINCT FROM CASE WHEN i.has_survey THEN i.survey END
   ),
   o AS (
     INSERT INTO thumbnail_outbox (id, routing_key, body, created_at)
     SELECT eid, $11, head || id || tail, now() AT TIME ZONE 'UTC' FROM e
   )
-  SELECT ord, id, eid FROM e";
+  SELECT ord, id, eid FROM e"
+        )
+    };
+}
+
+/// Uploads without a survey: the archival row of `(obj_id, type)`.
+const UPSERT_UPLOADS: &str = upsert_uploads!("(obj_id, type) WHERE survey IS NULL");
+/// Alert stamps: one row per `(obj_id, type, survey)`.
+const UPSERT_STAMPS: &str = upsert_uploads!("(obj_id, type, survey) WHERE survey IS NOT NULL");
 
 /// A `thumbnail.stored` body before and after the row's id.
 type Body = (String, String);
@@ -213,15 +229,32 @@ async fn commit_batch(
         .begin()
         .await
         .map_err(|e| Failed::Unavailable(Arc::new(e)))?;
-    for wave in waves(&uploads, |u| (u.obj_id.as_str(), u.ttype)) {
-        match upsert_wave(&txn, &uploads, &wave, now).await {
-            Ok(got) => {
-                for (i, row) in got {
-                    rows[i] = Some(row);
-                }
+    for wave in waves(&uploads, |u| {
+        (u.obj_id.as_str(), u.ttype, u.survey.as_deref())
+    }) {
+        for stamps in [false, true] {
+            let part: Vec<usize> = wave
+                .iter()
+                .copied()
+                .filter(|&i| uploads[i].survey.is_some() == stamps)
+                .collect();
+            if part.is_empty() {
+                continue;
             }
-            Err(e) if is_connection_error(&e) => return Err(Failed::Unavailable(Arc::new(e))),
-            Err(e) => return Err(Failed::Statement(Arc::new(e), uploads)),
+            let sql = if stamps {
+                UPSERT_STAMPS
+            } else {
+                UPSERT_UPLOADS
+            };
+            match upsert_wave(&txn, &uploads, &part, now, sql).await {
+                Ok(got) => {
+                    for (i, row) in got {
+                        rows[i] = Some(row);
+                    }
+                }
+                Err(e) if is_connection_error(&e) => return Err(Failed::Unavailable(Arc::new(e))),
+                Err(e) => return Err(Failed::Statement(Arc::new(e), uploads)),
+            }
         }
     }
     // Files go into place in arrival order (a later upload of the same
@@ -270,20 +303,21 @@ fn undo(placed: Vec<Placed>) {
     }
 }
 
-/// Runs [`UPSERT_UPLOADS`] for the uploads at `wave`'s indexes; returns,
-/// per stored upload, its index, row id, outbox id and event body around
-/// the id.
+/// Runs `sql` ([`UPSERT_UPLOADS`] or [`UPSERT_STAMPS`]) for the uploads at
+/// `wave`'s indexes; returns, per stored upload, its index, row id, outbox
+/// id and event body around the id.
 async fn upsert_wave(
     txn: &DatabaseTransaction,
     uploads: &[Upload],
     wave: &[usize],
     now: NaiveDateTime,
+    sql: &str,
 ) -> Result<Vec<(usize, (i32, i64, Body))>, DbErr> {
     // Sorted, so that concurrent transactions lock rows in the same order.
     let mut wave = wave.to_vec();
     wave.sort_by(|&a, &b| {
-        (&uploads[a].obj_id, uploads[a].ttype.as_str())
-            .cmp(&(&uploads[b].obj_id, uploads[b].ttype.as_str()))
+        let key = |u: &Upload| (u.obj_id.clone(), u.ttype.as_str(), u.survey.clone());
+        key(&uploads[a]).cmp(&key(&uploads[b]))
     });
     let file_uris: Vec<String> = wave
         .iter()
@@ -340,7 +374,7 @@ async fn upsert_wave(
     let got = txn
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            UPSERT_UPLOADS,
+            sql,
             values,
         ))
         .await?;

@@ -7,6 +7,7 @@ pub mod on_demand;
 pub mod outbox;
 pub mod remote;
 pub mod retry;
+pub mod stamps;
 pub mod sweep;
 mod writes;
 
@@ -33,6 +34,8 @@ pub enum StoreError {
     },
     #[error("database migration failed: {0}")]
     Migrate(#[source] DbErr),
+    #[error("building the per-survey thumbnail indexes failed: {0}")]
+    Stamps(#[source] sea_orm::sqlx::Error),
     #[error(transparent)]
     Db(#[from] DbErr),
 }
@@ -44,6 +47,7 @@ impl StoreError {
         match self {
             StoreError::Connect { .. } => true,
             StoreError::Migrate(e) | StoreError::Db(e) => retry::classify(e).is_retryable(),
+            StoreError::Stamps(e) => retry::classify_sqlx(e).is_retryable(),
         }
     }
 }
@@ -111,9 +115,19 @@ pub async fn ensure_database(url: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Applies pending migrations under an advisory lock; safe to run twice and
-/// from several processes at once.
+/// Applies pending migrations under an advisory lock, then the per-survey
+/// unique indexes (built `CONCURRENTLY`, so outside any transaction: see
+/// [`stamps`]); safe to run twice and from several processes at once.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
+    migrate_transactional(db).await?;
+    let report = stamps::apply(db).await.map_err(StoreError::Stamps)?;
+    if report != stamps::StampsReport::default() {
+        tracing::info!(?report, "per-survey thumbnail indexes in place");
+    }
+    Ok(())
+}
+
+async fn migrate_transactional(db: &DatabaseConnection) -> Result<(), StoreError> {
     let txn = db.begin().await.map_err(StoreError::Migrate)?;
     txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
         .await

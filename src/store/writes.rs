@@ -131,6 +131,8 @@ const INSERT_OBJS: &str =
       AS x(id, ra, dec, is_roid, internal_key)
     ON CONFLICT (id) DO NOTHING";
 
+/// Survey rows are the archival ones (survey NULL), so the conflict names
+/// the partial index of those (src/store/stamps.rs).
 /// On `(obj_id, type)` conflict the URL is overwritten only when asked to
 /// (`$6`) or when the stored one is the failed-lookup placeholder (`$5`),
 /// and only if it differs: unchanged rows are neither rewritten nor returned.
@@ -139,7 +141,7 @@ const UPSERT_THUMBNAILS: &str =
     "INSERT INTO thumbnails (created_at, modified, type, public_url, obj_id)
     SELECT $4, $4, x.type::thumbnail_types, x.url, x.obj_id
     FROM unnest($1::text[], $2::text[], $3::text[]) AS x(obj_id, type, url)
-    ON CONFLICT (obj_id, type) DO UPDATE
+    ON CONFLICT (obj_id, type) WHERE survey IS NULL DO UPDATE
       SET public_url = EXCLUDED.public_url, file_uri = NULL, modified = EXCLUDED.modified
       WHERE (thumbnails.public_url = $5 OR $6)
         AND thumbnails.public_url IS DISTINCT FROM EXCLUDED.public_url
@@ -147,7 +149,7 @@ const UPSERT_THUMBNAILS: &str =
     RETURNING id, obj_id, type::text, public_url, file_uri, origin, survey";
 
 const PROBE_PS1: &str = "SELECT obj_id, public_url FROM thumbnails
-    WHERE type = 'ps1' AND obj_id = ANY($1::text[])";
+    WHERE type = 'ps1' AND survey IS NULL AND obj_id = ANY($1::text[])";
 
 /// Writes every job in one transaction. Returns, per job, the rows that were
 /// inserted or changed (unchanged rows are not returned).

@@ -2,12 +2,14 @@
 //! PS1 lookup page. Nothing here does I/O.
 
 mod footprint;
+mod label;
 mod on_demand;
 mod ps1;
 mod pyfloat;
 mod template;
 
 pub use footprint::{is_fetchable, sdss_says_outside};
+pub use label::{normalise_survey, InvalidSurvey, MAX_SURVEY_LEN};
 pub use on_demand::{parse_csv, parse_siap_csv, SiapOutcome, Source, ON_DEMAND};
 pub use ps1::{lookup_url, parse_lookup_page, Ps1Outcome, CURRENTLY_UNAVAILABLE, OUTSIDE_SURVEY};
 pub use pyfloat::py_repr;
@@ -142,6 +144,25 @@ mod tests {
         assert!(e
             .to_string()
             .contains("is not among the defined enum values"));
+    }
+
+    #[test]
+    fn the_documented_dr11_template_renders() {
+        let t = Templates::new(
+            crate::config::DEFAULT_SDSS_TEMPLATE,
+            crate::config::LS_DR11_TEMPLATE,
+        )
+        .expect("valid");
+        assert_eq!(
+            t.url(ThumbnailType::Ls, 10.0, -0.0).as_deref(),
+            Some("https://www.legacysurvey.org/viewer/jpeg-cutout?ra=10.0&dec=-0.0&size=200&layer=ls-dr11&pixscale=0.3&bands=grz")
+        );
+        // config.yaml documents the same template, in a comment.
+        let yaml = include_str!("../../config.yaml");
+        assert!(
+            yaml.contains(&format!("#   \"{}\"", crate::config::LS_DR11_TEMPLATE)),
+            "config.yaml's DR11 comment differs from LS_DR11_TEMPLATE"
+        );
     }
 
     #[test]

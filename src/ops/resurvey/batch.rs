@@ -31,20 +31,26 @@ pub(super) struct Changes {
     pub buckets: Vec<ThumbnailType>,
 }
 
-/// Survey rows: origin NULL (SkyPortal's) or `survey` (ours), and no stored
-/// file (a row with a file is an upload whatever its origin says).
+/// Survey rows: origin NULL (SkyPortal's) or `survey` (ours), no stored
+/// file (a row with a file is an upload whatever its origin says), and no
+/// `survey` label (an alert stamp is not an archival cutout). A `dr8` row
+/// turned `ls` keeps survey NULL, so it lands on the archival unique index
+/// `(obj_id, type) WHERE survey IS NULL`.
 pub(super) const COUNT: &str = "SELECT count(*) FROM thumbnails t
     WHERE t.type = ANY($1::text[]::thumbnail_types[])
-      AND (t.origin IS NULL OR t.origin = 'survey') AND t.file_uri IS NULL";
+      AND (t.origin IS NULL OR t.origin = 'survey') AND t.file_uri IS NULL
+      AND t.survey IS NULL";
 
 /// One page of survey rows with their object's position. `lone_dr8` is a
 /// `dr8` row whose object has no `ls` row (it will become that row).
 const PAGE: &str = "SELECT t.id, t.obj_id, t.type::text, t.public_url, o.ra, o.dec,
         (t.type = 'dr8' AND NOT EXISTS (
-            SELECT 1 FROM thumbnails x WHERE x.obj_id = t.obj_id AND x.type = 'ls')) AS lone_dr8
+            SELECT 1 FROM thumbnails x WHERE x.obj_id = t.obj_id AND x.type = 'ls'
+                 AND x.survey IS NULL)) AS lone_dr8
     FROM thumbnails t JOIN objs o ON o.id = t.obj_id
     WHERE t.id > $1 AND t.type = ANY($2::text[]::thumbnail_types[])
       AND (t.origin IS NULL OR t.origin = 'survey') AND t.file_uri IS NULL
+      AND t.survey IS NULL
     ORDER BY t.id
     LIMIT $3";
 
@@ -57,16 +63,19 @@ const PAGE: &str = "SELECT t.id, t.obj_id, t.type::text, t.public_url, o.ra, o.d
 const UPDATE: &str = "UPDATE thumbnails t
     SET public_url = v.url,
         type = CASE WHEN t.type = 'dr8' AND NOT EXISTS (
-                   SELECT 1 FROM thumbnails x WHERE x.obj_id = t.obj_id AND x.type = 'ls')
+                   SELECT 1 FROM thumbnails x WHERE x.obj_id = t.obj_id AND x.type = 'ls'
+                 AND x.survey IS NULL)
                THEN 'ls'::thumbnail_types ELSE t.type END,
         modified = $3
     FROM unnest($1::int4[], $2::text[]) AS v(id, url)
     WHERE t.id = v.id
       AND t.id BETWEEN $4 AND $5
       AND (t.origin IS NULL OR t.origin = 'survey') AND t.file_uri IS NULL
+      AND t.survey IS NULL
       AND (t.public_url IS DISTINCT FROM v.url
            OR (t.type = 'dr8' AND NOT EXISTS (
-               SELECT 1 FROM thumbnails x WHERE x.obj_id = t.obj_id AND x.type = 'ls')))
+               SELECT 1 FROM thumbnails x WHERE x.obj_id = t.obj_id AND x.type = 'ls'
+                 AND x.survey IS NULL)))
     RETURNING t.id, t.obj_id, t.type::text, t.public_url, t.file_uri, t.origin, t.survey";
 
 pub(super) type PageRow = (

@@ -65,6 +65,12 @@ enum What {
         #[arg(long, default_value_t = 100_000)]
         rows: usize,
     },
+    /// `thumbnails migrate` on a SkyPortal-shaped table of N rows (a quarter
+    /// of them duplicates): de-duplication and the per-survey indexes.
+    Migrate {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+    },
     /// Everything, with the defaults.
     All,
 }
@@ -95,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
         What::Sidecar { clients, uploads } => bench_sidecar(&cli, *clients, *uploads).await?,
         What::Resurvey { rows } => bench_resurvey(&cli, *rows).await?,
         What::Sweep { objs } => bench_sweep(&cli, *objs).await?,
+        What::Migrate { rows } => bench_migrate(&cli, *rows).await?,
         What::FeedTrigger { rows } => bench_feed_trigger(&cli, *rows).await?,
         What::All => {
             scale(&cli).await?;
@@ -114,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
             bench_sidecar(&cli, 64, 20_000).await?;
             bench_resurvey(&cli, 1_000_000).await?;
             bench_sweep(&cli, 1_000_000).await?;
+            bench_migrate(&cli, 1_000_000).await?;
             bench_feed_trigger(&cli, 100_000).await?;
         }
     }
@@ -775,6 +783,44 @@ async fn bench_feed_trigger(cli: &Cli, rows: usize) -> anyhow::Result<()> {
     let _ = channel.close(200, "done".into()).await;
     let _ = conn.close(200, "done".into()).await;
     link.close("done").await;
+    db.drop_db().await;
+    Ok(())
+}
+
+async fn bench_migrate(cli: &Cli, rows: usize) -> anyhow::Result<()> {
+    let db = BenchDb::create(&cli.pg).await?;
+    // As SkyPortal leaves it: no unique index; per object an archival ls
+    // row, a ZTF stamp, the same stamp again as `ztf` (older), a ref stamp.
+    let objs = rows.div_ceil(4);
+    db.db
+        .execute_unprepared(&format!(
+            "DROP INDEX thumbnails_obj_id_type_archival_key;
+             DROP INDEX thumbnails_obj_id_type_survey_key;
+             CREATE INDEX ix_thumbnails_obj_id ON thumbnails (obj_id);
+             INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified)
+               SELECT 'm' || g, 1, 2, false, md5(g::text), now(), now()
+               FROM generate_series(0, {objs} - 1) g;
+             INSERT INTO thumbnails (created_at, modified, type, public_url, survey, obj_id)
+               SELECT now() - ((g / {objs}) || ' s')::interval, now(),
+                      (ARRAY['ls', 'new', 'new', 'ref'])[1 + g / {objs} % 4]::thumbnail_types,
+                      '/u/' || g, (ARRAY[NULL, 'ZTF', 'ztf', 'ZTF'])[1 + g / {objs} % 4],
+                      'm' || (g % {objs})
+               FROM generate_series(0, {rows} - 1) g;"
+        ))
+        .await?;
+    for table in ["objs", "thumbnails"] {
+        db.db
+            .execute_unprepared(&format!("VACUUM ANALYZE {table}"))
+            .await?;
+    }
+    let started = Instant::now();
+    store::migrate(&db.db).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let left = db.scalar("SELECT count(*)::float8 FROM thumbnails").await?;
+    println!(
+        "bench migrate: {elapsed:.1} s for {rows} rows ({} duplicates removed)",
+        rows as f64 - left
+    );
     db.drop_db().await;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The operator tools against the real PostgreSQL and RabbitMQ.
 
+mod files;
 mod replay;
 mod resurvey;
 

@@ -536,3 +536,66 @@ async fn resurvey_counts_a_refused_row_as_failed_and_rewrites_the_others() {
     assert_eq!(rows[1].2, before[1].3, "the refused row is unchanged");
     assert_eq!(rows[2].2, Some(ls_url("3.0", "0.5")));
 }
+
+/// Legacy Survey DR11 (issue 11): the documented template, applied to rows
+/// of every ls-dr10 form (and older), leaves alert stamps and uploads alone.
+#[tokio::test]
+async fn resurvey_to_the_documented_dr11_template_rewrites_every_dr10_form() {
+    use thumbnails::config::{DEFAULT_SDSS_TEMPLATE, LS_DR11_TEMPLATE};
+    use thumbnails::surveys::Templates;
+    let db = TestDb::new().await;
+    let dr11 = |ra: &str, dec: &str| LS_DR11_TEMPLATE.replace("{ra}", ra).replace("{dec}", dec);
+    let forms = [
+        ("P", legacy("150.0", "2.25", "ls-dr10", "0.3", "griz")), // DR10 default
+        ("Q", legacy("0.5", "-45.0", "ls-dr10", "0.262", "griz")),
+        ("R", legacy("1e-05", "89.5", "ls-dr9", "0.262", "grz")),
+    ];
+    for (id, url) in &forms {
+        let (ra, dec) = match *id {
+            "P" => (150.0, 2.25),
+            "Q" => (0.5, -45.0),
+            _ => (1e-05, 89.5),
+        };
+        obj(&db, id, Some(ra), Some(dec), false).await;
+        thumb(&db, id, "ls", Some(url), None).await;
+    }
+    // An alert stamp of type ls with a survey label is not an archival cutout.
+    let (stamp,): (i32,) = sea_orm::sqlx::query_as(
+        "INSERT INTO thumbnails (created_at, modified, type, public_url, survey, obj_id)
+         VALUES (now(), now(), 'ls', $1, 'ZTF', 'P') RETURNING id",
+    )
+    .bind(&forms[0].1)
+    .fetch_one(pool(&db))
+    .await
+    .expect("stamp row");
+    let templates = Templates::new(DEFAULT_SDSS_TEMPLATE, LS_DR11_TEMPLATE).expect("dr11 template");
+    let summary = resurvey(&db.db, &templates, None, &opts(&[LS], false))
+        .await
+        .expect("resurvey");
+    assert_eq!(
+        summary.of(LS).map(|s| (s.examined, s.rewritten)),
+        Some((3, 3))
+    );
+    let after = snapshot(&db).await;
+    let url = |obj: &str| {
+        after
+            .iter()
+            .find(|r| r.1 == obj && r.0 != stamp)
+            .and_then(|r| r.3.clone())
+    };
+    assert_eq!(url("P"), Some(dr11("150.0", "2.25")));
+    assert_eq!(url("Q"), Some(dr11("0.5", "-45.0")));
+    assert_eq!(url("R"), Some(dr11("1e-05", "89.5")));
+    assert_eq!(
+        after
+            .iter()
+            .find(|r| r.0 == stamp)
+            .and_then(|r| r.3.clone()),
+        Some(forms[0].1.clone()),
+        "the ZTF stamp keeps its URL"
+    );
+    let again = resurvey(&db.db, &templates, None, &opts(&[LS], false))
+        .await
+        .expect("second run");
+    assert_eq!(again.rewritten(), 0);
+}

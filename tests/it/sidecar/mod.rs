@@ -8,4 +8,5 @@ mod manage;
 mod meta;
 mod reliability;
 mod security;
+mod stamps;
 mod upload;

@@ -25,7 +25,12 @@ async fn good_upload_stores_file_row_event_and_serves_same_bytes() {
 
     // The file, at the hashed path, with the same bytes.
     let h = hex::encode(Sha256::digest(b"ZTF21aaaaaaa"));
-    let rel = format!("thumbnails/{}/{}/ZTF21aaaaaaa_new.png", &h[0..2], &h[2..4]);
+    // An alert stamp's file names its survey.
+    let rel = format!(
+        "thumbnails/{}/{}/ZTF21aaaaaaa_new_ZTF.png",
+        &h[0..2],
+        &h[2..4]
+    );
     let path = app.storage.path().join(&rel);
     assert_eq!(app.files(), vec![path.clone()]);
     assert_eq!(std::fs::read(&path).expect("file"), png);

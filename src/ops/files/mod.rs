@@ -1,0 +1,142 @@
+//! `thumbnails files audit|repair`: the stored upload files against the rows.
+//!
+//! `audit` counts, changing nothing: rows whose file is in place, elsewhere
+//! under `<root>/thumbnails` (an older `storage.depth`) or missing; files at
+//! the current depth or not; files no row names. `repair` moves misplaced
+//! files to the current depth and points their rows (`file_uri`,
+//! `public_url`) there, one page of rows per transaction; with
+//! `--delete-orphans` it also removes our files that no row names (a
+//! deleted object's cascaded rows leave theirs), once older than the grace
+//! period. Only names this service writes, under `<root>/thumbnails`, are
+//! ever moved or removed; hidden (in-flight) files never are. A missing or
+//! unmovable file is logged and counted, and the run goes on.
+
+mod plan;
+mod run;
+
+pub use plan::{classify, expected, may_remove_orphan, plan_row, FileKind, RowFile, RowPlan};
+pub use run::{files, FilesOptions, FilesSummary};
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use crate::config::Config;
+use crate::files::FileStore;
+use crate::store;
+
+#[derive(Debug, Clone, Args)]
+pub struct FilesArgs {
+    #[command(subcommand)]
+    pub action: FilesAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum FilesAction {
+    /// Count files in and out of place, rows whose file is missing, files without a row; change nothing.
+    Audit(PageArgs),
+    /// Move files to the current storage.depth and fix their rows; optionally remove files without a row.
+    Repair(RepairArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PageArgs {
+    /// Rows per page (and per transaction).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RepairArgs {
+    #[command(flatten)]
+    pub page: PageArgs,
+    /// Count what would change; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also remove our files that no row names (e.g. left by a deleted object).
+    #[arg(long)]
+    pub delete_orphans: bool,
+    /// Seconds a file without a row must have existed before it is removed,
+    /// so that an upload in flight (file placed, row not yet committed) is never.
+    #[arg(long, default_value_t = 3600)]
+    pub grace_secs: u64,
+}
+
+pub async fn run(
+    config: &Config,
+    args: FilesArgs,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    let opts = match args.action {
+        FilesAction::Audit(page) => FilesOptions {
+            repair: false,
+            dry_run: true,
+            delete_orphans: false,
+            grace: Duration::ZERO,
+            batch_size: page.batch_size as usize,
+            progress: true,
+            stop,
+        },
+        FilesAction::Repair(r) => FilesOptions {
+            repair: true,
+            dry_run: r.dry_run,
+            delete_orphans: r.delete_orphans,
+            grace: Duration::from_secs(r.grace_secs),
+            batch_size: r.page.batch_size as usize,
+            progress: true,
+            stop,
+        },
+    };
+    let store = FileStore::new(&config.storage.root, config.storage.depth);
+    let db = store::connect(&config.database.url, 2).await?;
+    let summary = files(&db, &store, &opts).await.context("files")?;
+    println!("{}", summary.line(&opts));
+    if summary.interrupted {
+        anyhow::bail!(
+            "files interrupted; the counts above cover what was done, run it again to finish"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn parse(line: &[&str]) -> Result<FilesAction, clap::Error> {
+        let mut argv = vec!["thumbnails", "files"];
+        argv.extend_from_slice(line);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Files(a) => Ok(a.action),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn audit_and_repair_parse() {
+        assert!(matches!(parse(&["audit"]), Ok(FilesAction::Audit(p)) if p.batch_size == 1000));
+        match parse(&[
+            "repair",
+            "--dry-run",
+            "--delete-orphans",
+            "--grace-secs",
+            "60",
+        ]) {
+            Ok(FilesAction::Repair(r)) => {
+                assert!(r.dry_run && r.delete_orphans);
+                assert_eq!(r.grace_secs, 60);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            parse(&["audit", "--delete-orphans"]).is_err(),
+            "audit never removes"
+        );
+        assert!(parse(&["repair", "--batch-size", "0"]).is_err());
+        assert!(parse(&[]).is_err());
+    }
+}

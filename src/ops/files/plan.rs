@@ -1,0 +1,217 @@
+//! Pure planning for `thumbnails files`: where a row's file should be, what
+//! a file found on disk is. No I/O: the caller passes what it saw.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use crate::files::{dirs_of_hash, parse_file_name, ParsedName, RelPath, SUBDIR};
+use crate::surveys::{normalise_survey, ThumbnailType};
+
+/// A row that names a stored file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowFile {
+    pub id: i32,
+    pub obj_id: String,
+    pub ttype: ThumbnailType,
+    pub survey: Option<String>,
+    pub file_uri: String,
+}
+
+/// What to do about one row's file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowPlan {
+    /// The file is where the current depth puts it.
+    InPlace,
+    /// The file exists elsewhere under the uploads folder: move it to `to`
+    /// and point the row there.
+    Move {
+        from: PathBuf,
+        to: PathBuf,
+        public_url: String,
+    },
+    /// The row's file is gone but one sits at the right place (a repair
+    /// stopped between the move and the row update): point the row there.
+    Repoint { to: PathBuf, public_url: String },
+    /// Neither the row's file nor one at the right place exists.
+    Missing,
+    /// `file_uri` is outside `<root>/thumbnails`, or the row's survey is not
+    /// a label the service writes: not ours to move.
+    Foreign,
+}
+
+/// Where the current layout puts `row`'s file.
+pub fn expected(row: &RowFile, depth: u8) -> Option<RelPath> {
+    let survey = normalise_survey(row.survey.as_deref()).ok()?;
+    Some(RelPath::stamp(
+        &row.obj_id,
+        row.ttype,
+        survey.as_deref(),
+        depth,
+    ))
+}
+
+/// `path` lies inside `<root>/thumbnails` (lexically: no `..`, relative
+/// parts or other roots).
+pub fn is_under_uploads(path: &Path, root: &Path) -> bool {
+    path.is_absolute()
+        && path
+            .components()
+            .all(|c| !matches!(c, Component::ParentDir | Component::CurDir))
+        && path.starts_with(root.join(SUBDIR))
+}
+
+/// Plans one row; `exists` says whether a path is a regular file.
+pub fn plan_row(row: &RowFile, root: &Path, depth: u8, exists: impl Fn(&Path) -> bool) -> RowPlan {
+    let current = PathBuf::from(&row.file_uri);
+    let Some(rel) = expected(row, depth) else {
+        return RowPlan::Foreign;
+    };
+    if !is_under_uploads(&current, root) {
+        return RowPlan::Foreign;
+    }
+    let to = rel.path_under(root);
+    if current == to {
+        return if exists(&current) {
+            RowPlan::InPlace
+        } else {
+            RowPlan::Missing
+        };
+    }
+    if exists(&current) {
+        RowPlan::Move {
+            from: current,
+            to,
+            public_url: rel.public_url(),
+        }
+    } else if exists(&to) {
+        RowPlan::Repoint {
+            to,
+            public_url: rel.public_url(),
+        }
+    } else {
+        RowPlan::Missing
+    }
+}
+
+/// What a file found under `<root>/thumbnails` is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FileKind {
+    /// A hidden file: an upload, replacement or delete in flight. Never touched.
+    InFlight,
+    /// Not a name this service writes. Never touched.
+    Foreign,
+    /// One of ours; `at_depth` if its folders are the current depth's.
+    Ours { parsed: ParsedName, at_depth: bool },
+}
+
+/// Classifies a file by its folders under `<root>/thumbnails` and its name.
+pub fn classify(dirs: &[String], name: &str, depth: u8) -> FileKind {
+    if name.starts_with('.') {
+        return FileKind::InFlight;
+    }
+    match parse_file_name(name) {
+        None => FileKind::Foreign,
+        Some(parsed) => {
+            let at_depth = dirs == dirs_of_hash(&parsed.hash, depth).as_slice();
+            FileKind::Ours { parsed, at_depth }
+        }
+    }
+}
+
+/// A file without a row may be removed only once older than `grace`: an
+/// upload places its file a moment before its row commits.
+pub fn may_remove_orphan(age: Option<Duration>, grace: Duration) -> bool {
+    age.is_some_and(|a| a >= grace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::hashed_dirs;
+
+    const ROOT: &str = "/srv/data";
+
+    fn row(file_uri: &str) -> RowFile {
+        RowFile {
+            id: 1,
+            obj_id: "ZTF1".into(),
+            ttype: ThumbnailType::New,
+            survey: Some("ztf".into()),
+            file_uri: file_uri.into(),
+        }
+    }
+
+    fn at(depth: u8) -> PathBuf {
+        RelPath::stamp("ZTF1", ThumbnailType::New, Some("ZTF"), depth).path_under(Path::new(ROOT))
+    }
+
+    #[test]
+    fn rows_are_planned_against_the_current_depth() {
+        let root = Path::new(ROOT);
+        let (d1, d2) = (at(1), at(2));
+        let r1 = row(&d1.to_string_lossy());
+        let only = |p: PathBuf| move |q: &Path| q == p;
+        assert_eq!(plan_row(&r1, root, 1, only(d1.clone())), RowPlan::InPlace);
+        assert_eq!(plan_row(&r1, root, 1, |_| false), RowPlan::Missing);
+        match plan_row(&r1, root, 2, only(d1.clone())) {
+            RowPlan::Move {
+                from,
+                to,
+                public_url,
+            } => {
+                assert_eq!((from, &to), (d1.clone(), &d2));
+                assert!(public_url.ends_with("/ZTF1_new_ZTF.png"));
+                assert_eq!(public_url.matches('/').count(), 5, "{public_url}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            plan_row(&r1, root, 2, only(d2.clone())),
+            RowPlan::Repoint { to, .. } if to == d2
+        ));
+        assert_eq!(plan_row(&r1, root, 2, |_| false), RowPlan::Missing);
+        for foreign in [
+            "/etc/passwd",
+            "relative/x.png",
+            "/srv/data/thumbnails/../x.png",
+        ] {
+            assert_eq!(plan_row(&row(foreign), root, 2, |_| true), RowPlan::Foreign);
+        }
+        let mut bad_survey = r1.clone();
+        bad_survey.survey = Some("../x".into());
+        assert_eq!(plan_row(&bad_survey, root, 2, |_| true), RowPlan::Foreign);
+    }
+
+    #[test]
+    fn files_are_classified_by_name_and_folders() {
+        let dirs = hashed_dirs("ZTF1", 2);
+        assert!(matches!(
+            classify(&dirs, "ZTF1_new.png", 2),
+            FileKind::Ours { at_depth: true, .. }
+        ));
+        assert!(matches!(
+            classify(&dirs[..1], "ZTF1_new.png", 2),
+            FileKind::Ours {
+                at_depth: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify(&dirs, "ZTF1_new.png", 1),
+            FileKind::Ours {
+                at_depth: false,
+                ..
+            }
+        ));
+        assert_eq!(classify(&dirs, ".upload-1.tmp", 2), FileKind::InFlight);
+        assert_eq!(classify(&dirs, "notes.txt", 2), FileKind::Foreign);
+    }
+
+    #[test]
+    fn orphans_wait_for_the_grace_period() {
+        let grace = Duration::from_secs(3600);
+        assert!(!may_remove_orphan(None, grace));
+        assert!(!may_remove_orphan(Some(Duration::from_secs(5)), grace));
+        assert!(may_remove_orphan(Some(grace), grace));
+    }
+}
