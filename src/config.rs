@@ -59,6 +59,7 @@ pub struct ReconcileConfig {
     pub interval_s: u64,
     pub ps1_retry_after_s: u64,
     pub batch: u32,
+    pub max_queued: u32,
 }
 
 impl Default for ReconcileConfig {
@@ -67,6 +68,7 @@ impl Default for ReconcileConfig {
             interval_s: 300,
             ps1_retry_after_s: 3600,
             batch: 10_000,
+            max_queued: 10_000,
         }
     }
 }
@@ -425,6 +427,9 @@ impl Config {
         }
         if !(1..=10_000).contains(&self.feed.batch) {
             return bad("feed.batch", "must be between 1 and 10000");
+        }
+        if self.reconcile.max_queued == 0 {
+            return bad("reconcile.max_queued", "must be at least 1");
         }
         if !(1..=100_000).contains(&self.reconcile.batch) {
             return bad("reconcile.batch", "must be between 1 and 100000");

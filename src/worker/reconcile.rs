@@ -9,6 +9,8 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
 use sea_orm::sqlx::{self, pool::PoolConnection, Connection, PgPool, Postgres};
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +39,10 @@ pub struct SweepSummary {
     pub ps1_retries: u64,
     /// Stopped by shutdown before the end.
     pub interrupted: bool,
+    /// Stopped after `reconcile.max_queued` events; the next sweep goes on.
+    pub capped: bool,
+    /// Skipped: the worker's queue held this many events.
+    pub backlog: Option<u32>,
 }
 
 /// Sweeps the database; publishes on a connection opened only when there
@@ -46,6 +52,7 @@ pub struct Sweeper {
     pool: PgPool,
     batch: i64,
     ps1_retry_after: Duration,
+    max_queued: u64,
     amqp_url: String,
     topology: Topology,
 }
@@ -56,6 +63,7 @@ impl Sweeper {
             pool,
             batch: i64::from(config.reconcile.batch.max(1)),
             ps1_retry_after: Duration::from_secs(config.reconcile.ps1_retry_after_s),
+            max_queued: u64::from(config.reconcile.max_queued),
             amqp_url: config.amqp.url.clone(),
             topology: Topology::new(&config.amqp.exchange, &config.amqp.queue),
         }
@@ -74,7 +82,14 @@ impl Sweeper {
         if !locked {
             return Ok(None);
         }
-        let result = self.sweep_locked(&mut conn, stop).await;
+        let result = match self.queued().await {
+            Ok(n) if u64::from(n) > self.max_queued => Ok(SweepSummary {
+                backlog: Some(n),
+                ..Default::default()
+            }),
+            Ok(_) => self.sweep_locked(&mut conn, stop).await,
+            Err(e) => Err(e.into()),
+        };
         let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(SWEEP_LOCK)
             .execute(&mut *conn)
@@ -84,6 +99,30 @@ impl Sweeper {
             conn.close_on_drop();
         }
         result.map(Some)
+    }
+
+    /// Events waiting in the worker's queue (a passive declare).
+    async fn queued(&self) -> Result<u32, BusError> {
+        let conn = crate::bus::connect(&self.amqp_url, "thumbnails-reconcile").await?;
+        let result = async {
+            let channel = conn.create_channel().await?;
+            let queue = channel
+                .queue_declare(
+                    self.topology.queue.as_str().into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await;
+            let _ = channel.close(200, "counted".into()).await;
+            // A queue not declared yet holds nothing.
+            Ok::<_, BusError>(queue.map(|q| q.message_count()).unwrap_or(0))
+        }
+        .await;
+        let _ = conn.close(200, "counted".into()).await;
+        result
     }
 
     async fn sweep_locked(
@@ -154,6 +193,10 @@ impl Sweeper {
                     .collect();
                 summary.ps1_retries += retried.len() as u64;
                 sweep::stamp_ps1_retry(conn, &retried, now).await?;
+                if summary.published >= self.max_queued {
+                    summary.capped = true;
+                    return Ok(summary);
+                }
             }
             after = end;
         }
@@ -216,10 +259,17 @@ pub async fn run(config: Config, pool: PgPool, shutdown: CancellationToken) {
         let started = std::time::Instant::now();
         match sweeper.sweep_once(&shutdown).await {
             Ok(None) => tracing::debug!("reconcile: another replica is sweeping"),
+            Ok(Some(SweepSummary {
+                backlog: Some(n), ..
+            })) => tracing::info!(
+                queued = n,
+                "reconcile: the worker's queue is not drained; sweeping later"
+            ),
             Ok(Some(s)) if s.published > 0 => tracing::info!(
                 events = s.published,
                 ps1_retries = s.ps1_retries,
                 pages = s.pages,
+                capped = s.capped,
                 took_ms = started.elapsed().as_millis() as u64,
                 "reconcile: published events for incomplete objects"
             ),

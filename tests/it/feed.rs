@@ -273,6 +273,24 @@ async fn the_sweep_counts_archival_types_only_and_runs_once_across_replicas() {
             serde_json::json!({"id": "on-demand-only", "ra": 2.0, "dec": 2.0}),
         ]
     );
+
+    // While the worker's queue holds more than max_queued events, nothing
+    // is published again; a sweep stops after about max_queued events.
+    config.reconcile.max_queued = 1;
+    let capped = Sweeper::new(&config, db.db.get_postgres_connection_pool().clone());
+    let first = capped
+        .sweep_once(&stop)
+        .await
+        .expect("sweep")
+        .expect("lock");
+    assert!(first.capped && first.published == 1, "{first:?}");
+    bus.publish(&event("elsewhere", 1.0, 1.0)).await;
+    let second = capped
+        .sweep_once(&stop)
+        .await
+        .expect("sweep")
+        .expect("lock");
+    assert_eq!((second.backlog, second.published), (Some(2), 0));
     bus.delete().await;
 }
 
