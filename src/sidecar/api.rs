@@ -21,7 +21,9 @@ pub struct UploadBody<'a> {
     pub data: std::borrow::Cow<'a, str>,
     /// One of the `thumbnail_types` enum values (new, ref, sub, ...).
     pub ttype: String,
-    /// Optional label of the alert stream, e.g. `ZTF`.
+    /// Optional label of the alert stream, e.g. `ZTF` (upper-cased; 1 to 32
+    /// letters, digits or `-`). One stamp per `(obj_id, ttype, survey)`;
+    /// absent or blank = the archival row of `(obj_id, ttype)`.
     #[serde(default)]
     pub survey: Option<String>,
 }

@@ -68,7 +68,8 @@ impl ReplaySummary {
 /// Objects, in id order: id, ra, dec, is_roid, then whether sdss, ls and a
 /// real ps1 answer exist (a NULL-URL ps1 row counts as present: only the
 /// failed lookup's placeholder, `$4`, is retried). Each check is a probe of
-/// the unique `(obj_id, type)` index, made only when `$5` (`--missing`, the
+/// the archival unique index `(obj_id, type) WHERE survey IS NULL` (an
+/// alert stamp with a survey label is not the archival thumbnail), made only when `$5` (`--missing`, the
 /// one selection that reads them) is true. `$1` selects the objects
 /// (`$key`), `$2`/`$3` bound `created_at`.
 macro_rules! objects_with_rows {
@@ -76,11 +77,14 @@ macro_rules! objects_with_rows {
         concat!(
             "SELECT o.id, o.ra, o.dec, COALESCE(o.is_roid, false),
         $5::bool AND EXISTS (
-            SELECT 1 FROM thumbnails t WHERE t.obj_id = o.id AND t.type = 'sdss'),
+            SELECT 1 FROM thumbnails t WHERE t.obj_id = o.id AND t.type = 'sdss'
+                AND t.survey IS NULL),
         $5::bool AND EXISTS (
-            SELECT 1 FROM thumbnails t WHERE t.obj_id = o.id AND t.type = 'ls'),
+            SELECT 1 FROM thumbnails t WHERE t.obj_id = o.id AND t.type = 'ls'
+                AND t.survey IS NULL),
         $5::bool AND EXISTS (
             SELECT 1 FROM thumbnails t WHERE t.obj_id = o.id AND t.type = 'ps1'
+                AND t.survey IS NULL
                 AND t.public_url IS DISTINCT FROM $4)
     FROM objs o
     WHERE ",

@@ -252,3 +252,56 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+#[tokio::test]
+async fn the_binary_audits_repairs_and_refuses_bad_arguments() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = dir.path().join("data");
+    let store = FileStore::new(&storage, 2);
+    obj(&db, "A", Some(1.0), Some(2.0), false).await;
+    let old = RelPath::new("A", New, 1).path_under(store.root());
+    write(&old, OLD);
+    let id = row(&db, "A", New, None, &old).await;
+    let mut config = thumbnails::config::Config::default();
+    config.database.url = db.url.clone();
+    let root = storage.to_string_lossy().into_owned();
+    let env = [("THUMBNAILS_STORAGE__ROOT", root.as_str())];
+
+    let out = super::thumbnails_cli(dir.path(), &config, &["files", "audit"], &env).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        super::stdout(&out),
+        "files audit: 1 rows with a file: 0 in place, 1 to move, 0 repointed, 0 missing, 0 outside storage; \
+         0 files at depth, 1 elsewhere, 0 in flight, 0 foreign; 0 without a row, 0 failed\n"
+    );
+    let out = super::thumbnails_cli(dir.path(), &config, &["files", "repair"], &env).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        super::stdout(&out).starts_with("files repair: 1 rows with a file: 0 in place, 1 moved"),
+        "{out:?}"
+    );
+    let new = RelPath::new("A", New, 2).path_under(store.root());
+    assert!(new.is_file() && !old.exists());
+    assert_eq!(uri_and_url(&db, id).await.0, new.to_string_lossy());
+
+    // Bad arguments: a clear error, a non-zero status, nothing touched.
+    for args in [
+        &["files", "audit", "--delete-orphans"][..],
+        &["files", "repair", "--batch-size", "0"],
+        &["files", "repair", "--grace-secs", "-5"],
+        &["files"],
+    ] {
+        let out = super::thumbnails_cli(dir.path(), &config, args, &env).await;
+        assert!(!out.status.success(), "{args:?}: {out:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}");
+    }
+    assert!(new.is_file());
+    // An unreachable database: one line naming it.
+    let mut down = config.clone();
+    down.database.url = "postgres://postgres@127.0.0.1:1/nowhere".into();
+    let out = super::thumbnails_cli(dir.path(), &down, &["files", "audit"], &env).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+}
