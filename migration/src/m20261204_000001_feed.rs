@@ -37,7 +37,10 @@ INSERT INTO thumbnails_feed_state (singleton, enabled) VALUES (true, false)
 CREATE OR REPLACE FUNCTION thumbnails_feed_on_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-  IF (SELECT enabled FROM thumbnails_feed_state) THEN
+  -- The worker's own inserts (objects it is making rows for already) set
+  -- thumbnails.feed_skip for their transaction: nothing to announce.
+  IF (SELECT enabled FROM thumbnails_feed_state)
+     AND current_setting('thumbnails.feed_skip', true) IS DISTINCT FROM 'on' THEN
     INSERT INTO thumbnails_feed_outbox (obj_ids, kind)
       SELECT array_agg(id), 'created' FROM thumbnails_feed_new
       WHERE ra IS NOT NULL AND dec IS NOT NULL

@@ -121,6 +121,9 @@ impl StoredRow {
     }
 }
 
+/// Marks the transaction as the worker's for the feed's trigger.
+const FEED_SKIP: &str = "SELECT set_config('thumbnails.feed_skip', 'on', true)";
+
 /// Objects are inserted if absent and never overwritten. One fixed
 /// statement over arrays: prepared once per connection whatever the batch
 /// size, with six bind parameters instead of several per row.
@@ -160,6 +163,9 @@ pub async fn write_batch(
     let mut out = vec![Written::default(); jobs.len()];
     let now = Utc::now().naive_utc();
     let txn = db.begin().await?;
+    // The objects inserted here are the ones being handled: the database
+    // feed's trigger must not announce them again (a duplicate obj.created).
+    txn.execute_unprepared(FEED_SKIP).await?;
     // A DO UPDATE statement may touch a row once: split repeated objects into
     // waves so that no (obj_id, type) appears twice in one statement. Rows
     // are sorted so concurrent writers lock in the same order.

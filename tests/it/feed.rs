@@ -532,3 +532,31 @@ async fn the_feed_migration_goes_down_without_a_trace() {
     thumbnails::store::migrate(&db.db).await.expect("up again");
     assert!(count(&db, traces).await >= 6);
 }
+
+#[tokio::test]
+async fn objects_the_worker_creates_are_not_announced_again_by_the_feed() {
+    let (db, bus) = (TestDb::new().await, TestBus::new().await);
+    // The triggers on, as `feed`/`run` switch them at start (no relay runs
+    // here, so what they record stays in the outbox to be counted).
+    db.db
+        .execute_unprepared("UPDATE thumbnails_feed_state SET enabled = true")
+        .await
+        .expect("feed on");
+    let worker = RunningWorker::start(&bus.config(&db, "")).await;
+    // An upstream service publishes: the worker inserts the obj itself.
+    bus.publish(&event("upstream", 10.0, 20.0)).await;
+    wait_count(&db, "three rows", "SELECT count(*) FROM thumbnails", 3).await;
+    worker.stop().await;
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM thumbnails_feed_outbox").await,
+        0,
+        "the worker's own insert into objs was recorded for the feed"
+    );
+    // Anyone else's insert is recorded.
+    insert_objs(&db, "('plain', 1.0, 1.0, false, 'k', now(), now())").await;
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM thumbnails_feed_outbox").await,
+        1
+    );
+    bus.delete().await;
+}
