@@ -245,7 +245,7 @@ impl Default for AmqpConfig {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             exchange: "thumbnails".into(),
             queue: "thumbnails.object-created".into(),
-            prefetch: 512,
+            prefetch: 4096,
         }
     }
 }

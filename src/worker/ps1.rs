@@ -1,14 +1,23 @@
 //! The PS1 lookup over HTTP. The page is read by `surveys::parse_lookup_page`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
+
 use crate::surveys::{lookup_url, parse_lookup_page, Ps1Outcome};
+
+/// Most lookups in flight at once, whatever the prefetch: the PS1 service
+/// is a third party's, and a backlog must not become thousands of
+/// simultaneous requests to it.
+const MAX_IN_FLIGHT: usize = 512;
 
 /// Lookups share one connection pool; each has the configured timeout.
 #[derive(Clone)]
 pub struct Ps1Client {
     http: reqwest::Client,
     lookup_url: String,
+    in_flight: Arc<Semaphore>,
 }
 
 impl Ps1Client {
@@ -21,6 +30,7 @@ impl Ps1Client {
         Ok(Self {
             http,
             lookup_url: lookup_url.to_string(),
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         })
     }
 
@@ -35,7 +45,11 @@ impl Ps1Client {
         if !self.enabled() {
             return Ps1Outcome::Unavailable;
         }
-        let outcome = self.ask(ra, dec).await;
+        let outcome = match self.in_flight.acquire().await {
+            Ok(_permit) => self.ask(ra, dec).await,
+            // Never closed; were it, no lookup is better than an unbounded one.
+            Err(_) => Ps1Outcome::Unavailable,
+        };
         let label = match outcome {
             Ps1Outcome::Image(_) => "image",
             Ps1Outcome::OutsideSurvey => "outside_survey",

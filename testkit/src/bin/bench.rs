@@ -363,7 +363,7 @@ async fn bench_worker(cli: &Cli, run: WorkerRun, name: &str) -> anyhow::Result<f
     };
     let mut worker = Command::new(sibling_binary("thumbnails")?)
         .arg("--config")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml"))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../config.yaml"))
         .arg("worker")
         .env("THUMBNAILS_DATABASE__URL", &db.url)
         .env("THUMBNAILS_AMQP__URL", &cli.amqp)
