@@ -39,6 +39,17 @@ where
     }
 }
 
+/// Waits until a service on `port` answers `GET /healthz` with success.
+pub async fn wait_healthy(port: u16) {
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    eventually("/healthz answers", Duration::from_secs(60), || async {
+        let r = http.get(&url).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+}
+
 /// A fresh database, migrated; dropped on drop.
 pub struct TestDb {
     pub name: String,

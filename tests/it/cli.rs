@@ -35,16 +35,7 @@ async fn run_as_the_readme_says_migrates_consumes_serves_and_stops_cleanly() {
         .spawn()
         .expect("spawn");
 
-    let http = reqwest::Client::new();
-    eventually("/healthz answers", Duration::from_secs(60), || async {
-        let r = http
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await
-            .ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
+    wait_healthy(port).await;
     bus.publish(&event("ZTF-run-1", 12.5, -3.25)).await;
 
     let db = TestDb::attach(&name, &url).await;

@@ -75,6 +75,11 @@ async fn wait_count(db: &TestDb, what: &str, sql: &str, want: i64) {
     .await;
 }
 
+async fn wait_outbox_empty(db: &TestDb) {
+    let outbox = "SELECT count(*) FROM thumbnails_feed_outbox";
+    wait_count(db, "an empty outbox", outbox, 0).await;
+}
+
 fn url_of(rows: &[(String, String, Option<String>)], obj: &str, ttype: &str) -> Option<String> {
     rows.iter()
         .find(|r| r.0 == obj && r.1 == ttype)
@@ -103,13 +108,7 @@ async fn a_plain_sql_insert_gets_its_three_rows() {
     )
     .await;
     wait_count(&db, "six rows", "SELECT count(*) FROM thumbnails", 6).await;
-    wait_count(
-        &db,
-        "an empty outbox",
-        "SELECT count(*) FROM thumbnails_feed_outbox",
-        0,
-    )
-    .await;
+    wait_outbox_empty(&db).await;
     bus.delivered().await;
     let rows = db.thumbnails().await;
     assert_eq!(
@@ -352,13 +351,7 @@ async fn an_update_of_the_position_rewrites_and_announces_the_survey_urls() {
         .execute_unprepared("UPDATE objs SET is_roid = true WHERE id = 'moving'")
         .await
         .expect("update");
-    wait_count(
-        &db,
-        "an empty outbox",
-        "SELECT count(*) FROM thumbnails_feed_outbox",
-        0,
-    )
-    .await;
+    wait_outbox_empty(&db).await;
     bus.delivered().await;
     worker.stop().await;
     assert_eq!(count(&db, "SELECT count(*) FROM thumbnails").await, 3);
@@ -395,13 +388,7 @@ async fn two_relays_and_two_workers_make_exactly_three_rows_per_object() {
         .await;
     }
     wait_count(&db, "900 rows", "SELECT count(*) FROM thumbnails", 900).await;
-    wait_count(
-        &db,
-        "an empty outbox",
-        "SELECT count(*) FROM thumbnails_feed_outbox",
-        0,
-    )
-    .await;
+    wait_outbox_empty(&db).await;
     bus.delivered().await;
     relays.0.stop().await;
     relays.1.stop().await;

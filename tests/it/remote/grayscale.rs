@@ -300,16 +300,7 @@ async fn run_classifies_in_the_background_and_announces_placeholders() {
         .kill_on_drop(true)
         .spawn()
         .expect("spawn");
-    let http = reqwest::Client::new();
-    eventually("/healthz answers", Duration::from_secs(60), || async {
-        let r = http
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await
-            .ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
+    wait_healthy(port).await;
     let db = TestDb::attach(&name, &url).await;
     db.add_obj("o1").await;
     let colour = add_row(&db, "o1", "ls", &s.url("/colour.jpg"), None, None).await;
