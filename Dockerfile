@@ -4,6 +4,7 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY migration ./migration
+COPY testkit ./testkit
 COPY src ./src
 COPY tests ./tests
 RUN cargo build --release --locked --bin thumbnails

@@ -22,7 +22,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// The main job: migrate, then worker, sidecar and feed in one process.
+    /// The main job: migrate, then worker, sidecar, feed and the grayscale pass in one process.
     Run,
     /// Apply database migrations (safe to run twice).
     Migrate,

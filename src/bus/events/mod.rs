@@ -5,7 +5,9 @@
 mod obj;
 mod stored;
 
-pub use obj::{parse_types, validate_id, InvalidEvent, ObjCreated, RawObjCreated, MAX_ID_LEN};
+pub use obj::{
+    parse_types, validate_id, InvalidEvent, ObjCreated, ObjUpdated, RawObjCreated, MAX_ID_LEN,
+};
 pub use stored::{StoredThumbnail, ThumbnailStored};
 
 /// `origin` of a row a user uploaded.

@@ -64,11 +64,11 @@ impl ObjCreated {
     /// `obj.created` body and always means `replace` (the position changed,
     /// so stored survey URLs are stale).
     pub fn parse_routed(routing_key: &str, body: &[u8]) -> Result<Self, InvalidEvent> {
-        let mut event = Self::parse(body)?;
         if routing_key == crate::bus::ROUTING_OBJ_UPDATED {
-            event.replace = true;
+            ObjUpdated::parse(body)
+        } else {
+            Self::parse(body)
         }
-        Ok(event)
     }
 
     /// The body `replay` publishes for this object.
@@ -83,6 +83,19 @@ impl ObjCreated {
             replace: self.replace.then_some(true),
         };
         serde_json::to_vec(&raw).unwrap_or_default()
+    }
+}
+
+/// `obj.updated`: the `obj.created` body for an object whose position (or
+/// `is_roid`) changed. It parses to an [`ObjCreated`] with `replace` set:
+/// the stored survey URLs are stale.
+pub struct ObjUpdated;
+
+impl ObjUpdated {
+    pub fn parse(body: &[u8]) -> Result<ObjCreated, InvalidEvent> {
+        let mut event = ObjCreated::parse(body)?;
+        event.replace = true;
+        Ok(event)
     }
 }
 
