@@ -297,6 +297,11 @@ async fn commit_batch(
         .collect())
 }
 
+/// The order rows are locked in: by their unique key.
+fn lock_key(u: &Upload) -> (&str, &str, Option<&str>) {
+    (&u.obj_id, u.ttype.as_str(), u.survey.as_deref())
+}
+
 fn undo(placed: Vec<Placed>) {
     for p in placed.into_iter().rev() {
         p.undo();
@@ -315,10 +320,7 @@ async fn upsert_wave(
 ) -> Result<Vec<(usize, (i32, i64, Body))>, DbErr> {
     // Sorted, so that concurrent transactions lock rows in the same order.
     let mut wave = wave.to_vec();
-    wave.sort_by(|&a, &b| {
-        let key = |u: &Upload| (u.obj_id.clone(), u.ttype.as_str(), u.survey.clone());
-        key(&uploads[a]).cmp(&key(&uploads[b]))
-    });
+    wave.sort_by(|&a, &b| lock_key(&uploads[a]).cmp(&lock_key(&uploads[b])));
     let file_uris: Vec<String> = wave
         .iter()
         .map(|&i| uploads[i].staged.target().to_string_lossy().into_owned())

@@ -121,17 +121,18 @@ impl StoredRow {
     }
 }
 
-/// Marks the transaction as the worker's for the feed's trigger.
-const FEED_SKIP: &str = "SELECT set_config('thumbnails.feed_skip', 'on', true)";
-
 /// Objects are inserted if absent and never overwritten. One fixed
 /// statement over arrays: prepared once per connection whatever the batch
-/// size, with six bind parameters instead of several per row.
+/// size, with six bind parameters instead of several per row. The one-row
+/// `set_config` marks the transaction as the worker's, before the insert's
+/// statement trigger runs: the database feed must not announce objects the
+/// worker is handling already (a duplicate `obj.created`).
 const INSERT_OBJS: &str =
     "INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified)
     SELECT x.id, x.ra, x.dec, x.is_roid, x.internal_key, $6, $6
     FROM unnest($1::text[], $2::float8[], $3::float8[], $4::bool[], $5::text[])
-      AS x(id, ra, dec, is_roid, internal_key)
+      AS x(id, ra, dec, is_roid, internal_key),
+      (SELECT set_config('thumbnails.feed_skip', 'on', true)) AS feed_skip
     ON CONFLICT (id) DO NOTHING";
 
 /// Survey rows are the archival ones (survey NULL), so the conflict names
@@ -163,9 +164,6 @@ pub async fn write_batch(
     let mut out = vec![Written::default(); jobs.len()];
     let now = Utc::now().naive_utc();
     let txn = db.begin().await?;
-    // The objects inserted here are the ones being handled: the database
-    // feed's trigger must not announce them again (a duplicate obj.created).
-    txn.execute_unprepared(FEED_SKIP).await?;
     // A DO UPDATE statement may touch a row once: split repeated objects into
     // waves so that no (obj_id, type) appears twice in one statement. Rows
     // are sorted so concurrent writers lock in the same order.
