@@ -14,6 +14,21 @@ fn thumbnails() -> Command {
     c
 }
 
+/// `thumbnails <subcommand>` against the test's database and bus names, PS1
+/// lookups off, HTTP on `port`, quiet logs; tests add what they need.
+pub fn service(subcommand: &str, database_url: &str, bus: &TestBus, port: u16) -> Command {
+    let mut c = thumbnails();
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg(subcommand)
+        .env("THUMBNAILS_DATABASE__URL", database_url)
+        .env("THUMBNAILS_AMQP__EXCHANGE", &bus.topology.exchange)
+        .env("THUMBNAILS_AMQP__QUEUE", &bus.topology.queue)
+        .env("THUMBNAILS_SURVEYS__PS1__LOOKUP_URL", "")
+        .env("THUMBNAILS_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn");
+    c
+}
+
 #[tokio::test]
 async fn run_as_the_readme_says_migrates_consumes_serves_and_stops_cleanly() {
     let bus = TestBus::new().await;
@@ -22,16 +37,8 @@ async fn run_as_the_readme_says_migrates_consumes_serves_and_stops_cleanly() {
     let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
     let port = free_port();
     let storage = tempfile::tempdir().expect("tempdir");
-    let mut child = thumbnails()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .arg("run")
-        .env("THUMBNAILS_DATABASE__URL", &url)
-        .env("THUMBNAILS_AMQP__EXCHANGE", &bus.topology.exchange)
-        .env("THUMBNAILS_AMQP__QUEUE", &bus.topology.queue)
-        .env("THUMBNAILS_SURVEYS__PS1__LOOKUP_URL", "")
-        .env("THUMBNAILS_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+    let mut child = service("run", &url, &bus, port)
         .env("THUMBNAILS_STORAGE__ROOT", storage.path())
-        .env("RUST_LOG", "warn")
         .spawn()
         .expect("spawn");
 
@@ -123,15 +130,7 @@ async fn unreachable_dependencies_are_named_at_start() {
 async fn worker_alone_exports_its_counters_on_http_listen() {
     let (db, bus) = (TestDb::new().await, TestBus::new().await);
     let port = free_port();
-    let mut child = thumbnails()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .arg("worker")
-        .env("THUMBNAILS_DATABASE__URL", &db.url)
-        .env("THUMBNAILS_AMQP__EXCHANGE", &bus.topology.exchange)
-        .env("THUMBNAILS_AMQP__QUEUE", &bus.topology.queue)
-        .env("THUMBNAILS_SURVEYS__PS1__LOOKUP_URL", "")
-        .env("THUMBNAILS_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
+    let mut child = service("worker", &db.url, &bus, port)
         .spawn()
         .expect("spawn");
     bus.publish(&event("ZTF-metrics-1", 12.5, -3.25)).await;

@@ -282,22 +282,12 @@ async fn run_classifies_in_the_background_and_announces_placeholders() {
     let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
     let port = free_port();
     let storage = tempfile::tempdir().expect("tempdir");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_thumbnails"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .arg("run")
-        .env("THUMBNAILS_DATABASE__URL", &url)
-        .env("THUMBNAILS_AMQP__EXCHANGE", &bus.topology.exchange)
-        .env("THUMBNAILS_AMQP__QUEUE", &bus.topology.queue)
-        .env("THUMBNAILS_SURVEYS__PS1__LOOKUP_URL", "")
-        .env("THUMBNAILS_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+    let mut child = crate::cli::service("run", &url, &bus, port)
         .env("THUMBNAILS_STORAGE__ROOT", storage.path())
         .env("THUMBNAILS_GRAYSCALE__INTERVAL_S", "0.2")
         // The test writes the rows itself: no feed, no sweep making them.
         .env("THUMBNAILS_FEED__ENABLED", "false")
         .env("THUMBNAILS_RECONCILE__INTERVAL_S", "0")
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("spawn");
     wait_healthy(port).await;
