@@ -28,10 +28,7 @@ fn hex_sha256(obj_id: &str) -> String {
 
 /// The `depth` folder names (two hex digits each) for an obj_id.
 pub fn hashed_dirs(obj_id: &str, depth: u8) -> Vec<String> {
-    let hash = hex_sha256(obj_id);
-    (0..usize::from(depth.min(32)))
-        .map(|i| hash[2 * i..2 * i + 2].to_string())
-        .collect()
+    dirs_of_hash(&hex_sha256(obj_id), depth)
 }
 
 /// `<encoded obj_id>_<type>.png`; equal to `<obj_id>_<type>.png` for the

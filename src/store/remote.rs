@@ -13,8 +13,6 @@ use super::outbox::{self, Pending};
 use crate::bus::ROUTING_THUMBNAIL_STORED;
 use crate::surveys::{ThumbnailType, OUTSIDE_SURVEY};
 
-pub const ATTEMPTS_TABLE: &str = "thumbnail_remote_attempts";
-
 /// Longest wait between two tries of one row.
 pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(24 * 3600);
 

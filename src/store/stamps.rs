@@ -35,6 +35,8 @@ use sea_orm::sqlx::{
 };
 use sea_orm::DatabaseConnection;
 
+use super::retry::is_unique_violation;
+
 pub const ARCHIVAL_KEY: &str = "thumbnails_obj_id_type_archival_key";
 pub const SURVEY_KEY: &str = "thumbnails_obj_id_type_survey_key";
 /// The `(obj_id, type)` index of migration m20261125_000001, before stamps.
@@ -210,10 +212,6 @@ async fn run(conn: &mut PgConnection) -> Result<StampsReport, sqlx::Error> {
         report.dropped_old = true;
     }
     Ok(report)
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
 }
 
 async fn drop_index(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {

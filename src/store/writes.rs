@@ -80,10 +80,7 @@ impl<'a> From<&'a StoredRow> for crate::bus::StoredThumbnail<'a> {
 impl StoredRow {
     /// `thumbnail.stored` bodies for `rows`: one per object.
     pub fn stored_events(rows: &[StoredRow]) -> Vec<Vec<u8>> {
-        crate::bus::ThumbnailStored::per_object(rows.iter().map(|r| (r.obj_id.as_str(), r.into())))
-            .iter()
-            .map(|e| e.to_json())
-            .collect()
+        crate::bus::ThumbnailStored::bodies(rows.iter().map(|r| (r.obj_id.as_str(), r.into())))
     }
 }
 

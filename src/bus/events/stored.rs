@@ -75,6 +75,13 @@ impl<'a> ThumbnailStored<'a> {
         events
     }
 
+    /// The bodies to publish for `rows`: one per object ([`per_object`]).
+    ///
+    /// [`per_object`]: Self::per_object
+    pub fn bodies(rows: impl IntoIterator<Item = (&'a str, StoredThumbnail<'a>)>) -> Vec<Vec<u8>> {
+        Self::per_object(rows).iter().map(Self::to_json).collect()
+    }
+
     /// For a one-row event whose id is not known yet: the body split around
     /// the id, so that `head + id + tail` is exactly the body [`to_json`]
     /// gives once the id is known (the upload committer has the database

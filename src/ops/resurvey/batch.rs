@@ -187,20 +187,18 @@ async fn update(
 
 /// The `thumbnail.stored` bodies of a page: one per object.
 fn stored_events(rows: &[Updated]) -> Vec<Vec<u8>> {
-    ThumbnailStored::per_object(rows.iter().map(
-        |(id, obj_id, ttype, url, file, origin, survey)| {
-            let row = StoredThumbnail::new(
-                *id,
-                ttype,
-                url.as_deref(),
-                file.as_deref(),
-                origin.as_deref(),
-                survey.as_deref(),
-            );
-            (obj_id.as_str(), row)
-        },
-    ))
-    .iter()
-    .map(ThumbnailStored::to_json)
-    .collect()
+    ThumbnailStored::bodies(
+        rows.iter()
+            .map(|(id, obj_id, ttype, url, file, origin, survey)| {
+                let row = StoredThumbnail::new(
+                    *id,
+                    ttype,
+                    url.as_deref(),
+                    file.as_deref(),
+                    origin.as_deref(),
+                    survey.as_deref(),
+                );
+                (obj_id.as_str(), row)
+            }),
+    )
 }
