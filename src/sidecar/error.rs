@@ -32,6 +32,11 @@ pub enum ApiError {
     Unavailable(String),
 }
 
+/// A database error behind a request: 500, its cause logged.
+pub fn db_down(e: sea_orm::DbErr) -> ApiError {
+    ApiError::internal("the database is unavailable", e)
+}
+
 impl ApiError {
     pub fn internal(public: impl Into<String>, cause: impl Into<anyhow::Error>) -> Self {
         Self::Internal {

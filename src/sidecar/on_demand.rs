@@ -5,25 +5,19 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use sea_orm::EntityTrait;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::api::{self, ThumbnailView};
 use super::auth::Caller;
-use super::error::ApiError;
-use super::upload::publish_now;
+use super::error::{db_down, ApiError};
+use super::upload::{check_obj, publish_now};
 use super::AppState;
 use crate::config::Scope;
-use crate::store::entities::obj;
 use crate::store::on_demand::{has_upload, store_on_demand, OnDemandRow, OnDemandWrite};
 use crate::surveys::{ThumbnailType, ON_DEMAND};
 
 const PREFIX: &str = "Thumbnail failed to post: ";
-
-fn db_down(e: sea_orm::DbErr) -> ApiError {
-    ApiError::internal("the database is unavailable", e)
-}
 
 /// Make an on-demand thumbnail (scope `upload`): resolve the image for the
 /// object's position (SkyMapper SIAP lookup for `sm`, a URL template for
@@ -83,15 +77,7 @@ async fn make(
     obj_id: String,
     ttype: ThumbnailType,
 ) -> Result<ThumbnailView, ApiError> {
-    let invalid = || ApiError::BadRequest(format!("Invalid obj_id: {obj_id}"));
-    if obj_id.is_empty() || obj_id.contains('\0') {
-        return Err(invalid());
-    }
-    let obj = obj::Entity::find_by_id(obj_id.clone())
-        .one(&state.db)
-        .await
-        .map_err(db_down)?
-        .ok_or_else(invalid)?;
+    let obj = check_obj(state, &obj_id).await?;
     let (Some(ra), Some(dec)) = (obj.ra, obj.dec) else {
         return Err(ApiError::BadRequest(format!(
             "Object {obj_id} has no position (ra, dec)"
@@ -112,7 +98,6 @@ async fn make(
         ttype,
         public_url: resolved.public_url().to_string(),
         is_grayscale: resolved.is_grayscale(),
-        keep_image: resolved.is_grayscale().is_none(),
     };
     match store_on_demand(&state.db, &row).await.map_err(db_down)? {
         OnDemandWrite::Stored(model, event) => {

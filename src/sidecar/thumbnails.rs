@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::api::{self, ThumbnailEdit, ThumbnailView};
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{db_down, ApiError};
 use super::upload::{check_obj, publish_now};
 use super::AppState;
 use crate::bus::ROUTING_THUMBNAIL_STORED;
@@ -26,10 +26,6 @@ use crate::surveys::ThumbnailType;
 
 fn not_found(id: &str) -> ApiError {
     ApiError::BadRequest(format!("Cannot find Thumbnail with ID: {id}"))
-}
-
-fn db_down(e: DbErr) -> ApiError {
-    ApiError::internal("the database is unavailable", e)
 }
 
 async fn find(state: &AppState, id: &str) -> Result<thumbnail::Model, ApiError> {

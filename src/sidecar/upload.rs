@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::api::{self, UploadBody};
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{db_down, ApiError};
 use super::{metrics, AppState};
 use crate::config::Scope;
 use crate::files::inspect_png;
@@ -94,16 +94,17 @@ fn obj_id_is_possible(obj_id: &str) -> bool {
     !obj_id.is_empty() && !obj_id.contains('\0')
 }
 
-/// Checks the obj_id is one Postgres can hold and that it exists.
-pub async fn check_obj(state: &AppState, obj_id: &str) -> Result<(), ApiError> {
+/// Checks the obj_id is one Postgres can hold and that it exists; the
+/// object's row.
+pub async fn check_obj(state: &AppState, obj_id: &str) -> Result<obj::Model, ApiError> {
     if !obj_id_is_possible(obj_id) {
         return Err(invalid_obj(obj_id));
     }
-    let found = obj::Entity::find_by_id(obj_id.to_string())
+    obj::Entity::find_by_id(obj_id.to_string())
         .one(&state.db)
         .await
-        .map_err(|e| ApiError::internal("the database is unavailable", e))?;
-    found.map(|_| ()).ok_or_else(|| invalid_obj(obj_id))
+        .map_err(db_down)?
+        .ok_or_else(|| invalid_obj(obj_id))
 }
 
 /// An upload that passed every check that needs no database, with its file

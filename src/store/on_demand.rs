@@ -18,10 +18,16 @@ pub struct OnDemandRow {
     pub obj_id: String,
     pub ttype: ThumbnailType,
     pub public_url: String,
+    /// `None` for a placeholder (the attempt failed).
     pub is_grayscale: Option<bool>,
+}
+
+impl OnDemandRow {
     /// A failed attempt: an existing row with a real image URL is kept
     /// rather than replaced by the placeholder.
-    pub keep_image: bool,
+    fn keeps_image(&self) -> bool {
+        self.is_grayscale.is_none()
+    }
 }
 
 /// What [`store_on_demand`] did.
@@ -85,7 +91,7 @@ pub async fn store_on_demand(
         Some(m) if m.origin.as_deref() == Some(ORIGIN_UPLOAD) || m.file_uri.is_some() => {
             return Ok(OnDemandWrite::UploadExists);
         }
-        Some(m) if row.keep_image && m.public_url.as_deref().is_some_and(is_fetchable) => {
+        Some(m) if row.keeps_image() && m.public_url.as_deref().is_some_and(is_fetchable) => {
             return Ok(OnDemandWrite::Kept(m));
         }
         Some(m) => {
