@@ -11,9 +11,6 @@ use super::event::{plan, OutboxRow};
 use super::FeedError;
 use crate::bus::Publisher;
 
-/// Name of the outbox table the triggers fill.
-pub const OUTBOX: &str = "thumbnails_feed_outbox";
-
 /// Outbox rows (one per INSERT statement or changed object) with each of
 /// their objects' position now.
 const CLAIM: &str = "SELECT f.id, x.obj_id, f.kind, o.ra, o.dec, o.is_roid

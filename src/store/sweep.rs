@@ -82,7 +82,8 @@ pub async fn sweep_page(
     let Some(end) = end else {
         return Ok(SweepPage::default());
     };
-    type Row = (String, Option<f64>, Option<f64>, bool, bool, bool, bool);
+    // INCOMPLETE keeps only objects with a position.
+    type Row = (String, f64, f64, bool, bool, bool, bool);
     let rows: Vec<Row> = sqlx::query_as(INCOMPLETE)
         .bind(after)
         .bind(&end)
@@ -91,17 +92,17 @@ pub async fn sweep_page(
         .await?;
     let incomplete = rows
         .into_iter()
-        .filter_map(|(id, ra, dec, has_sdss, has_ls, has_ps1, ps1_retry)| {
-            Some(Incomplete {
+        .map(
+            |(id, ra, dec, has_sdss, has_ls, has_ps1, ps1_retry)| Incomplete {
                 id,
-                ra: ra?,
-                dec: dec?,
+                ra,
+                dec,
                 has_sdss,
                 has_ls,
                 has_ps1,
                 ps1_retry,
-            })
-        })
+            },
+        )
         .collect();
     Ok(SweepPage {
         end: Some(end),

@@ -335,12 +335,11 @@ async fn bench_worker(cli: &Cli, run: WorkerRun, name: &str) -> anyhow::Result<f
     let publisher = Publisher::open(&conn, &topology.exchange).await?;
     let bodies: Vec<Vec<u8>> = (0..n)
         .map(|i| {
-            serde_json::to_vec(&serde_json::json!({
-                "id": format!("ZTF{i:09}"),
-                "ra": (i as f64 * 0.0137) % 360.0,
-                "dec": ((i as f64 * 0.0071) % 180.0) - 90.0,
-            }))
-            .unwrap_or_default()
+            let (ra, dec) = (
+                (i as f64 * 0.0137) % 360.0,
+                ((i as f64 * 0.0071) % 180.0) - 90.0,
+            );
+            testkit::helpers::event(&format!("ZTF{i:09}"), ra, dec)
         })
         .collect();
     for chunk in bodies.chunks(1000) {
@@ -470,9 +469,7 @@ async fn bench_sidecar(cli: &Cli, clients: usize, uploads: usize) -> anyhow::Res
         .await?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let storage = std::env::temp_dir().join(format!("thumbnails-bench-{id}"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = testkit::helpers::free_port();
     let token = format!("bench-token-{id}");
     let config_path = std::env::temp_dir().join(format!("thumbnails-bench-{id}.yaml"));
     std::fs::write(
