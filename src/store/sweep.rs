@@ -29,10 +29,12 @@ const INCOMPLETE: &str = "SELECT o.id, o.ra, o.dec,
                bool_or(type = 'ps1') AS ps1
         FROM thumbnails
         WHERE obj_id > $1 AND obj_id <= $2 AND type IN ('sdss', 'ls', 'ps1')
+          AND survey IS NULL
         GROUP BY obj_id) h ON h.obj_id = o.id
     LEFT JOIN (
         SELECT obj_id FROM thumbnails
         WHERE type = 'ps1' AND public_url = '/static/images/currently_unavailable.png'
+          AND survey IS NULL
           AND obj_id > $1 AND obj_id <= $2 AND modified < $3) r ON r.obj_id = o.id
     WHERE o.id > $1 AND o.id <= $2
       AND o.ra IS NOT NULL AND o.dec IS NOT NULL AND o.is_roid IS NOT TRUE

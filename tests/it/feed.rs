@@ -211,12 +211,18 @@ async fn the_sweep_counts_archival_types_only_and_runs_once_across_replicas() {
          ('no-ps1', 3.0, 3.0, false, 'k', now(), now()),
          ('roid', 4.0, 4.0, true, 'k', now(), now()),
          ('nopos', NULL, 5.0, false, 'k', now(), now()),
-         ('bad-ra', 400.0, 5.0, false, 'k', now(), now())",
+         ('bad-ra', 400.0, 5.0, false, 'k', now(), now()),
+         ('stamp-ps1', 6.0, 6.0, false, 'k', now(), now())",
     )
     .await;
     db.db
         .execute_unprepared(
-            "INSERT INTO thumbnails (created_at, modified, type, public_url, obj_id)
+            "INSERT INTO thumbnails (created_at, modified, type, public_url, survey, obj_id)
+             VALUES (now(), now(), 'ps1', 'u', 'ZTF', 'stamp-ps1');
+             INSERT INTO thumbnails (created_at, modified, type, public_url, obj_id)
+             SELECT now(), now(), t::thumbnail_types, 'u', 'stamp-ps1'
+               FROM unnest(ARRAY['sdss','ls']) t;
+             INSERT INTO thumbnails (created_at, modified, type, public_url, obj_id)
              SELECT now(), now(), t::thumbnail_types, 'u', 'complete'
                FROM unnest(ARRAY['sdss','ls','ps1','sm','hst']) t
              UNION ALL
@@ -256,8 +262,8 @@ async fn the_sweep_counts_archival_types_only_and_runs_once_across_replicas() {
         .await
         .expect("sweep")
         .expect("lock taken");
-    assert_eq!(summary.published, 2, "{summary:?}");
-    assert_eq!(summary.pages, 2);
+    assert_eq!(summary.published, 3, "{summary:?}");
+    assert_eq!(summary.pages, 3);
     let mut events: Vec<Value> = bus
         .drain(&bus.topology.queue)
         .await
@@ -270,6 +276,8 @@ async fn the_sweep_counts_archival_types_only_and_runs_once_across_replicas() {
         vec![
             serde_json::json!({"id": "no-ps1", "ra": 3.0, "dec": 3.0, "types": ["ps1"]}),
             serde_json::json!({"id": "on-demand-only", "ra": 2.0, "dec": 2.0}),
+            // An alert stamp of an archival type is not the archival row.
+            serde_json::json!({"id": "stamp-ps1", "ra": 6.0, "dec": 6.0, "types": ["ps1"]}),
         ]
     );
 
