@@ -85,13 +85,7 @@ pub struct ParsedName {
 pub fn parse_file_name(name: &str) -> Option<ParsedName> {
     let rest = name.strip_suffix(".png")?;
     let (rest, survey) = match rest.rsplit_once('_') {
-        Some((head, last))
-            if !last.is_empty()
-                && last.len() <= crate::surveys::MAX_SURVEY_LEN
-                && last
-                    .bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-') =>
-        {
+        Some((head, last)) if crate::surveys::is_survey_label(last) => {
             (head, Some(last.to_string()))
         }
         _ => (rest, None),

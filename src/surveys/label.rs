@@ -20,15 +20,19 @@ pub fn normalise_survey(survey: Option<&str>) -> Result<Option<String>, InvalidS
     if label.is_empty() {
         return Ok(None);
     }
-    let ok = label.len() <= MAX_SURVEY_LEN
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
+    if is_survey_label(&label) {
         Ok(Some(label))
     } else {
         Err(InvalidSurvey(raw.to_string()))
     }
+}
+
+/// Whether `s` is a label as stored: 1 to [`MAX_SURVEY_LEN`] of `[A-Z0-9-]`.
+pub fn is_survey_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_SURVEY_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ mod pyfloat;
 mod template;
 
 pub use footprint::{is_fetchable, sdss_says_outside};
-pub use label::{normalise_survey, InvalidSurvey, MAX_SURVEY_LEN};
+pub use label::{is_survey_label, normalise_survey, InvalidSurvey, MAX_SURVEY_LEN};
 pub use on_demand::{parse_csv, parse_siap_csv, SiapOutcome, Source, ON_DEMAND};
 pub use ps1::{lookup_url, parse_lookup_page, Ps1Outcome, CURRENTLY_UNAVAILABLE, OUTSIDE_SURVEY};
 pub use pyfloat::py_repr;

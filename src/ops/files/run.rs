@@ -473,18 +473,21 @@ async fn owned_paths(
         .await?;
         owned.extend(uris.into_iter().map(|(u,)| u));
     }
-    // A shortened name does not give its obj_id back: look up by path
-    // (no index on file_uri; such names need obj_ids over 150 characters).
-    for (f, _) in ours.iter().filter(|(_, p)| p.obj_id.is_none()) {
-        let path = f.path.to_string_lossy().into_owned();
-        let found: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM thumbnails WHERE file_uri = $1)")
-                .bind(&path)
-                .fetch_one(pool)
+    // A shortened name does not give its obj_id back: look up by path, all
+    // of them in one statement (no index on file_uri: one scan, not one per
+    // file; such names need obj_ids over 150 characters).
+    let paths: Vec<String> = ours
+        .iter()
+        .filter(|(_, p)| p.obj_id.is_none())
+        .map(|(f, _)| f.path.to_string_lossy().into_owned())
+        .collect();
+    if !paths.is_empty() {
+        let found: Vec<(String,)> =
+            sqlx::query_as("SELECT file_uri FROM thumbnails WHERE file_uri = ANY($1)")
+                .bind(&paths)
+                .fetch_all(pool)
                 .await?;
-        if found {
-            owned.insert(path);
-        }
+        owned.extend(found.into_iter().map(|(u,)| u));
     }
     Ok(owned)
 }
