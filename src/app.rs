@@ -12,10 +12,9 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
     let stop = shutdown::on_signal();
     match command {
         Command::Migrate => {
-            store::ensure_database(&config.database.url).await?;
-            let db = store::connect(&config.database.url, 2).await?;
-            store::migrate(&db).await?;
-            tracing::info!("migrations applied");
+            let db = migrated(&config, 2).await?;
+            tracing::info!(feed_enabled = config.feed.enabled, "migrations applied");
+            db.close().await?;
             Ok(())
         }
         Command::Worker => {
@@ -50,9 +49,7 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             sidecar::run(&config, db, stop).await.context("sidecar")
         }
         Command::Run => {
-            store::ensure_database(&config.database.url).await?;
-            let db = connect(&config).await?;
-            store::migrate(&db).await?;
+            let db = migrated(&config, config.database.max_connections).await?;
             // Whichever ends first (an error, or shutdown) stops the others.
             let (w, s, f, g) = tokio::join!(
                 async {
@@ -114,6 +111,37 @@ async fn healthcheck(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens the pool of a service that does not migrate, after checking that
+/// the tables have the columns it writes.
 async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
-    Ok(store::connect(&config.database.url, config.database.max_connections).await?)
+    announce(config);
+    let db = store::connect(&config.database.url, config.database.max_connections).await?;
+    store::schema::check_columns(db.get_postgres_connection_pool()).await?;
+    Ok(db)
+}
+
+/// Creates the database if missing, checks the role's grants and the
+/// schema it meets, migrates, checks again, and sets the feed's triggers
+/// from `feed.enabled` (so that nothing inserted between `migrate` and the
+/// first relay is left for the sweep).
+async fn migrated(config: &Config, connections: u32) -> anyhow::Result<DatabaseConnection> {
+    announce(config);
+    store::ensure_database(&config.database.url).await?;
+    let db = store::connect(&config.database.url, connections).await?;
+    let pool = db.get_postgres_connection_pool();
+    store::schema::check_privileges(pool).await?;
+    store::schema::check_columns(pool).await?;
+    store::migrate(&db).await?;
+    store::schema::check_columns(pool).await?;
+    feed::set_enabled(pool, config.feed.enabled).await?;
+    Ok(db)
+}
+
+/// One line saying where the service connects (no passwords).
+fn announce(config: &Config) {
+    tracing::info!(
+        database = %crate::config::redact(&config.database.url),
+        broker = %crate::config::redact(&config.amqp.url),
+        "connecting"
+    );
 }

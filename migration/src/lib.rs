@@ -10,6 +10,7 @@ mod m20261125_000001_schema;
 mod m20261125_000002_outbox;
 mod m20261204_000001_feed;
 mod m20261204_000003_remote_attempts;
+mod m20261205_000001_feed_definer;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_outbox::Migration),
             Box::new(m20261204_000001_feed::Migration),
             Box::new(m20261204_000003_remote_attempts::Migration),
+            Box::new(m20261205_000001_feed_definer::Migration),
         ]
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::bus::events::{ObjCreated, RawObjCreated};
+use crate::bus::events::ObjCreated;
 use crate::bus::{ROUTING_OBJ_CREATED, ROUTING_OBJ_UPDATED};
 
 /// What the trigger recorded: the row was inserted, or its position changed.
@@ -76,16 +76,7 @@ fn body(row: &OutboxRow) -> Result<Vec<u8>, String> {
     let (Some(ra), Some(dec)) = (row.ra, row.dec) else {
         return Err("deleted, or ra or dec is NULL".into());
     };
-    let raw = RawObjCreated {
-        id: row.obj_id.clone(),
-        ra,
-        dec,
-        is_roid: row.is_roid.filter(|r| *r),
-        types: None,
-        replace: None,
-    };
-    ObjCreated::try_from(raw)
-        .map(|e| e.to_json())
+    ObjCreated::existing_body(&row.obj_id, ra, dec, row.is_roid == Some(true), None, false)
         .map_err(|e| e.to_string())
 }
 
@@ -115,7 +106,7 @@ mod tests {
         assert_eq!(p.events[0].routing_key, "obj.created");
         assert_eq!(
             json(&p.events[0]),
-            serde_json::json!({"id": "ZTF1", "ra": 234.22, "dec": -5.5})
+            serde_json::json!({"id": "ZTF1", "ra": 234.22, "dec": -5.5, "existing": true})
         );
         assert!(p.skipped.is_empty());
     }

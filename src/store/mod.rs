@@ -7,6 +7,7 @@ pub mod on_demand;
 pub mod outbox;
 pub mod remote;
 pub mod retry;
+pub mod schema;
 pub mod stamps;
 pub mod sweep;
 mod writes;

@@ -20,6 +20,9 @@ pub struct ObjRow {
     pub ra: f64,
     pub dec: f64,
     pub is_roid: bool,
+    /// The event came from the database: never insert this object; if it is
+    /// gone, write nothing for it ([`Written::gone`]).
+    pub existing: bool,
 }
 
 /// An archival thumbnail row to insert. An existing row is overwritten only
@@ -48,6 +51,9 @@ pub struct Written {
     pub stored: Vec<StoredRow>,
     /// With `probe_ps1`: the stored ps1 URL, if the object has one.
     pub ps1_url: Option<String>,
+    /// An `existing` object no longer in `objs` (deleted meanwhile):
+    /// nothing was written for it.
+    pub gone: bool,
 }
 
 /// A row as committed, for the `thumbnail.stored` event.
@@ -149,6 +155,11 @@ const UPSERT_THUMBNAILS: &str =
         AND thumbnails.origin IS DISTINCT FROM 'upload'
     RETURNING id, obj_id, type::text, public_url, file_uri, origin, survey";
 
+/// The `existing` objects still present, locked until commit so that a
+/// concurrent delete waits for the rows written for them (and then
+/// cascades) instead of failing their insert.
+const LOCK_EXISTING: &str = "SELECT id FROM objs WHERE id = ANY($1::text[]) FOR KEY SHARE";
+
 const PROBE_PS1: &str = "SELECT obj_id, public_url FROM thumbnails
     WHERE type = 'ps1' AND survey IS NULL AND obj_id = ANY($1::text[])";
 
@@ -161,13 +172,41 @@ pub async fn write_batch(
     let mut out = vec![Written::default(); jobs.len()];
     let now = Utc::now().naive_utc();
     let txn = db.begin().await?;
+    let existing: Vec<String> = jobs
+        .iter()
+        .filter(|j| j.obj.existing)
+        .map(|j| j.obj.id.clone())
+        .collect();
+    if !existing.is_empty() {
+        let present: std::collections::HashSet<String> = txn
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                LOCK_EXISTING,
+                [existing.into()],
+            ))
+            .await?
+            .iter()
+            .map(|r| r.try_get_by_index(0))
+            .collect::<Result<_, DbErr>>()?;
+        for (job, written) in jobs.iter().zip(out.iter_mut()) {
+            written.gone = job.obj.existing && !present.contains(&job.obj.id);
+        }
+    }
+    let gone: Vec<bool> = out.iter().map(|w| w.gone).collect();
     // A DO UPDATE statement may touch a row once: split repeated objects into
     // waves so that no (obj_id, type) appears twice in one statement. Rows
     // are sorted so concurrent writers lock in the same order.
     for mut wave in waves(jobs, |j| j.obj.id.as_str()) {
         wave.sort_by(|a, b| jobs[*a].obj.id.cmp(&jobs[*b].obj.id));
         for chunk in wave.chunks(ROWS_PER_STATEMENT) {
-            let objs: Vec<&ObjRow> = chunk.iter().map(|&i| &jobs[i].obj).collect();
+            let objs: Vec<&ObjRow> = chunk
+                .iter()
+                .map(|&i| &jobs[i].obj)
+                .filter(|o| !o.existing)
+                .collect();
+            if objs.is_empty() {
+                continue;
+            }
             txn.execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 INSERT_OBJS,
@@ -188,6 +227,7 @@ pub async fn write_batch(
         for replace in [false, true] {
             let rows: Vec<(&str, &SurveyRow, usize)> = wave
                 .iter()
+                .filter(|&&i| !gone[i])
                 .flat_map(|&i| {
                     jobs[i]
                         .rows
@@ -318,6 +358,7 @@ mod tests {
                 ra: 1.0,
                 dec: 2.0,
                 is_roid: false,
+                existing: false,
             },
             rows: vec![],
             probe_ps1: false,

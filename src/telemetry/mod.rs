@@ -81,9 +81,11 @@ pub fn init(format: LogFormat) {
             }
             installed
         }
+        // Not a terminal (a file, journald, a pipe): no colour codes.
         LogFormat::Text => fmt()
             .with_env_filter(filter())
             .with_writer(std::io::stderr)
+            .with_ansi(false)
             .try_init()
             .is_ok(),
     };

@@ -24,6 +24,9 @@ pub enum Outcome {
     Done(Vec<StoredRow>),
     /// Can never succeed: dead-letter with this reason.
     Invalid(String),
+    /// A database event (`existing`) whose object was deleted meanwhile:
+    /// nothing written; acked and counted.
+    Gone,
     /// Shutting down before commit: leave unacked for redelivery.
     Stopped,
 }
@@ -72,13 +75,15 @@ impl Worker {
         };
         tracing::Span::current().record("obj_id", event.id.as_str());
         match self.process(&event).await {
-            Ok(rows) => Outcome::Done(rows),
+            Ok(Some(rows)) => Outcome::Done(rows),
+            Ok(None) => Outcome::Gone,
             Err(WriteError::Permanent(reason)) => Outcome::Invalid(reason),
             Err(WriteError::Stopped) => Outcome::Stopped,
         }
     }
 
-    async fn process(&self, ev: &ObjCreated) -> Result<Vec<StoredRow>, WriteError> {
+    /// The rows stored, or `None` for an `existing` object that is gone.
+    async fn process(&self, ev: &ObjCreated) -> Result<Option<Vec<StoredRow>>, WriteError> {
         let wants = |t| !ev.is_roid && ev.types.contains(&t);
         let mut rows: Vec<SurveyRow> = [ThumbnailType::Sdss, ThumbnailType::Ls]
             .into_iter()
@@ -102,6 +107,7 @@ impl Worker {
                 ra: ev.ra,
                 dec: ev.dec,
                 is_roid: ev.is_roid,
+                existing: ev.existing,
             },
             rows,
             probe_ps1,
@@ -120,9 +126,12 @@ impl Worker {
             .writer
             .write(job(rows, ps1_lookup && !ev.replace))
             .await?;
+        if first.gone {
+            return Ok(None);
+        }
         let mut stored = first.stored;
         let Some(lookup) = lookup else {
-            return Ok(stored);
+            return Ok(Some(stored));
         };
         // A stored real PS1 URL (or outside-survey answer) is kept unless the
         // event says `replace`; a failed lookup's placeholder is retried.
@@ -132,7 +141,7 @@ impl Worker {
                 .as_deref()
                 .is_none_or(|url| url == CURRENTLY_UNAVAILABLE);
         if !needed {
-            return Ok(stored);
+            return Ok(Some(stored));
         }
         let url = lookup
             .await
@@ -142,8 +151,12 @@ impl Worker {
             .writer
             .write(job(vec![self.ps1_row(url, ev.replace)], false))
             .await?;
+        if second.gone {
+            // Deleted during the lookup: its first rows went with it.
+            return Ok(None);
+        }
         stored.extend(second.stored);
-        Ok(stored)
+        Ok(Some(stored))
     }
 
     fn ps1_row(&self, public_url: String, replace: bool) -> SurveyRow {
@@ -214,6 +227,11 @@ impl Worker {
                     }
                     ack.ack();
                     metrics::counter!("thumbnails_worker_events_total", "outcome" => "dead_lettered").increment(1);
+                }
+                Outcome::Gone => {
+                    tracing::debug!("the object was deleted; nothing written");
+                    ack.ack();
+                    metrics::counter!("thumbnails_worker_events_total", "outcome" => "object_gone").increment(1);
                 }
                 Outcome::Stopped => {
                     tracing::debug!("stopped before commit; the broker will redeliver");

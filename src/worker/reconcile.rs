@@ -14,7 +14,7 @@ use lapin::types::FieldTable;
 use sea_orm::sqlx::{self, pool::PoolConnection, Connection, PgPool, Postgres};
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::events::{ObjCreated, RawObjCreated};
+use crate::bus::events::ObjCreated;
 use crate::bus::{BusError, PublisherConnection, Topology, ROUTING_OBJ_CREATED};
 use crate::config::Config;
 use crate::store::sweep::{self, Incomplete, SWEEP_LOCK};
@@ -225,16 +225,8 @@ fn event_for(o: &Incomplete) -> Option<Vec<u8>> {
     if types.is_empty() {
         return None;
     }
-    let raw = RawObjCreated {
-        id: o.id.clone(),
-        ra: o.ra,
-        dec: o.dec,
-        is_roid: None,
-        types: Some(types.iter().map(|t| t.to_string()).collect()),
-        replace: None,
-    };
-    match ObjCreated::try_from(raw) {
-        Ok(ev) => Some(ev.to_json()),
+    match ObjCreated::existing_body(&o.id, o.ra, o.dec, false, Some(&types), false) {
+        Ok(body) => Some(body),
         Err(e) => {
             tracing::debug!(obj_id = %o.id, reason = %e, "reconcile: skipped");
             None
@@ -305,7 +297,7 @@ mod tests {
         let body = event_for(&inc([true, true, true], true)).expect("event");
         assert_eq!(
             serde_json::from_slice::<serde_json::Value>(&body).expect("json"),
-            serde_json::json!({"id": "o", "ra": 1.0, "dec": 2.0, "types": ["ps1"]})
+            serde_json::json!({"id": "o", "ra": 1.0, "dec": 2.0, "types": ["ps1"], "existing": true})
         );
     }
 

@@ -11,4 +11,5 @@ mod migration;
 mod ops;
 mod remote;
 mod sidecar;
+mod skyportal;
 mod worker;

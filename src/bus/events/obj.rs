@@ -17,6 +17,11 @@ pub struct ObjCreated {
     /// Archival types to make, deduplicated, in sdss/ls/ps1 order.
     pub types: Vec<ThumbnailType>,
     pub replace: bool,
+    /// Published from the database (the feed, the sweep, `replay`): the
+    /// object is an `objs` row, never created by the worker; if it is gone
+    /// by the time the event is handled, nothing is written. Upstream
+    /// publishers leave it out: their objects are created if absent.
+    pub existing: bool,
 }
 
 /// The wire form; unknown fields are ignored for forward compatibility.
@@ -31,6 +36,8 @@ pub struct RawObjCreated {
     pub types: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replace: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing: Option<bool>,
 }
 
 /// Why an event can never succeed; becomes the `x-thumbnails-error` header.
@@ -81,8 +88,33 @@ impl ObjCreated {
             types: (self.types != ThumbnailType::ARCHIVAL)
                 .then(|| self.types.iter().map(|t| t.to_string()).collect()),
             replace: self.replace.then_some(true),
+            existing: self.existing.then_some(true),
         };
         serde_json::to_vec(&raw).unwrap_or_default()
+    }
+
+    /// The body the database's own publishers (the feed, the sweep,
+    /// `replay`) send for an `objs` row: marked `existing`, validated as the
+    /// worker validates (what would be dead-lettered is refused here).
+    /// `types` `None` means all three archival types.
+    pub fn existing_body(
+        id: &str,
+        ra: f64,
+        dec: f64,
+        is_roid: bool,
+        types: Option<&[ThumbnailType]>,
+        replace: bool,
+    ) -> Result<Vec<u8>, InvalidEvent> {
+        let raw = RawObjCreated {
+            id: id.to_owned(),
+            ra,
+            dec,
+            is_roid: Some(is_roid),
+            types: types.map(|ts| ts.iter().map(|t| t.to_string()).collect()),
+            replace: Some(replace),
+            existing: Some(true),
+        };
+        Self::try_from(raw).map(|ev| ev.to_json())
     }
 }
 
@@ -121,6 +153,7 @@ impl TryFrom<RawObjCreated> for ObjCreated {
             is_roid: raw.is_roid.unwrap_or(false),
             types,
             replace: raw.replace.unwrap_or(false),
+            existing: raw.existing.unwrap_or(false),
         })
     }
 }

@@ -9,7 +9,7 @@ use sea_orm::DatabaseConnection;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::events::{ObjCreated, RawObjCreated};
+use crate::bus::events::ObjCreated;
 use crate::bus::{Publisher, ROUTING_OBJ_CREATED};
 use crate::ops::{begin, pg_pool, with_retries, OpsError, Progress};
 use crate::surveys::{ThumbnailType, CURRENTLY_UNAVAILABLE};
@@ -210,18 +210,9 @@ fn event_for(row: &Row, opts: &ReplayOptions) -> Option<Result<Vec<u8>, String>>
     let (Some(ra), Some(dec)) = (ra, dec) else {
         return Some(Err("ra or dec is NULL".into()));
     };
-    let raw = RawObjCreated {
-        id: id.clone(),
-        ra: *ra,
-        dec: *dec,
-        is_roid: Some(*is_roid),
-        types: Some(types.iter().map(|t| t.to_string()).collect()),
-        replace: Some(opts.replace),
-    };
     // The worker would dead-letter what does not validate: skip it here.
     Some(
-        ObjCreated::try_from(raw)
-            .map(|ev| ev.to_json())
+        ObjCreated::existing_body(id, *ra, *dec, *is_roid, Some(&types), opts.replace)
             .map_err(|e| e.to_string()),
     )
 }
@@ -390,7 +381,10 @@ mod tests {
             .expect("selected")
             .expect("valid");
         assert_eq!(types_of(&body), ThumbnailType::ARCHIVAL.to_vec());
-        assert_eq!(body, br#"{"id":"o","ra":2.0,"dec":1.0}"#.to_vec());
+        assert_eq!(
+            body,
+            br#"{"id":"o","ra":2.0,"dec":1.0,"existing":true}"#.to_vec()
+        );
         assert!(matches!(
             event_for(&row(None, false, [false; 3]), &o),
             Some(Err(_))
