@@ -118,6 +118,31 @@ pub fn classify(dirs: &[String], name: &str, depth: u8) -> FileKind {
     }
 }
 
+/// The row (index into `rows`) a file found without a row of its own
+/// belongs to: same object, type and survey as its name says. `rows` are
+/// rows whose own file is missing, so the file is that row's image moved
+/// by hand (or restored at another depth): it goes back into place, never
+/// away. Shortened names (obj_ids over 150 characters) do not give their
+/// obj_id back and are not matched.
+pub fn claimant(parsed: &ParsedName, rows: &[RowFile]) -> Option<usize> {
+    let obj_id = parsed.obj_id.as_deref()?;
+    rows.iter().position(|r| {
+        r.obj_id == obj_id
+            && r.ttype == parsed.ttype
+            && normalise_survey(r.survey.as_deref()).ok().flatten() == parsed.survey
+    })
+}
+
+/// The move that puts `file` back as `row`'s file, at the current depth.
+pub fn plan_claim(row: &RowFile, file: &Path, root: &Path, depth: u8) -> Option<RowPlan> {
+    let rel = expected(row, depth)?;
+    Some(RowPlan::Move {
+        from: file.to_path_buf(),
+        to: rel.path_under(root),
+        public_url: rel.public_url(),
+    })
+}
+
 /// A file without a row may be removed only once older than `grace`: an
 /// upload places its file a moment before its row commits.
 pub fn may_remove_orphan(age: Option<Duration>, grace: Duration) -> bool {
@@ -143,6 +168,33 @@ mod tests {
 
     fn at(depth: u8) -> PathBuf {
         RelPath::stamp("ZTF1", ThumbnailType::New, Some("ZTF"), depth).path_under(Path::new(ROOT))
+    }
+
+    #[test]
+    fn a_file_is_claimed_by_the_row_its_name_names_only() {
+        let parsed = |name: &str| parse_file_name(name).expect("ours");
+        let rows = [
+            RowFile {
+                ttype: ThumbnailType::Sdss,
+                survey: None,
+                ..row("/srv/data/thumbnails/x/ZTF1_sdss.png")
+            },
+            row("/srv/data/thumbnails/x/ZTF1_new_ZTF.png"),
+        ];
+        assert_eq!(claimant(&parsed("ZTF1_new_ZTF.png"), &rows), Some(1));
+        assert_eq!(claimant(&parsed("ZTF1_sdss.png"), &rows), Some(0));
+        assert_eq!(claimant(&parsed("ZTF1_new_LSST.png"), &rows), None);
+        assert_eq!(claimant(&parsed("ZTF2_new_ZTF.png"), &rows), None);
+        assert_eq!(claimant(&parsed("ZTF1_ref_ZTF.png"), &rows), None);
+        let file = Path::new("/srv/data/thumbnails/elsewhere/ZTF1_new_ZTF.png");
+        assert_eq!(
+            plan_claim(&rows[1], file, Path::new(ROOT), 2),
+            Some(RowPlan::Move {
+                from: file.to_path_buf(),
+                to: at(2),
+                public_url: RelPath::stamp("ZTF1", ThumbnailType::New, Some("ZTF"), 2).public_url(),
+            })
+        );
     }
 
     #[test]

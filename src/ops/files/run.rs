@@ -12,7 +12,9 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{classify, may_remove_orphan, plan_row, FileKind, RowFile, RowPlan};
+use super::plan::{
+    claimant, classify, may_remove_orphan, plan_claim, plan_row, FileKind, RowFile, RowPlan,
+};
 use crate::files::FileStore;
 use crate::ops::{begin, pg_pool, OpsError, Progress};
 use crate::surveys::ThumbnailType;
@@ -401,10 +403,21 @@ async fn files_pass(
                 }
             }
         }
-        let owned = owned_paths(pool, &ours).await?;
-        for (f, _) in ours {
+        let (owned, mut bereft) = owned_paths(pool, store, &ours).await?;
+        let mut claimed = Vec::new();
+        for (f, parsed) in ours {
             if owned.contains(f.path.to_string_lossy().as_ref()) {
                 continue;
+            }
+            // A row whose file is missing claims it: put back, never removed.
+            if let Some(i) = claimant(&parsed, &bereft) {
+                let row = bereft.swap_remove(i);
+                if let Some(plan) = plan_claim(&row, &f.path, store.root(), store.depth()) {
+                    summary.missing = summary.missing.saturating_sub(1);
+                    summary.misplaced += 1;
+                    claimed.push((row, plan));
+                    continue;
+                }
             }
             summary.orphans += 1;
             if !remove {
@@ -426,6 +439,9 @@ async fn files_pass(
                     summary.failed += 1;
                 }
             }
+        }
+        if opts.repair && !opts.dry_run && !claimed.is_empty() {
+            summary.failed += apply_page(pool, store, claimed, &progress).await?;
         }
         progress.inc(n);
     }
@@ -452,11 +468,14 @@ fn remove_orphan(f: &Found) -> std::io::Result<bool> {
     Ok(true)
 }
 
-/// The paths among `ours` that a row names.
+/// The paths among `ours` that a row names, and the rows of their objects
+/// whose file the rows pass found [`RowPlan::Missing`] (which may claim one
+/// of `ours`).
 async fn owned_paths(
     pool: &PgPool,
+    store: &FileStore,
     ours: &[(Found, crate::files::ParsedName)],
-) -> Result<HashSet<String>, OpsError> {
+) -> Result<(HashSet<String>, Vec<RowFile>), OpsError> {
     let ids: Vec<String> = ours
         .iter()
         .filter_map(|(_, p)| p.obj_id.clone())
@@ -464,14 +483,29 @@ async fn owned_paths(
         .into_iter()
         .collect();
     let mut owned: HashSet<String> = HashSet::new();
+    let mut bereft = Vec::new();
     if !ids.is_empty() {
-        let uris: Vec<(String,)> = sqlx::query_as(
-            "SELECT file_uri FROM thumbnails WHERE obj_id = ANY($1) AND file_uri IS NOT NULL",
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, obj_id, type::text, survey, file_uri FROM thumbnails
+             WHERE obj_id = ANY($1) AND file_uri IS NOT NULL AND type IS NOT NULL",
         )
         .bind(&ids)
         .fetch_all(pool)
         .await?;
-        owned.extend(uris.into_iter().map(|(u,)| u));
+        for (id, obj_id, ttype, survey, file_uri) in rows {
+            owned.insert(file_uri.clone());
+            let Ok(ttype) = ttype.parse() else { continue };
+            let row = RowFile {
+                id,
+                obj_id,
+                ttype,
+                survey,
+                file_uri,
+            };
+            if plan_row(&row, store.root(), store.depth(), is_file) == RowPlan::Missing {
+                bereft.push(row);
+            }
+        }
     }
     // A shortened name does not give its obj_id back: look up by path, all
     // of them in one statement (no index on file_uri: one scan, not one per
@@ -489,5 +523,5 @@ async fn owned_paths(
                 .await?;
         owned.extend(found.into_iter().map(|(u,)| u));
     }
-    Ok(owned)
+    Ok((owned, bereft))
 }

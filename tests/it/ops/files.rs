@@ -235,6 +235,78 @@ async fn files_of_a_deleted_objects_rows_are_swept() {
     );
 }
 
+#[tokio::test]
+async fn a_hand_moved_file_is_put_back_not_deleted_as_an_orphan() {
+    let db = TestDb::new().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = FileStore::new(tmp.path(), 2);
+    obj(&db, "ZTF-moved", Some(1.0), Some(2.0), false).await;
+    // A stamp and an archival-type upload, stored where the layout puts them.
+    let mut ids = Vec::new();
+    for (ttype, survey) in [(New, Some("ZTF")), (ThumbnailType::Sdss, None)] {
+        let at = RelPath::stamp("ZTF-moved", ttype, survey, 2).path_under(store.root());
+        write(&at, OLD);
+        ids.push(row(&db, "ZTF-moved", ttype, survey, &at).await);
+    }
+    // An operator moves both by hand: one to another folder, one to the
+    // depth of an older layout (a restore from a backup).
+    let uploads = store.uploads_dir();
+    let moved_by_hand = [
+        uploads.join("lost+found").join("ZTF-moved_new_ZTF.png"),
+        uploads.join(
+            &RelPath::stamp("ZTF-moved", ThumbnailType::Sdss, None, 1)
+                .path_under(store.root())
+                .strip_prefix(&uploads)
+                .expect("under uploads")
+                .to_path_buf(),
+        ),
+    ];
+    for (id, to) in ids.iter().zip(&moved_by_hand) {
+        let (from, _) = uri_and_url(&db, *id).await;
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::rename(&from, to).expect("move by hand");
+    }
+    let audit = files(&db.db, &store, &options(false, false, false, OLD))
+        .await
+        .expect("audit");
+    assert_eq!((audit.misplaced, audit.missing, audit.orphans), (2, 0, 0));
+
+    let repaired = files(&db.db, &store, &options(true, false, true, Duration::ZERO))
+        .await
+        .expect("repair --delete-orphans");
+    assert_eq!(
+        (
+            repaired.misplaced,
+            repaired.missing,
+            repaired.orphans,
+            repaired.orphans_removed
+        ),
+        (2, 0, 0, 0),
+        "{repaired:?}"
+    );
+    for (id, (ttype, survey)) in ids
+        .iter()
+        .zip([(New, Some("ZTF")), (ThumbnailType::Sdss, None)])
+    {
+        let rel = RelPath::stamp("ZTF-moved", ttype, survey, 2);
+        let (uri, url) = uri_and_url(&db, *id).await;
+        assert_eq!(uri, rel.path_under(store.root()).to_string_lossy());
+        assert_eq!(url, rel.public_url());
+        assert_eq!(std::fs::read(&uri).expect("the file is back"), b"png");
+    }
+    // A file no row can claim is still an orphan, and goes.
+    let stray = uploads.join("aa").join("ZTF-nobody_new_ZTF.png");
+    write(&stray, OLD);
+    let swept = files(&db.db, &store, &options(true, false, true, Duration::ZERO))
+        .await
+        .expect("sweep");
+    assert_eq!(
+        (swept.orphans, swept.orphans_removed, swept.in_place),
+        (1, 1, 2)
+    );
+    assert!(!stray.exists());
+}
+
 /// Every file under `dir`, sorted.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
