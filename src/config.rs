@@ -170,6 +170,13 @@ pub struct TemplateConfig {
 pub struct Ps1Config {
     pub lookup_url: String,
     pub timeout_s: f64,
+    /// Lookups in flight at once to the lookup host; the rest wait their turn
+    /// (the wait does not count against `timeout_s`).
+    pub max_concurrent: usize,
+    /// A lookup that failed (`currently_unavailable`) is tried again after
+    /// this long, then after twice as long each time, up to `retry_max_s`.
+    pub retry_first_s: f64,
+    pub retry_max_s: f64,
 }
 
 /// The background pass that classifies stored survey images (and finds
@@ -274,6 +281,9 @@ impl Default for Ps1Config {
         Self {
             lookup_url: "http://ps1images.stsci.edu/cgi-bin/ps1cutouts".into(),
             timeout_s: 15.0,
+            max_concurrent: 16,
+            retry_first_s: 60.0,
+            retry_max_s: 3600.0,
         }
     }
 }
@@ -378,6 +388,19 @@ impl Config {
         }
         if !(self.surveys.ps1.timeout_s.is_finite() && self.surveys.ps1.timeout_s > 0.0) {
             return bad("surveys.ps1.timeout_s", "must be a positive number");
+        }
+        if self.surveys.ps1.max_concurrent == 0 {
+            return bad("surveys.ps1.max_concurrent", "must be at least 1");
+        }
+        let ps1 = &self.surveys.ps1;
+        if !(ps1.retry_first_s.is_finite() && ps1.retry_first_s > 0.0) {
+            return bad("surveys.ps1.retry_first_s", "must be a positive number");
+        }
+        if !(ps1.retry_max_s.is_finite() && ps1.retry_max_s >= ps1.retry_first_s) {
+            return bad(
+                "surveys.ps1.retry_max_s",
+                "must be a number at least surveys.ps1.retry_first_s",
+            );
         }
         for (key, template) in [
             ("on_demand.sm.lookup_url", &self.on_demand.sm.lookup_url),

@@ -76,7 +76,7 @@ where
                 match connect(&settings.url, &settings.connection_name).await {
                     Ok(c) => c,
                     Err(e) => {
-                        tracing::warn!(error = %e, retry_in = ?backoff.peek(), "reconnect failed");
+                        tracing::warn!(error = %e, retry_in_s = backoff.peek().as_secs_f64(), "reconnect failed");
                         continue;
                     }
                 }

@@ -160,7 +160,7 @@ impl Classifier {
         let verdict = match self.fetcher.get(&row.url, stop).await {
             Err(FetchError::Cancelled) => Verdict::Skipped,
             Err(FetchError::RateLimited { host, wait }) => {
-                tracing::debug!(id = row.id, %host, ?wait, "host asked to slow down; row deferred");
+                tracing::debug!(id = row.id, %host, wait_s = wait.as_secs_f64(), "host asked to slow down; row deferred");
                 match rows::defer(&self.db, row, wait, &format!("HTTP 429 from {host}")).await {
                     Ok(()) => Verdict::Deferred,
                     Err(e) => self.db_failed(row, e),

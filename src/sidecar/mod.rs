@@ -226,8 +226,10 @@ pub async fn serve(
         tracing::warn!(path = %uploads.display(), error = %e, "storage.root is not writable: uploads will fail until it is");
     }
     let app = router(state.clone(), config.http.max_body_bytes);
-    let addr = listener.local_addr().ok();
-    tracing::info!(address = ?addr, root = %state.files.root().display(), "sidecar listening");
+    let addr = listener
+        .local_addr()
+        .map_or_else(|_| "unknown".into(), |a| a.to_string());
+    tracing::info!(address = %addr, root = %state.files.root().display(), "sidecar listening");
 
     let relay = tokio::spawn(outbox::relay_loop(
         state.db.clone(),
@@ -244,7 +246,7 @@ pub async fn serve(
         _ = shutdown.cancelled() => match tokio::time::timeout(options.shutdown_deadline, &mut server).await {
             Ok(r) => r,
             Err(_) => {
-                tracing::warn!(deadline = ?options.shutdown_deadline, "requests still running at the shutdown deadline; closing them");
+                tracing::warn!(deadline_s = options.shutdown_deadline.as_secs_f64(), "requests still running at the shutdown deadline; closing them");
                 server.abort();
                 Ok(Ok(()))
             }
@@ -270,7 +272,10 @@ pub async fn serve_operations(
     let app = axum::Router::new()
         .route("/healthz", get(meta::healthz))
         .route("/metrics", get(meta::metrics));
-    tracing::info!(address = ?listener.local_addr().ok(), "serving /healthz and /metrics");
+    let addr = listener
+        .local_addr()
+        .map_or_else(|_| "unknown".into(), |a| a.to_string());
+    tracing::info!(address = %addr, "serving /healthz and /metrics");
     let upkeep = tokio::spawn(crate::telemetry::metrics::upkeep_loop(shutdown.clone()));
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())

@@ -123,7 +123,14 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
     migrate_transactional(db).await?;
     let report = stamps::apply(db).await.map_err(StoreError::Stamps)?;
     if report != stamps::StampsReport::default() {
-        tracing::info!(?report, "per-survey thumbnail indexes in place");
+        tracing::info!(
+            normalised = report.normalised,
+            removed = report.removed,
+            built = report.built.len(),
+            indexes = %report.built.join(","),
+            dropped_old = report.dropped_old,
+            "per-survey thumbnail indexes in place"
+        );
     }
     Ok(())
 }

@@ -7,7 +7,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
-use super::{Ps1Client, WriteError, Writer, MAX_BATCH, WRITERS};
+use std::time::Duration;
+
+use super::{Ps1Client, Ps1Retries, WriteError, Writer, MAX_BATCH, WRITERS};
 use crate::bus::ObjCreated;
 use crate::bus::{
     publisher::Outgoing, AckToken, Session, ROUTING_OBJ_CREATED, ROUTING_THUMBNAIL_STORED,
@@ -35,6 +37,7 @@ pub struct Worker {
     db: DatabaseConnection,
     templates: Templates,
     ps1: Ps1Client,
+    retries: Ps1Retries,
     writer: Writer,
 }
 
@@ -49,16 +52,28 @@ impl Worker {
             .map_err(|e| super::WorkerError::Surveys(e.to_string()))?;
         let ps1 = Ps1Client::new(
             &s.ps1.lookup_url,
-            std::time::Duration::from_secs_f64(s.ps1.timeout_s),
+            Duration::from_secs_f64(s.ps1.timeout_s),
+            s.ps1.max_concurrent,
         )
         .map_err(|e| super::WorkerError::Surveys(e.to_string()))?;
+        let retries = Ps1Retries::new(
+            Duration::from_secs_f64(s.ps1.retry_first_s),
+            Duration::from_secs_f64(s.ps1.retry_max_s),
+        );
         let writer = Writer::spawn(db.clone(), MAX_BATCH, WRITERS, abort);
         Ok(Self {
             db,
             templates,
             ps1,
+            retries,
             writer,
         })
+    }
+
+    /// The schedule of failed PS1 lookups to try again ([`Ps1Retries::run`]
+    /// publishes them).
+    pub fn ps1_retries(&self) -> Ps1Retries {
+        self.retries.clone()
     }
 
     /// Processes one `obj.created` body; no broker involved (tests call this).
@@ -147,13 +162,20 @@ impl Worker {
             .await
             .map(|outcome| outcome.into_url())
             .unwrap_or_else(|_| CURRENTLY_UNAVAILABLE.to_owned());
+        let failed = url == CURRENTLY_UNAVAILABLE;
         let second = self
             .writer
             .write(job(vec![self.ps1_row(url, ev.replace)], false))
             .await?;
         if second.gone {
             // Deleted during the lookup: its first rows went with it.
+            self.retries.settled(&ev.id);
             return Ok(None);
+        }
+        if failed {
+            self.retries.failed(&ev.id, ev.ra, ev.dec);
+        } else {
+            self.retries.settled(&ev.id);
         }
         stored.extend(second.stored);
         Ok(Some(stored))

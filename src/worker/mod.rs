@@ -8,11 +8,13 @@
 
 mod handler;
 mod ps1;
+pub mod ps1_retry;
 pub mod reconcile;
 mod writer;
 
 pub use handler::{Outcome, Worker};
 pub use ps1::Ps1Client;
+pub use ps1_retry::Ps1Retries;
 pub use writer::{WriteError, Writer};
 
 use std::sync::Arc;
@@ -49,6 +51,16 @@ pub async fn run(
     let abort = CancellationToken::new();
     let pool = db.get_postgres_connection_pool().clone();
     let worker = Arc::new(Worker::new(config, db, abort.clone())?);
+    // Failed PS1 lookups come back through the queue after their back-off.
+    let retries_stop = shutdown.child_token();
+    let retries = if config.surveys.ps1.lookup_url.is_empty() {
+        None
+    } else {
+        let link = bus::BusLink::connect(&config.amqp, "thumbnails-worker ps1-retries").await?;
+        Some(tokio::spawn(
+            worker.ps1_retries().run(link, retries_stop.clone()),
+        ))
+    };
     // The sweep stops with the consumer, whether by shutdown or by error.
     let sweep_stop = shutdown.child_token();
     let sweep = tokio::spawn(reconcile::run(config.clone(), pool, sweep_stop.clone()));
@@ -66,6 +78,10 @@ pub async fn run(
     .await;
     abort.cancel();
     sweep_stop.cancel();
+    retries_stop.cancel();
     let _ = sweep.await;
+    if let Some(task) = retries {
+        let _ = task.await;
+    }
     Ok(result?)
 }

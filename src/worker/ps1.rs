@@ -7,11 +7,6 @@ use tokio::sync::Semaphore;
 
 use crate::surveys::{lookup_url, parse_lookup_page, Ps1Outcome};
 
-/// Most lookups in flight at once, whatever the prefetch: the PS1 service
-/// is a third party's, and a backlog must not become thousands of
-/// simultaneous requests to it.
-const MAX_IN_FLIGHT: usize = 512;
-
 /// Lookups share one connection pool; each has the configured timeout.
 #[derive(Clone)]
 pub struct Ps1Client {
@@ -21,16 +16,23 @@ pub struct Ps1Client {
 }
 
 impl Ps1Client {
-    pub fn new(lookup_url: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
+    /// `max_concurrent` lookups at most are in flight, whatever the
+    /// prefetch: the PS1 service is a third party's, and a backlog must not
+    /// become hundreds of simultaneous requests to it; the rest queue here.
+    pub fn new(
+        lookup_url: &str,
+        timeout: Duration,
+        max_concurrent: usize,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
-            .pool_max_idle_per_host(1024)
+            .pool_max_idle_per_host(max_concurrent)
             .build()?;
         Ok(Self {
             http,
             lookup_url: lookup_url.to_string(),
-            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            in_flight: Arc::new(Semaphore::new(max_concurrent.max(1))),
         })
     }
 
