@@ -2,6 +2,7 @@
 //! service needs.
 
 pub mod committer;
+pub mod cutouts;
 pub mod entities;
 pub mod on_demand;
 pub mod outbox;
@@ -39,6 +40,8 @@ pub enum StoreError {
     Stamps(#[source] sea_orm::sqlx::Error),
     #[error(transparent)]
     Db(#[from] DbErr),
+    #[error("storing a file: {0}")]
+    File(#[source] crate::files::FileError),
 }
 
 impl StoreError {
@@ -49,6 +52,8 @@ impl StoreError {
             StoreError::Connect { .. } => true,
             StoreError::Migrate(e) | StoreError::Db(e) => retry::classify(e).is_retryable(),
             StoreError::Stamps(e) => retry::classify_sqlx(e).is_retryable(),
+            // A full or read-only disk may be fixed while the message waits.
+            StoreError::File(_) => true,
         }
     }
 }

@@ -92,7 +92,7 @@ impl StoredRow {
 
 impl StoredRow {
     /// Reads `id, obj_id, type::text, public_url, file_uri, origin, survey`.
-    fn from_query(row: &QueryResult) -> Result<Self, DbErr> {
+    pub(super) fn from_query(row: &QueryResult) -> Result<Self, DbErr> {
         let ttype: String = row.try_get_by_index(2)?;
         Ok(Self {
             id: row.try_get_by_index(0)?,
@@ -130,7 +130,7 @@ impl StoredRow {
 /// `set_config` marks the transaction as the worker's, before the insert's
 /// statement trigger runs: the database feed must not announce objects the
 /// worker is handling already (a duplicate `obj.created`).
-const INSERT_OBJS: &str =
+pub(super) const INSERT_OBJS: &str =
     "INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified)
     SELECT x.id, x.ra, x.dec, x.is_roid, x.internal_key, $6, $6
     FROM unnest($1::text[], $2::float8[], $3::float8[], $4::bool[], $5::text[])

@@ -411,6 +411,7 @@ impl RunningWorker {
 /// A PS1 stand-in (see [`crate::ps1`]), stopped on drop.
 pub struct Ps1StandIn {
     pub url: String,
+    pub stats: std::sync::Arc<crate::ps1::Ps1Stats>,
     stop: CancellationToken,
 }
 
@@ -420,12 +421,12 @@ impl Ps1StandIn {
         Self::with(crate::ps1::Ps1Mode::ByRa).await
     }
 
-    async fn with(mode: crate::ps1::Ps1Mode) -> Self {
+    pub async fn with(mode: crate::ps1::Ps1Mode) -> Self {
         let stop = CancellationToken::new();
-        let url = crate::ps1::serve_ps1(mode, stop.clone())
+        let (url, stats) = crate::ps1::serve_ps1_counted(mode, stop.clone())
             .await
             .expect("stand-in");
-        Self { url, stop }
+        Self { url, stats, stop }
     }
 
     /// Every lookup finds an image, after `delay`.

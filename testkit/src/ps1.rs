@@ -7,7 +7,10 @@
 //! image link. In [`Ps1Mode::Image`] every answer is an image link after a
 //! fixed delay (the benchmark's slow PS1).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Query, State};
@@ -25,6 +28,42 @@ pub enum Ps1Mode {
     ByRa,
     /// Always an image link, after this delay.
     Image { delay: Duration },
+    /// HTTP 500 for the first `failures` lookups of each position, then an
+    /// image link.
+    Flaky { failures: u32 },
+}
+
+/// What the stand-in saw: lookups in flight now and at most.
+#[derive(Debug, Default)]
+pub struct Ps1Stats {
+    pub in_flight: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
+    pub requests: AtomicUsize,
+    seen: Mutex<HashMap<String, u32>>,
+}
+
+#[derive(Clone)]
+struct StandIn {
+    mode: Ps1Mode,
+    stats: Arc<Ps1Stats>,
+}
+
+/// Counts a lookup in flight for as long as it lives.
+struct InFlight(Arc<Ps1Stats>);
+
+impl InFlight {
+    fn new(stats: &Arc<Ps1Stats>) -> Self {
+        let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        stats.requests.fetch_add(1, Ordering::SeqCst);
+        Self(stats.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Deserialize)]
@@ -40,11 +79,23 @@ pub fn image_src(pos: &str) -> String {
     )
 }
 
-async fn lookup(State(mode): State<Ps1Mode>, Query(p): Query<Params>) -> Response {
+async fn lookup(State(s): State<StandIn>, Query(p): Query<Params>) -> Response {
+    let _counted = InFlight::new(&s.stats);
+    let mode = s.mode;
     let pos = p.pos.unwrap_or_default();
+    if let Ps1Mode::Flaky { failures } = mode {
+        let Ok(mut seen) = s.stats.seen.lock() else {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "poisoned").into_response();
+        };
+        let n = seen.entry(pos.clone()).or_insert(0);
+        *n += 1;
+        if *n <= failures {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "try later").into_response();
+        }
+    }
     let delay = match mode {
         Ps1Mode::Image { delay } => delay,
-        Ps1Mode::ByRa => Duration::ZERO,
+        Ps1Mode::ByRa | Ps1Mode::Flaky { .. } => Duration::ZERO,
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -79,15 +130,27 @@ fn image_page(pos: &str) -> Response {
 /// Serves the stand-in on 127.0.0.1 (port 0 = any) until `stop`; returns the
 /// lookup URL to configure as `surveys.ps1.lookup_url`.
 pub async fn serve_ps1(mode: Ps1Mode, stop: CancellationToken) -> std::io::Result<String> {
+    Ok(serve_ps1_counted(mode, stop).await?.0)
+}
+
+/// [`serve_ps1`], with what the stand-in sees.
+pub async fn serve_ps1_counted(
+    mode: Ps1Mode,
+    stop: CancellationToken,
+) -> std::io::Result<(String, Arc<Ps1Stats>)> {
+    let stats = Arc::new(Ps1Stats::default());
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let addr = listener.local_addr()?;
     let app = Router::new()
         .route("/cgi-bin/ps1cutouts", get(lookup))
-        .with_state(mode);
+        .with_state(StandIn {
+            mode,
+            stats: stats.clone(),
+        });
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())
             .await;
     });
-    Ok(format!("http://{addr}/cgi-bin/ps1cutouts"))
+    Ok((format!("http://{addr}/cgi-bin/ps1cutouts"), stats))
 }

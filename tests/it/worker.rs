@@ -438,3 +438,36 @@ async fn replace_never_overwrites_an_uploaded_row() {
     );
     bus.delete().await;
 }
+
+#[tokio::test]
+async fn ps1_lookups_are_capped_per_host_and_failures_retried_with_back_off() {
+    let (db, bus) = (TestDb::new().await, TestBus::new().await);
+    // Every position fails twice, then answers.
+    let ps1 = Ps1StandIn::with(testkit::ps1::Ps1Mode::Flaky { failures: 2 }).await;
+    let mut config = bus.config(&db, &ps1.url);
+    config.surveys.ps1.max_concurrent = 4;
+    config.surveys.ps1.retry_first_s = 0.2;
+    config.surveys.ps1.retry_max_s = 0.5;
+    let worker = RunningWorker::start(&config).await;
+    let bodies: Vec<Vec<u8>> = (0..40)
+        .map(|i| event(&format!("ZTF-flaky-{i:02}"), 10.0 + f64::from(i) / 100.0, 5.0))
+        .collect();
+    bus.publish_many(&bodies).await;
+    // No new event: the worker's own retries turn every placeholder into an image.
+    eventually("a real PS1 URL for every object", WAIT, || async {
+        (db.scalar_i64(
+            "SELECT count(*) FROM thumbnails WHERE type = 'ps1' AND public_url LIKE 'https://ps1images%'",
+        )
+        .await
+            == 40)
+            .then_some(())
+    })
+    .await;
+    worker.stop().await;
+    use std::sync::atomic::Ordering;
+    assert_eq!(ps1.stats.requests.load(Ordering::SeqCst), 120, "three lookups each");
+    let most = ps1.stats.max_in_flight.load(Ordering::SeqCst);
+    assert!(most <= 4, "{most} lookups at once to one host");
+    assert_eq!(bus.queue_len(&bus.topology.dead_queue()).await, 0);
+    bus.delete().await;
+}
