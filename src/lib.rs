@@ -1,6 +1,8 @@
 //! thumbnails: gives every astronomical object its thumbnails.
 //!
 //! - [`surveys`]: pure URL logic (templates, Python float repr, PS1 pages).
+//! - [`cutouts`]: pure alert cutouts: FITS, FITS.gz or a ZTF Avro packet in,
+//!   PNG out, drawn as SkyPortal draws them.
 //! - [`store`]: PostgreSQL through SeaORM (entities, migrations, batched writes).
 //! - [`bus`]: RabbitMQ through lapin (topology, confirms, supervised consumer).
 //! - [`files`]: the upload file store under `storage.root`.
@@ -16,6 +18,7 @@ pub mod app;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod cutouts;
 pub mod feed;
 pub mod files;
 pub mod ops;

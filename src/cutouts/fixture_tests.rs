@@ -1,0 +1,220 @@
+//! The real ZTF cutouts and the synthetic LSST ones of `tests/fixtures`
+//! against the PNGs SkyPortal draws for them, and hostile variations of them.
+
+use std::path::PathBuf;
+
+use proptest::prelude::*;
+
+use super::render::tests::rgb_of;
+use super::*;
+
+fn fixtures(dir: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(dir)
+}
+
+fn read(dir: &str, name: &str) -> Vec<u8> {
+    let path = fixtures(dir).join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// (directory, cutout file, kind, orientation) for every reference PNG.
+fn cases() -> Vec<(&'static str, String, Kind, Orientation)> {
+    let mut cases = Vec::new();
+    for alert in [
+        "ZTF18aaxjdyr_1661382530015060001",
+        "ZTF18aagtxuc_396522680015040001",
+    ] {
+        for kind in Kind::ALL {
+            let name = format!("{alert}_{}.fits.gz", kind.field());
+            cases.push(("ztf-alerts", name, kind, Orientation::Ztf));
+        }
+    }
+    for rotpa in [0, 30] {
+        let name = format!("lsst_synthetic_rotpa{rotpa}_science.fits");
+        cases.push(("lsst-synthetic", name, Kind::Science, Orientation::Lsst));
+    }
+    cases
+}
+
+fn reference_of(name: &str) -> String {
+    let stem = name.trim_end_matches(".gz").trim_end_matches(".fits");
+    format!("{stem}.reference.png")
+}
+
+#[test]
+fn draws_what_skyportal_draws() {
+    let settings = CutoutSettings::default();
+    let mut worst: f64 = 0.0;
+    for (dir, name, kind, orientation) in cases() {
+        let png = draw_bytes(&read(dir, &name), kind, orientation, &settings).unwrap();
+        let (w, h, ours) = rgb_of(&png);
+        let (rw, rh, theirs) = rgb_of(&read(dir, &reference_of(&name)));
+        assert_eq!((w, h), (rw, rh), "{name}");
+        let total: u64 = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(&a, &b)| u64::from(a.abs_diff(b)))
+            .sum();
+        let mean = total as f64 / ours.len() as f64;
+        let max = ours.iter().zip(&theirs).map(|(&a, &b)| a.abs_diff(b)).max();
+        println!("{name}: mean |diff| {mean:.3}/255, max {max:?}");
+        worst = worst.max(mean);
+        assert!(mean <= 3.0, "{name}: mean |diff| {mean:.3} > 3.0");
+    }
+    println!("worst mean |diff| {worst:.3}/255");
+}
+
+#[test]
+fn the_avro_packet_holds_the_three_stamps() {
+    let alert = read_alert(&read("ztf-alerts", "ZTF18aaxjdyr_1661382530015060001.avro")).unwrap();
+    assert_eq!(alert.obj_id, "ZTF18aaxjdyr");
+    assert_eq!(alert.candid, Some(1661382530015060001));
+    assert!((alert.ra - 296.8679389).abs() < 1e-6, "{}", alert.ra);
+    assert!((alert.dec - 24.08881).abs() < 1e-5, "{}", alert.dec);
+    assert_eq!(alert.survey, "ZTF");
+    let kinds: Vec<Kind> = alert.cutouts.iter().map(|(k, _)| *k).collect();
+    assert_eq!(kinds, Kind::ALL);
+    for (kind, bytes) in &alert.cutouts {
+        let name = format!("ZTF18aaxjdyr_1661382530015060001_{}.fits.gz", kind.field());
+        assert!(*bytes == read("ztf-alerts", &name), "{name}");
+    }
+}
+
+/// An alert packet of the given cutouts (None: null), in a minimal schema
+/// with the same names as ZTF's.
+fn packet(stamp: Option<&[u8]>) -> Vec<u8> {
+    use apache_avro::types::{Record, Value};
+    let cutout = r#"["null", {"type": "record", "name": "cutout", "fields": [
+        {"name": "fileName", "type": "string"}, {"name": "stampData", "type": "bytes"}]}]"#;
+    let schema = format!(
+        r#"{{"type": "record", "name": "alert", "namespace": "ztf", "fields": [
+        {{"name": "objectId", "type": "string"}},
+        {{"name": "candid", "type": "long"}},
+        {{"name": "candidate", "type": {{"type": "record", "name": "candidate", "fields": [
+            {{"name": "ra", "type": "double"}}, {{"name": "dec", "type": "double"}}]}}}},
+        {{"name": "cutoutScience", "type": {cutout}}},
+        {{"name": "cutoutTemplate", "type": "ztf.cutout"}},
+        {{"name": "cutoutDifference", "type": ["null", "ztf.cutout"]}}]}}"#
+    );
+    let schema = apache_avro::Schema::parse_str(&schema).unwrap();
+    let mut writer = apache_avro::Writer::new(&schema, Vec::new()).unwrap();
+    let mut record = Record::new(&schema).unwrap();
+    record.put("objectId", "ZTF00test");
+    record.put("candid", 7i64);
+    record.put(
+        "candidate",
+        Value::Record(vec![
+            ("ra".into(), Value::Double(1.5)),
+            ("dec".into(), Value::Double(-2.5)),
+        ]),
+    );
+    let c = match stamp {
+        None => Value::Union(0, Box::new(Value::Null)),
+        Some(b) => Value::Union(
+            1,
+            Box::new(Value::Record(vec![
+                ("fileName".into(), Value::String("x.fits.gz".into())),
+                ("stampData".into(), Value::Bytes(b.to_vec())),
+            ])),
+        ),
+    };
+    let template = match &c {
+        Value::Union(_, inner) if !matches!(**inner, Value::Null) => (**inner).clone(),
+        _ => Value::Record(vec![
+            ("fileName".into(), Value::String(String::new())),
+            ("stampData".into(), Value::Bytes(Vec::new())),
+        ]),
+    };
+    record.put("cutoutScience", c.clone());
+    record.put("cutoutTemplate", template);
+    record.put("cutoutDifference", c);
+    writer.append_value(record).unwrap();
+    writer.into_inner().unwrap()
+}
+
+#[test]
+fn an_alert_without_cutouts_is_refused() {
+    assert_eq!(
+        read_alert(&packet(None)).unwrap_err(),
+        CutoutError::NoCutouts
+    );
+    let alert = read_alert(&packet(Some(b"stamp"))).unwrap();
+    assert_eq!(alert.obj_id, "ZTF00test");
+    assert_eq!((alert.ra, alert.dec), (1.5, -2.5));
+    assert_eq!(alert.cutouts.len(), 3);
+}
+
+fn cutout_bytes() -> Vec<Vec<u8>> {
+    let gz = read(
+        "ztf-alerts",
+        "ZTF18aagtxuc_396522680015040001_cutoutScience.fits.gz",
+    );
+    let plain = read("lsst-synthetic", "lsst_synthetic_rotpa30_science.fits");
+    vec![gz, plain]
+}
+
+fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8)], cut: usize) -> Vec<u8> {
+    for &(at, value) in edits {
+        let len = bytes.len();
+        if len > 0 {
+            bytes[at % len] = value;
+        }
+    }
+    let len = bytes.len();
+    bytes.truncate(len - cut % (len + 1));
+    bytes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_cutouts_never_panic(
+        which in 0usize..2,
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+        cut in any::<usize>(),
+    ) {
+        let bytes = mutate(cutout_bytes().swap_remove(which), &edits, cut);
+        let settings = CutoutSettings::default();
+        for orientation in [Orientation::Ztf, Orientation::Lsst] {
+            let _ = draw_bytes(&bytes, Kind::Science, orientation, &settings);
+        }
+        // The header region mutated as plain FITS too.
+        if which == 0 {
+            if let Ok(plain) = gunzip(&bytes, settings.max_inflated_bytes) {
+                let plain = mutate(plain, &edits, cut);
+                let _ = draw_bytes(&plain, Kind::Difference, Orientation::Ztf, &settings);
+            }
+        }
+    }
+
+    #[test]
+    fn mutated_alerts_never_panic(
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+        cut in any::<usize>(),
+    ) {
+        let packet = read("ztf-alerts", "ZTF18aaxjdyr_1661382530015060001.avro");
+        let _ = read_alert(&mutate(packet, &edits, cut));
+    }
+}
+
+#[test]
+fn hostile_fits_headers_fail_cleanly() {
+    use super::fits::tests::{card, fits};
+    // A huge image announced, almost no data: no allocation for it.
+    let cards = [
+        card("SIMPLE", "T"),
+        card("BITPIX", "-64"),
+        card("NAXIS", "2"),
+        card("NAXIS1", "2048"),
+        card("NAXIS2", "2048"),
+    ];
+    assert_eq!(
+        decode(&fits(&cards, &[1; 100]), &Limits::default())
+            .unwrap_err()
+            .reason(),
+        "truncated"
+    );
+}
