@@ -31,6 +31,8 @@ pub struct Config {
     pub grayscale: GrayscaleConfig,
     pub on_demand: OnDemandConfig,
     pub log: LogConfig,
+    /// How alert cutouts are drawn (and what input is accepted).
+    pub cutouts: crate::cutouts::CutoutSettings,
 }
 
 /// The database feed: `objs` triggers -> outbox -> `obj.created`/`obj.updated`.
@@ -87,6 +89,11 @@ pub struct AmqpConfig {
     pub exchange: String,
     pub queue: String,
     pub prefetch: u16,
+    /// Quorum queue bound to `alert.cutouts` (its own, so that a burst of
+    /// alerts never delays object events); dead letters in `<name>.dead`.
+    pub cutouts_queue: String,
+    /// Unacknowledged alerts the worker holds at once.
+    pub cutouts_prefetch: u16,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -253,6 +260,8 @@ impl Default for AmqpConfig {
             exchange: "thumbnails".into(),
             queue: "thumbnails.object-created".into(),
             prefetch: 4096,
+            cutouts_queue: "thumbnails.alert-cutouts".into(),
+            cutouts_prefetch: 512,
         }
     }
 }
@@ -339,6 +348,7 @@ impl Default for Config {
             reconcile: ReconcileConfig::default(),
             grayscale: GrayscaleConfig::default(),
             on_demand: OnDemandConfig::default(),
+            cutouts: crate::cutouts::CutoutSettings::default(),
             log: LogConfig::default(),
         }
     }
@@ -369,6 +379,16 @@ impl Config {
     /// Checks what serde cannot: values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("{key}: {why}")));
+        self.cutouts.validate().map_err(ConfigError::Invalid)?;
+        if self.amqp.cutouts_queue.trim().is_empty() || self.amqp.cutouts_queue == self.amqp.queue {
+            return bad(
+                "amqp.cutouts_queue",
+                "must be a queue name of its own (not amqp.queue)",
+            );
+        }
+        if self.amqp.cutouts_prefetch == 0 {
+            return bad("amqp.cutouts_prefetch", "must be at least 1");
+        }
         for (key, template) in [
             ("surveys.sdss.template", &self.surveys.sdss.template),
             ("surveys.ls.template", &self.surveys.ls.template),

@@ -13,6 +13,9 @@ pub const ROUTING_THUMBNAIL_STORED: &str = "thumbnail.stored";
 /// Same body as `obj.created`: the object's position changed, so its survey
 /// rows are rewritten (published by the database feed).
 pub const ROUTING_OBJ_UPDATED: &str = "obj.updated";
+/// An alert's FITS cutouts (JSON, or a whole ZTF Avro packet) to draw into
+/// `new`/`ref`/`sub` stamps; consumed from a queue of its own.
+pub const ROUTING_ALERT_CUTOUTS: &str = "alert.cutouts";
 
 /// Deliveries beyond this many attempts go to the dead-letter queue by the
 /// broker itself (a crash loop on one message must end somewhere).
@@ -23,15 +26,28 @@ const DELIVERY_LIMIT: i64 = 50;
 pub struct Topology {
     /// Durable topic exchange carrying `obj.created` and `thumbnail.stored`.
     pub exchange: String,
-    /// Durable quorum queue bound to `obj.created` and `obj.updated`.
+    /// Durable quorum queue bound to [`Self::bindings`].
     pub queue: String,
+    /// Routing keys the queue takes.
+    pub bindings: &'static [&'static str],
 }
 
 impl Topology {
+    /// The worker's object queue: `obj.created` and `obj.updated`.
     pub fn new(exchange: &str, queue: &str) -> Self {
         Self {
             exchange: exchange.into(),
             queue: queue.into(),
+            bindings: &[ROUTING_OBJ_CREATED, ROUTING_OBJ_UPDATED],
+        }
+    }
+
+    /// The alert cutouts queue: `alert.cutouts`.
+    pub fn cutouts(exchange: &str, queue: &str) -> Self {
+        Self {
+            exchange: exchange.into(),
+            queue: queue.into(),
+            bindings: &[ROUTING_ALERT_CUTOUTS],
         }
     }
 
@@ -113,14 +129,14 @@ pub async fn declare(channel: &Channel, t: &Topology) -> Result<(), BusError> {
     channel
         .queue_declare(t.queue.as_str().into(), queue_opts, args)
         .await?;
-    // The worker takes both object events (a binding is additive: queues
-    // declared before obj.updated existed just gain it).
-    for key in [super::ROUTING_OBJ_CREATED, ROUTING_OBJ_UPDATED] {
+    // A binding is additive: queues declared before obj.updated existed
+    // just gain it.
+    for key in t.bindings {
         channel
             .queue_bind(
                 t.queue.as_str().into(),
                 t.exchange.as_str().into(),
-                key.into(),
+                (*key).into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )

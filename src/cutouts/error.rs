@@ -4,7 +4,7 @@
 
 /// Everything that can go wrong between bytes in and PNG out. All of these
 /// are permanent: the same bytes fail the same way again.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum CutoutError {
     #[error("the cutout is neither gzip nor FITS (it starts with neither 1f 8b nor SIMPLE)")]
     NotFits,

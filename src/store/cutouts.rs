@@ -69,7 +69,11 @@ pub async fn write_stamps(
             DbBackend::Postgres,
             INSERT_OBJS,
             [
-                new_objs.iter().map(|o| o.0.obj_id.clone()).collect::<Vec<_>>().into(),
+                new_objs
+                    .iter()
+                    .map(|o| o.0.obj_id.clone())
+                    .collect::<Vec<_>>()
+                    .into(),
                 new_objs.iter().map(|o| o.1).collect::<Vec<_>>().into(),
                 new_objs.iter().map(|o| o.2).collect::<Vec<_>>().into(),
                 new_objs.iter().map(|_| false).collect::<Vec<_>>().into(),
@@ -123,9 +127,10 @@ pub async fn write_stamps(
             .await?;
         for row in stored {
             let row = StoredRow::from_query(&row)?;
-            let found = wave.iter().map(|&i| rows[i]).find(|&(j, s)| {
-                jobs[j].obj_id == row.obj_id && jobs[j].stamps[s].0 == row.ttype
-            });
+            let found = wave
+                .iter()
+                .map(|&i| rows[i])
+                .find(|&(j, s)| jobs[j].obj_id == row.obj_id && jobs[j].stamps[s].0 == row.ttype);
             if let Some((j, s)) = found {
                 placed_at.insert((j, s));
                 out[j].stored.push(row);

@@ -189,7 +189,11 @@ async fn run(conn: &mut PgConnection) -> Result<StampsReport, sqlx::Error> {
             .await;
             match built {
                 Ok(_) => {
-                    tracing::info!(index = name, elapsed_s = started.elapsed().as_secs_f64(), "built");
+                    tracing::info!(
+                        index = name,
+                        elapsed_s = started.elapsed().as_secs_f64(),
+                        "built"
+                    );
                     report.built.push(name);
                     break;
                 }
@@ -253,7 +257,11 @@ pub async fn dedup(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
         .rows_affected();
     }
     if removed > 0 {
-        tracing::warn!(removed, elapsed_s = started.elapsed().as_secs_f64(), "removed duplicate thumbnail rows, keeping the newest of each (obj_id, type, survey)");
+        tracing::warn!(
+            removed,
+            elapsed_s = started.elapsed().as_secs_f64(),
+            "removed duplicate thumbnail rows, keeping the newest of each (obj_id, type, survey)"
+        );
     }
     Ok(removed)
 }

@@ -9,6 +9,7 @@ use tracing::Instrument;
 
 use std::time::Duration;
 
+use super::writer::ArchivalBatch;
 use super::{Ps1Client, Ps1Retries, WriteError, Writer, MAX_BATCH, WRITERS};
 use crate::bus::ObjCreated;
 use crate::bus::{
@@ -38,7 +39,7 @@ pub struct Worker {
     templates: Templates,
     ps1: Ps1Client,
     retries: Ps1Retries,
-    writer: Writer,
+    writer: Writer<ArchivalBatch>,
 }
 
 impl Worker {
@@ -60,7 +61,7 @@ impl Worker {
             Duration::from_secs_f64(s.ps1.retry_first_s),
             Duration::from_secs_f64(s.ps1.retry_max_s),
         );
-        let writer = Writer::spawn(db.clone(), MAX_BATCH, WRITERS, abort);
+        let writer = Writer::spawn(ArchivalBatch(db.clone()), MAX_BATCH, WRITERS, abort);
         Ok(Self {
             db,
             templates,
@@ -265,7 +266,10 @@ impl Worker {
     }
 }
 
-async fn publish_stored(session: &Session, rows: &[StoredRow]) -> Result<(), crate::bus::BusError> {
+pub(super) async fn publish_stored(
+    session: &Session,
+    rows: &[StoredRow],
+) -> Result<(), crate::bus::BusError> {
     // One message per object; not mandatory: nobody listening for
     // thumbnail.stored is not an error.
     try_join_all(
@@ -282,7 +286,7 @@ async fn publish_stored(session: &Session, rows: &[StoredRow]) -> Result<(), cra
     Ok(())
 }
 
-async fn dead_letter(
+pub(super) async fn dead_letter(
     session: &Session,
     delivery: &Delivery,
     reason: &str,

@@ -6,6 +6,7 @@
 //! before its rows are committed. `obj.updated` is handled as `replace`.
 //! Beside the consumer, [`reconcile`] sweeps for incomplete objects.
 
+pub mod cutouts;
 mod handler;
 mod ps1;
 pub mod ps1_retry;
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{self, ConsumerSettings, Topology};
 use crate::config::Config;
+use crate::files::FileStore;
 
 /// Jobs per transaction at most.
 const MAX_BATCH: usize = 1024;
@@ -50,6 +52,7 @@ pub async fn run(
     let _ = crate::telemetry::metrics::handle();
     let abort = CancellationToken::new();
     let pool = db.get_postgres_connection_pool().clone();
+    let db_for_cutouts = db.clone();
     let worker = Arc::new(Worker::new(config, db, abort.clone())?);
     // Failed PS1 lookups come back through the queue after their back-off.
     let retries_stop = shutdown.child_token();
@@ -71,11 +74,44 @@ pub async fn run(
         prefetch: config.amqp.prefetch,
         drain_timeout: Duration::from_secs(30),
     };
-    let result = bus::consume(settings, shutdown, move |delivery, ack, session| {
+    // Alerts have a queue and a consumer of their own: a burst of them
+    // never delays object events.
+    let cutouts = Arc::new(cutouts::CutoutsWorker::new(
+        config.cutouts.clone(),
+        db_for_cutouts,
+        FileStore::new(&config.storage.root, config.storage.depth),
+        abort.clone(),
+    ));
+    let cutout_settings = ConsumerSettings {
+        url: config.amqp.url.clone(),
+        connection_name: format!("thumbnails-worker {}", config.amqp.cutouts_queue),
+        topology: Topology::cutouts(&config.amqp.exchange, &config.amqp.cutouts_queue),
+        prefetch: config.amqp.cutouts_prefetch,
+        drain_timeout: Duration::from_secs(30),
+    };
+    let objects = bus::consume(settings, shutdown.clone(), move |delivery, ack, session| {
         let worker = worker.clone();
         async move { worker.handle_delivery(delivery, ack, &session).await }
-    })
-    .await;
+    });
+    let alerts = bus::consume(
+        cutout_settings,
+        shutdown.clone(),
+        move |delivery, ack, session| {
+            let cutouts = cutouts.clone();
+            async move { cutouts.handle_delivery(delivery, ack, &session).await }
+        },
+    );
+    // Either consumer failing for good stops the other.
+    let stop_both = |r: Result<(), bus::BusError>| {
+        if r.is_err() {
+            shutdown.cancel();
+        }
+        r
+    };
+    let (objects, alerts) = tokio::join!(async { stop_both(objects.await) }, async {
+        stop_both(alerts.await)
+    });
+    let result = objects.and(alerts);
     abort.cancel();
     sweep_stop.cancel();
     retries_stop.cancel();

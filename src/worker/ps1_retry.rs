@@ -157,9 +157,7 @@ mod tests {
     #[test]
     fn the_back_off_doubles_from_the_first_wait_up_to_the_cap() {
         let (first, max) = (Duration::from_secs(60), Duration::from_secs(3600));
-        let waits: Vec<u64> = (1..=8)
-            .map(|a| backoff(a, first, max).as_secs())
-            .collect();
+        let waits: Vec<u64> = (1..=8).map(|a| backoff(a, first, max).as_secs()).collect();
         assert_eq!(waits, [60, 120, 240, 480, 960, 1920, 3600, 3600]);
         assert_eq!(backoff(u32::MAX, first, max), max);
     }

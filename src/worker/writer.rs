@@ -9,8 +9,47 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_util::sync::CancellationToken;
 
+use crate::files::FileStore;
+use crate::store::cutouts::{write_stamps, StampJob, StampsWritten};
 use crate::store::retry::{retry, Backoff, Gave};
 use crate::store::{write_batch, StoreError, WriteJob, Written};
+
+/// A kind of job written many at a time in one transaction.
+#[async_trait::async_trait]
+pub trait Batch: Send + Sync + 'static {
+    type Job: Send + Sync + 'static;
+    type Out: Default + Send + 'static;
+    /// Writes all `jobs` in one transaction; one output per job, in order.
+    /// Must be safe to call again with the same jobs after an error.
+    async fn write(&self, jobs: &[Self::Job]) -> Result<Vec<Self::Out>, StoreError>;
+}
+
+/// The worker's archival rows (sdss, ls, ps1).
+pub struct ArchivalBatch(pub DatabaseConnection);
+
+#[async_trait::async_trait]
+impl Batch for ArchivalBatch {
+    type Job = WriteJob;
+    type Out = Written;
+    async fn write(&self, jobs: &[WriteJob]) -> Result<Vec<Written>, StoreError> {
+        write_batch(&self.0, jobs).await
+    }
+}
+
+/// Alert stamps drawn from cutouts, with their files.
+pub struct StampBatch {
+    pub db: DatabaseConnection,
+    pub files: FileStore,
+}
+
+#[async_trait::async_trait]
+impl Batch for StampBatch {
+    type Job = StampJob;
+    type Out = StampsWritten;
+    async fn write(&self, jobs: &[StampJob]) -> Result<Vec<StampsWritten>, StoreError> {
+        write_stamps(&self.db, &self.files, jobs).await
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
@@ -22,33 +61,37 @@ pub enum WriteError {
     Stopped,
 }
 
-type Reply = oneshot::Sender<Result<Written, WriteError>>;
+type Reply<O> = oneshot::Sender<Result<O, WriteError>>;
+type Queue<B> = mpsc::Receiver<(<B as Batch>::Job, Reply<<B as Batch>::Out>)>;
 
 /// Handle to the writer tasks. Cheap to clone.
-#[derive(Clone)]
-pub struct Writer {
-    tx: mpsc::Sender<(WriteJob, Reply)>,
+pub struct Writer<B: Batch> {
+    tx: mpsc::Sender<(B::Job, Reply<B::Out>)>,
 }
 
-impl Writer {
+impl<B: Batch> Clone for Writer<B> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<B: Batch> Writer<B> {
     /// Starts `parallel` writer tasks taking up to `max_batch` jobs each.
     /// `abort` makes them give up retrying (jobs answer `Stopped`).
-    pub fn spawn(
-        db: DatabaseConnection,
-        max_batch: usize,
-        parallel: usize,
-        abort: CancellationToken,
-    ) -> Self {
+    pub fn spawn(batch: B, max_batch: usize, parallel: usize, abort: CancellationToken) -> Self {
         let (tx, rx) = mpsc::channel(max_batch * parallel.max(1) * 2);
         let rx = Arc::new(Mutex::new(rx));
+        let batch = Arc::new(batch);
         for _ in 0..parallel.max(1) {
-            tokio::spawn(run(db.clone(), rx.clone(), max_batch, abort.clone()));
+            tokio::spawn(run(batch.clone(), rx.clone(), max_batch, abort.clone()));
         }
         Self { tx }
     }
 
-    /// Commits one job (with others) and returns its new or changed rows.
-    pub async fn write(&self, job: WriteJob) -> Result<Written, WriteError> {
+    /// Commits one job (with others) and returns what its write did.
+    pub async fn write(&self, job: B::Job) -> Result<B::Out, WriteError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send((job, reply))
@@ -58,9 +101,9 @@ impl Writer {
     }
 }
 
-async fn run(
-    db: DatabaseConnection,
-    rx: Arc<Mutex<mpsc::Receiver<(WriteJob, Reply)>>>,
+async fn run<B: Batch>(
+    batch_writer: Arc<B>,
+    rx: Arc<Mutex<Queue<B>>>,
     max_batch: usize,
     abort: CancellationToken,
 ) {
@@ -76,8 +119,8 @@ async fn run(
         if n == 0 {
             return;
         }
-        let (jobs, replies): (Vec<WriteJob>, Vec<Reply>) = batch.drain(..).unzip();
-        let results = commit(&db, &jobs, &abort).await;
+        let (jobs, replies): (Vec<B::Job>, Vec<Reply<B::Out>>) = batch.drain(..).unzip();
+        let results = commit(&*batch_writer, &jobs, &abort).await;
         for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);
         }
@@ -86,11 +129,11 @@ async fn run(
 
 /// Writes the batch, retrying transient failures until `abort`; on a
 /// permanent failure, writes the jobs one by one to find the culprit.
-async fn commit(
-    db: &DatabaseConnection,
-    jobs: &[WriteJob],
+async fn commit<B: Batch>(
+    db: &B,
+    jobs: &[B::Job],
     abort: &CancellationToken,
-) -> Vec<Result<Written, WriteError>> {
+) -> Vec<Result<B::Out, WriteError>> {
     match commit_retrying(db, jobs, abort).await {
         Ok(rows) => rows.into_iter().map(Ok).collect(),
         Err(WriteError::Permanent(reason)) if jobs.len() == 1 => {
@@ -107,20 +150,20 @@ async fn commit(
             }
             out
         }
-        Err(WriteError::Stopped) => vec![Err(WriteError::Stopped); jobs.len()],
+        Err(WriteError::Stopped) => jobs.iter().map(|_| Err(WriteError::Stopped)).collect(),
     }
 }
 
-async fn commit_retrying(
-    db: &DatabaseConnection,
-    jobs: &[WriteJob],
+async fn commit_retrying<B: Batch>(
+    db: &B,
+    jobs: &[B::Job],
     abort: &CancellationToken,
-) -> Result<Vec<Written>, WriteError> {
+) -> Result<Vec<B::Out>, WriteError> {
     retry(
         Backoff::UNTIL_STOPPED,
         Some(abort),
         StoreError::is_transient,
-        || write_batch(db, jobs),
+        || db.write(jobs),
     )
     .await
     .map_err(|gave| match gave {

@@ -190,6 +190,8 @@ impl Drop for TestDb {
 /// Unique exchange and queue names, deleted on drop.
 pub struct TestBus {
     pub topology: Topology,
+    /// The alert cutouts queue's names (declared too).
+    pub cutouts: Topology,
     pub _conn: Connection,
     pub channel: Channel,
     pub publisher: Publisher,
@@ -204,11 +206,16 @@ impl TestBus {
             .expect("amqp");
         let channel = conn.create_channel().await.expect("channel");
         bus::declare(&channel, &topology).await.expect("declare");
+        let cutouts = Topology::cutouts(&topology.exchange, &format!("it-{id}.alert-cutouts"));
+        bus::declare(&channel, &cutouts)
+            .await
+            .expect("declare cutouts");
         let publisher = Publisher::open(&conn, &topology.exchange)
             .await
             .expect("publisher");
         Self {
             topology,
+            cutouts,
             _conn: conn,
             channel,
             publisher,
@@ -221,6 +228,7 @@ impl TestBus {
         c.amqp.url = AMQP.into();
         c.amqp.exchange = self.topology.exchange.clone();
         c.amqp.queue = self.topology.queue.clone();
+        c.amqp.cutouts_queue = self.cutouts.queue.clone();
         c.surveys.ps1.lookup_url = ps1_lookup_url.into();
         c.surveys.ps1.timeout_s = 1.0;
         c
@@ -342,6 +350,7 @@ impl TestBus {
 
     pub async fn delete(&self) {
         teardown(&self.channel, &self.topology).await;
+        undeclare(&self.channel, &self.cutouts).await;
     }
 }
 
@@ -359,6 +368,7 @@ impl Drop for TestBus {
     /// await, so a small runtime on a thread of its own does it).
     fn drop(&mut self) {
         let t = self.topology.clone();
+        let c = self.cutouts.clone();
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -372,6 +382,7 @@ impl Drop for TestBus {
                 };
                 if let Ok(ch) = conn.create_channel().await {
                     teardown(&ch, &t).await;
+                    undeclare(&ch, &c).await;
                 }
                 let _ = conn.close(200, "cleanup".into()).await;
             });

@@ -23,6 +23,7 @@ pub fn service(subcommand: &str, database_url: &str, bus: &TestBus, port: u16) -
         .env("THUMBNAILS_DATABASE__URL", database_url)
         .env("THUMBNAILS_AMQP__EXCHANGE", &bus.topology.exchange)
         .env("THUMBNAILS_AMQP__QUEUE", &bus.topology.queue)
+        .env("THUMBNAILS_AMQP__CUTOUTS_QUEUE", &bus.cutouts.queue)
         .env("THUMBNAILS_SURVEYS__PS1__LOOKUP_URL", "")
         .env("THUMBNAILS_HTTP__LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn");

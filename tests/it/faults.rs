@@ -135,6 +135,7 @@ fn spawn_binary(db: &TestDb, bus: &TestBus, command: &str) -> Child {
         .env("THUMBNAILS_DATABASE__URL", &db.url)
         .env("THUMBNAILS_AMQP__EXCHANGE", &bus.topology.exchange)
         .env("THUMBNAILS_AMQP__QUEUE", &bus.topology.queue)
+        .env("THUMBNAILS_AMQP__CUTOUTS_QUEUE", &bus.cutouts.queue)
         .env("THUMBNAILS_SURVEYS__PS1__LOOKUP_URL", "")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())

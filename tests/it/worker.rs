@@ -450,7 +450,13 @@ async fn ps1_lookups_are_capped_per_host_and_failures_retried_with_back_off() {
     config.surveys.ps1.retry_max_s = 0.5;
     let worker = RunningWorker::start(&config).await;
     let bodies: Vec<Vec<u8>> = (0..40)
-        .map(|i| event(&format!("ZTF-flaky-{i:02}"), 10.0 + f64::from(i) / 100.0, 5.0))
+        .map(|i| {
+            event(
+                &format!("ZTF-flaky-{i:02}"),
+                10.0 + f64::from(i) / 100.0,
+                5.0,
+            )
+        })
         .collect();
     bus.publish_many(&bodies).await;
     // No new event: the worker's own retries turn every placeholder into an image.
@@ -465,7 +471,11 @@ async fn ps1_lookups_are_capped_per_host_and_failures_retried_with_back_off() {
     .await;
     worker.stop().await;
     use std::sync::atomic::Ordering;
-    assert_eq!(ps1.stats.requests.load(Ordering::SeqCst), 120, "three lookups each");
+    assert_eq!(
+        ps1.stats.requests.load(Ordering::SeqCst),
+        120,
+        "three lookups each"
+    );
     let most = ps1.stats.max_in_flight.load(Ordering::SeqCst);
     assert!(most <= 4, "{most} lookups at once to one host");
     assert_eq!(bus.queue_len(&bus.topology.dead_queue()).await, 0);

@@ -2,9 +2,11 @@
 //! I/O: `obj.created` / `obj.updated` (read by the worker, written by
 //! `replay` and the feed) and `thumbnail.stored` (written after each commit).
 
+pub mod cutouts;
 mod obj;
 mod stored;
 
+pub use cutouts::{AlertCutouts, CutoutsBody, DrawnAlert, InvalidAlert, StampError};
 pub use obj::{
     parse_types, validate_id, InvalidEvent, ObjCreated, ObjUpdated, RawObjCreated, MAX_ID_LEN,
 };

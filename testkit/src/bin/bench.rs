@@ -368,6 +368,10 @@ async fn bench_worker(cli: &Cli, run: WorkerRun, name: &str) -> anyhow::Result<f
         .env("THUMBNAILS_AMQP__URL", &cli.amqp)
         .env("THUMBNAILS_AMQP__EXCHANGE", &topology.exchange)
         .env("THUMBNAILS_AMQP__QUEUE", &topology.queue)
+        .env(
+            "THUMBNAILS_AMQP__CUTOUTS_QUEUE",
+            format!("{}.alert-cutouts", topology.queue),
+        )
         .env("THUMBNAILS_SURVEYS__PS1__LOOKUP_URL", &ps1_url)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -434,6 +438,8 @@ async fn bench_worker(cli: &Cli, run: WorkerRun, name: &str) -> anyhow::Result<f
             .await?;
     }
     testkit::helpers::undeclare(&channel, &topology).await;
+    let alerts = format!("{}.alert-cutouts", topology.queue);
+    testkit::helpers::undeclare(&channel, &Topology::cutouts(&topology.exchange, &alerts)).await;
     publisher.close().await;
     let _ = channel.close(200, "done".into()).await;
     let _ = conn.close(200, "done".into()).await;
