@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cutouts;
 pub mod error;
 pub mod meta;
 pub mod metrics;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub openapi: Arc<OnceLock<String>>,
     /// Resolves the on-demand surveys (sm, hst, chandra, jwst).
     pub on_demand: Arc<crate::remote::on_demand::OnDemand>,
+    /// How alert cutouts (FITS) are drawn.
+    pub cutouts: Arc<crate::cutouts::CutoutSettings>,
 }
 
 /// Knobs tests turn; `run` uses the defaults.
@@ -111,17 +114,21 @@ impl utoipa::Modify for TokenScheme {
 
 /// The application: every route, documented, with its layers.
 pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
-    let (schemas, paths, upload_route) = routes!(upload::upload);
     // axum's own limit (DefaultBodyLimit, 2 MB) and tower-http's are
-    // separate: set both to http.max_body_bytes on the upload route.
-    let upload_route: axum::routing::MethodRouter<AppState> = upload_route
-        .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(max_body_bytes))
-        .layer(RequestBodyLimitLayer::new(max_body_bytes))
-        .layer(axum::middleware::map_response(move |r| {
-            json_too_large(r, max_body_bytes)
-        }));
+    // separate: set both to http.max_body_bytes on the upload routes.
+    let limited = |route: axum::routing::MethodRouter<AppState>| {
+        route
+            .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(max_body_bytes))
+            .layer(RequestBodyLimitLayer::new(max_body_bytes))
+            .layer(axum::middleware::map_response(move |r| {
+                json_too_large(r, max_body_bytes)
+            }))
+    };
+    let (schemas, paths, upload_route) = routes!(upload::upload);
+    let (c_schemas, c_paths, cutouts_route) = routes!(cutouts::post_cutouts);
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes((schemas, paths, upload_route))
+        .routes((schemas, paths, limited(upload_route)))
+        .routes((c_schemas, c_paths, limited(cutouts_route)))
         .routes(routes!(
             thumbnails::get_thumbnail,
             thumbnails::put_thumbnail,
@@ -201,6 +208,7 @@ impl AppState {
             on_demand: Arc::new(
                 crate::remote::on_demand::OnDemand::new(&config.on_demand).context("on_demand")?,
             ),
+            cutouts: Arc::new(config.cutouts.clone()),
         })
     }
 }

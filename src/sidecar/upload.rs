@@ -16,6 +16,7 @@ use super::auth::Caller;
 use super::error::{db_down, ApiError};
 use super::{metrics, AppState};
 use crate::config::Scope;
+use crate::cutouts::{self, CutoutSettings, Kind, Orientation};
 use crate::files::inspect_png;
 use crate::files::{FileStore, RelPath};
 use crate::store::committer::{self, CommitError};
@@ -126,16 +127,26 @@ enum Refused {
 /// Everything an upload needs before the database, in one blocking hop:
 /// parse, decode, check the image (SkyPortal's order: object, image type,
 /// size, then ttype; the object is checked by the caller), stage the file.
-fn prepare(files: &FileStore, body: &[u8]) -> Result<Prepared, Refused> {
+fn prepare(files: &FileStore, settings: &CutoutSettings, body: &[u8]) -> Result<Prepared, Refused> {
     let body: UploadBody<'_> = serde_json::from_slice(body).map_err(|e| {
         Refused::Body(ApiError::BadRequest(format!(
             "Invalid/missing parameters: {e}"
         )))
     })?;
-    let png = decode_base64(&body.data).map_err(Refused::Body)?;
+    let data = decode_base64(&body.data).map_err(Refused::Body)?;
     let refuse = |error: ApiError| Refused::Checked {
         obj_id: body.obj_id.clone(),
         error,
+    };
+    // A FITS cutout (plain or gzipped) is drawn first: with its ttype's
+    // stretch (sub: linear, others: log), oriented by its survey.
+    let png = if cutouts::is_gzip(&data) || data.starts_with(b"SIMPLE") {
+        let kind = Kind::from_ttype(&body.ttype).unwrap_or(Kind::Science);
+        let orientation = Orientation::for_survey(body.survey.as_deref());
+        cutouts::draw_bytes(&data, kind, orientation, settings)
+            .map_err(|e| refuse(ApiError::BadRequest(format!("Invalid cutout: {e}"))))?
+    } else {
+        data
     };
     if !obj_id_is_possible(&body.obj_id) {
         return Err(Refused::Body(invalid_obj(&body.obj_id)));
@@ -170,6 +181,7 @@ fn prepare(files: &FileStore, body: &[u8]) -> Result<Prepared, Refused> {
 
 async fn store_upload(state: &AppState, body: Bytes) -> Result<i32, ApiError> {
     let files = state.files.clone();
+    let settings = state.cutouts.clone();
     let slot = state
         .blocking_slots
         .clone()
@@ -177,7 +189,7 @@ async fn store_upload(state: &AppState, body: Bytes) -> Result<i32, ApiError> {
         .await
         .map_err(|e| ApiError::internal("image check failed", e))?;
     let prepared = tokio::task::spawn_blocking(move || {
-        let prepared = prepare(&files, &body);
+        let prepared = prepare(&files, &settings, &body);
         drop(slot);
         prepared
     })

@@ -3,6 +3,7 @@
 
 pub(crate) mod app;
 mod committer;
+mod cutouts;
 mod fuzz;
 mod manage;
 mod meta;
