@@ -274,10 +274,10 @@ async fn the_sweep_counts_archival_types_only_and_runs_once_across_replicas() {
     assert_eq!(
         events,
         vec![
-            serde_json::json!({"id": "no-ps1", "ra": 3.0, "dec": 3.0, "types": ["ps1"]}),
-            serde_json::json!({"id": "on-demand-only", "ra": 2.0, "dec": 2.0}),
+            serde_json::json!({"id": "no-ps1", "ra": 3.0, "dec": 3.0, "types": ["ps1"], "existing": true}),
+            serde_json::json!({"id": "on-demand-only", "ra": 2.0, "dec": 2.0, "existing": true}),
             // An alert stamp of an archival type is not the archival row.
-            serde_json::json!({"id": "stamp-ps1", "ra": 6.0, "dec": 6.0, "types": ["ps1"]}),
+            serde_json::json!({"id": "stamp-ps1", "ra": 6.0, "dec": 6.0, "types": ["ps1"], "existing": true}),
         ]
     );
 
