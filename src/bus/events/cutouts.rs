@@ -92,6 +92,9 @@ impl InvalidAlert {
     }
 }
 
+/// Each cutout sent: its bytes, or why they could not be read.
+pub type ReadCutouts = Vec<(Kind, Result<Vec<u8>, StampError>)>;
+
 /// One alert's cutouts, read but not drawn.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertCutouts {
@@ -100,8 +103,7 @@ pub struct AlertCutouts {
     pub survey: String,
     /// Given when the object may not exist yet: then it is created.
     pub position: Option<(f64, f64)>,
-    /// Each cutout sent: its bytes, or why they could not be read.
-    pub cutouts: Vec<(Kind, Result<Vec<u8>, StampError>)>,
+    pub cutouts: ReadCutouts,
 }
 
 /// An alert's stamps drawn: PNGs, and the cutouts that failed.
@@ -113,7 +115,7 @@ pub struct DrawnAlert {
 
 impl CutoutsBody {
     /// The survey label, and each cutout's bytes (or why not).
-    pub fn read(self) -> Result<(String, Vec<(Kind, Result<Vec<u8>, StampError>)>), InvalidAlert> {
+    pub fn read(self) -> Result<(String, ReadCutouts), InvalidAlert> {
         let raw = self.survey.ok_or(InvalidAlert::NoSurvey)?;
         let survey = normalise_survey(Some(&raw))
             .map_err(|_| InvalidAlert::Survey(raw.clone()))?
@@ -192,7 +194,7 @@ fn check_position(ra: Option<f64>, dec: Option<f64>) -> Result<Option<(f64, f64)
 /// a blocking thread). Failing cutouts are reported, not fatal.
 pub fn draw_cutouts(
     survey: &str,
-    cutouts: Vec<(Kind, Result<Vec<u8>, StampError>)>,
+    cutouts: ReadCutouts,
     settings: &CutoutSettings,
 ) -> DrawnAlert {
     let orientation = Orientation::for_survey(Some(survey));
