@@ -30,6 +30,8 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     pub grayscale: GrayscaleConfig,
     pub on_demand: OnDemandConfig,
+    /// How alert cutouts (FITS, FITS.gz, Avro packets) are drawn.
+    pub cutouts: crate::cutouts::CutoutSettings,
     pub log: LogConfig,
 }
 
@@ -329,6 +331,7 @@ impl Default for Config {
             reconcile: ReconcileConfig::default(),
             grayscale: GrayscaleConfig::default(),
             on_demand: OnDemandConfig::default(),
+            cutouts: crate::cutouts::CutoutSettings::default(),
             log: LogConfig::default(),
         }
     }
@@ -359,6 +362,7 @@ impl Config {
     /// Checks what serde cannot: values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("{key}: {why}")));
+        self.cutouts.validate().map_err(ConfigError::Invalid)?;
         for (key, template) in [
             ("surveys.sdss.template", &self.surveys.sdss.template),
             ("surveys.ls.template", &self.surveys.ls.template),

@@ -5,6 +5,7 @@
 use testkit::helpers;
 
 mod cli;
+mod cutouts;
 mod faults;
 mod feed;
 mod migration;
