@@ -88,6 +88,7 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Replay(args) => ops::replay::run(&config, args, stop).await,
         Command::Resurvey(args) => ops::resurvey::run(&config, args, stop).await,
         Command::Files(args) => ops::files::run(&config, args, stop).await,
+        Command::Cutouts(args) => ops::cutouts::run(&config, args).await,
         Command::Healthcheck => healthcheck(&config).await,
     }
 }

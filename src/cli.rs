@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::ops::{files::FilesArgs, replay::ReplayArgs, resurvey::ResurveyArgs};
+use crate::ops::{
+    cutouts::CutoutsArgs, files::FilesArgs, replay::ReplayArgs, resurvey::ResurveyArgs,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,6 +40,8 @@ pub enum Command {
     Resurvey(ResurveyArgs),
     /// Audit or repair the stored upload files against the rows (`files audit`, `files repair`).
     Files(FilesArgs),
+    /// Draw alert cutouts (FITS, FITS.gz, ZTF Avro packets) as PNGs, without a database (`cutouts draw`).
+    Cutouts(CutoutsArgs),
     /// Exit 0 if the sidecar at `http.listen` answers /healthz (for container healthchecks).
     Healthcheck,
 }

@@ -30,9 +30,9 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     pub grayscale: GrayscaleConfig,
     pub on_demand: OnDemandConfig,
-    pub log: LogConfig,
-    /// How alert cutouts are drawn (and what input is accepted).
+    /// How alert cutouts (FITS, FITS.gz, Avro packets) are drawn.
     pub cutouts: crate::cutouts::CutoutSettings,
+    pub log: LogConfig,
 }
 
 /// The database feed: `objs` triggers -> outbox -> `obj.created`/`obj.updated`.

@@ -107,7 +107,7 @@ mod tests {
             &[0x1f, 0x8b, 8, 0],
             b"Obj\x01garbage",
         ] {
-            let err = read_alert(bytes).unwrap_err();
+            let err = read_alert(bytes).expect_err("fails");
             assert_eq!(err.reason(), "avro", "{err}");
         }
     }

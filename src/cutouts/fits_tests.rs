@@ -35,19 +35,21 @@ pub(crate) fn f32_fits(w: usize, h: usize, values: impl Fn(usize) -> f32) -> Vec
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
+    e.write_all(bytes).expect("test setup");
+    e.finish().expect("test setup")
 }
 
 fn reason(bytes: &[u8]) -> &'static str {
-    decode(bytes, &Limits::default()).unwrap_err().reason()
+    decode(bytes, &Limits::default())
+        .expect_err("fails")
+        .reason()
 }
 
 #[test]
 fn reads_floats_plain_and_gzipped() {
     let plain = f32_fits(8, 9, |i| i as f32 * 0.5);
     for bytes in [plain.clone(), gzip(&plain)] {
-        let img = decode(&bytes, &Limits::default()).unwrap();
+        let img = decode(&bytes, &Limits::default()).expect("test setup");
         assert_eq!((img.width, img.height), (8, 9));
         assert_eq!(img.pixels[3], 1.5);
         assert_eq!(img.pixels.len(), 72);
@@ -73,7 +75,7 @@ fn reads_every_bitpix_with_bzero_bscale_and_blank() {
         if bitpix > 0 {
             cards.push(card("BLANK", "5"));
         }
-        let img = decode(&fits(&cards, &data), &Limits::default()).unwrap();
+        let img = decode(&fits(&cards, &data), &Limits::default()).expect("test setup");
         assert_eq!(img.pixels[3], 16.0, "BITPIX {bitpix}");
         assert_eq!(img.pixels[63], 136.0, "BITPIX {bitpix}");
         assert_eq!(img.pixels[5].is_nan(), bitpix > 0, "BITPIX {bitpix}");
@@ -96,9 +98,12 @@ fn gzip_inflating_past_the_cap() {
         max_inflated_bytes: 1 << 20,
         ..Limits::default()
     };
-    let err = decode(&bomb, &limits).unwrap_err();
+    let err = decode(&bomb, &limits).expect_err("fails");
     assert_eq!(err, CutoutError::GzipTooLarge { limit: 1 << 20 });
-    assert_eq!(gunzip(&gzip(&[7; 100]), 100).unwrap(), vec![7; 100]);
+    assert_eq!(
+        gunzip(&gzip(&[7; 100]), 100).expect("test setup"),
+        vec![7; 100]
+    );
     assert!(gunzip(&gzip(&[7; 101]), 100).is_err());
     assert_eq!(reason(&[0x1f, 0x8b, 8, 0, 0]), "gzip");
 }
@@ -146,7 +151,7 @@ fn data_shorter_than_announced() {
     let full = f32_fits(63, 63, |i| i as f32);
     let cut = &full[..2880 + 63 * 63 * 4 - 1];
     assert_eq!(
-        decode(cut, &Limits::default()).unwrap_err(),
+        decode(cut, &Limits::default()).expect_err("fails"),
         CutoutError::Truncated {
             needed: 63 * 63 * 4,
             got: 63 * 63 * 4 - 1

@@ -48,7 +48,7 @@ fn draws_what_skyportal_draws() {
     let settings = CutoutSettings::default();
     let mut worst: f64 = 0.0;
     for (dir, name, kind, orientation) in cases() {
-        let png = draw_bytes(&read(dir, &name), kind, orientation, &settings).unwrap();
+        let png = draw_bytes(&read(dir, &name), kind, orientation, &settings).expect("test setup");
         let (w, h, ours) = rgb_of(&png);
         let (rw, rh, theirs) = rgb_of(&read(dir, &reference_of(&name)));
         assert_eq!((w, h), (rw, rh), "{name}");
@@ -68,7 +68,8 @@ fn draws_what_skyportal_draws() {
 
 #[test]
 fn the_avro_packet_holds_the_three_stamps() {
-    let alert = read_alert(&read("ztf-alerts", "ZTF18aaxjdyr_1661382530015060001.avro")).unwrap();
+    let alert = read_alert(&read("ztf-alerts", "ZTF18aaxjdyr_1661382530015060001.avro"))
+        .expect("test setup");
     assert_eq!(alert.obj_id, "ZTF18aaxjdyr");
     assert_eq!(alert.candid, Some(1661382530015060001));
     assert!((alert.ra - 296.8679389).abs() < 1e-6, "{}", alert.ra);
@@ -98,9 +99,9 @@ fn packet(stamp: Option<&[u8]>) -> Vec<u8> {
         {{"name": "cutoutTemplate", "type": "ztf.cutout"}},
         {{"name": "cutoutDifference", "type": ["null", "ztf.cutout"]}}]}}"#
     );
-    let schema = apache_avro::Schema::parse_str(&schema).unwrap();
-    let mut writer = apache_avro::Writer::new(&schema, Vec::new()).unwrap();
-    let mut record = Record::new(&schema).unwrap();
+    let schema = apache_avro::Schema::parse_str(&schema).expect("test setup");
+    let mut writer = apache_avro::Writer::new(&schema, Vec::new()).expect("test setup");
+    let mut record = Record::new(&schema).expect("test setup");
     record.put("objectId", "ZTF00test");
     record.put("candid", 7i64);
     record.put(
@@ -130,17 +131,17 @@ fn packet(stamp: Option<&[u8]>) -> Vec<u8> {
     record.put("cutoutScience", c.clone());
     record.put("cutoutTemplate", template);
     record.put("cutoutDifference", c);
-    writer.append_value(record).unwrap();
-    writer.into_inner().unwrap()
+    writer.append_value(record).expect("test setup");
+    writer.into_inner().expect("test setup")
 }
 
 #[test]
 fn an_alert_without_cutouts_is_refused() {
     assert_eq!(
-        read_alert(&packet(None)).unwrap_err(),
+        read_alert(&packet(None)).expect_err("fails"),
         CutoutError::NoCutouts
     );
-    let alert = read_alert(&packet(Some(b"stamp"))).unwrap();
+    let alert = read_alert(&packet(Some(b"stamp"))).expect("test setup");
     assert_eq!(alert.obj_id, "ZTF00test");
     assert_eq!((alert.ra, alert.dec), (1.5, -2.5));
     assert_eq!(alert.cutouts.len(), 3);
@@ -213,7 +214,7 @@ fn hostile_fits_headers_fail_cleanly() {
     ];
     assert_eq!(
         decode(&fits(&cards, &[1; 100]), &Limits::default())
-            .unwrap_err()
+            .expect_err("fails")
             .reason(),
         "truncated"
     );

@@ -126,59 +126,75 @@ fn limits(px: &[f32], settings: &CutoutSettings) -> (f32, f32) {
     }
 }
 
-/// Maps [lo, hi] to [0, 1] (clipped) and through the colour map: RGB as
-/// f32, ready for interpolation.
-fn colourise(px: &[f32], lo: f32, hi: f32, lut: &Lut) -> Vec<[f32; 3]> {
+/// Maps [lo, hi] to [0, 1] (clipped) and through the colour map.
+fn colourise(px: &[f32], lo: f32, hi: f32, lut: &Lut) -> Vec<[u8; 3]> {
     let span = hi - lo;
     let inv = if span > 0.0 { 1.0 / span } else { 0.0 };
     px.iter()
-        .map(|&v| {
-            let x = ((v - lo) * inv).clamp(0.0, 1.0);
-            lut[colormap::index(x)].map(f32::from)
-        })
+        .map(|&v| lut[colormap::index(((v - lo) * inv).clamp(0.0, 1.0))])
         .collect()
 }
 
-/// One axis of the bilinear scaling: for each canvas pixel, the two source
-/// pixels and the weight of the second, or `None` outside the image.
-fn taps(src: usize, canvas: usize, factor: f64) -> Vec<Option<(usize, usize, f32)>> {
+/// Fixed-point weights of the bilinear scaling: 8 bits.
+const ONE: u32 = 256;
+
+/// One axis of the bilinear scaling: the first canvas pixel inside the
+/// image, and for each canvas pixel inside it the two source pixels and the
+/// weight of the second (of [`ONE`]).
+fn taps(src: usize, canvas: usize, factor: f64) -> (usize, Vec<(usize, usize, u32)>) {
     let extent = src as f64 * factor;
     let start = (canvas as f64 - extent) / 2.0;
-    (0..canvas)
-        .map(|o| {
-            let centre = o as f64 + 0.5;
-            if centre < start || centre > start + extent {
-                return None;
-            }
-            let u = ((centre - start) / factor - 0.5).clamp(0.0, (src - 1) as f64);
-            let i0 = u.floor() as usize;
-            Some((i0, (i0 + 1).min(src - 1), (u - i0 as f64) as f32))
-        })
-        .collect()
+    let mut first = canvas;
+    let mut taps = Vec::with_capacity(canvas);
+    for o in 0..canvas {
+        let centre = o as f64 + 0.5;
+        if centre < start || centre > start + extent {
+            continue;
+        }
+        first = first.min(o);
+        let u = ((centre - start) / factor - 0.5).clamp(0.0, (src - 1) as f64);
+        let i0 = u.floor() as usize;
+        let weight = ((u - i0 as f64) * f64::from(ONE)).round() as u32;
+        taps.push((i0, (i0 + 1).min(src - 1), weight));
+    }
+    (first, taps)
 }
 
 /// Scales the coloured image, keeping its aspect, to fill a `size` square,
-/// centred on white; RGB bytes, row by row.
-fn scale_onto_canvas(rgb: &[[f32; 3]], w: usize, h: usize, size: usize) -> Vec<u8> {
+/// centred on white; RGB bytes, row by row. Separable, in fixed point: each
+/// source row is scaled across once (16 bits), then canvas rows blend two
+/// of those; rounding errors stay below one level.
+fn scale_onto_canvas(rgb: &[[u8; 3]], w: usize, h: usize, size: usize) -> Vec<u8> {
     let factor = (size as f64 / w as f64).min(size as f64 / h as f64);
-    let (cols, rows) = (taps(w, size, factor), taps(h, size, factor));
-    let mut canvas = vec![255u8; size * size * 3];
-    for (line, row) in canvas.chunks_exact_mut(size * 3).zip(&rows) {
-        let Some((y0, y1, fy)) = *row else { continue };
-        let (top, bottom) = (&rgb[y0 * w..(y0 + 1) * w], &rgb[y1 * w..(y1 + 1) * w]);
-        for (out, col) in line.chunks_exact_mut(3).zip(&cols) {
-            let Some((x0, x1, fx)) = *col else { continue };
+    let ((x_first, cols), (y_first, rows)) = (taps(w, size, factor), taps(h, size, factor));
+    let stride = cols.len() * 3;
+    let mut across = vec![0u16; h * stride];
+    for (src, dst) in rgb.chunks_exact(w).zip(across.chunks_exact_mut(stride)) {
+        for (&(x0, x1, wx), out) in cols.iter().zip(dst.chunks_exact_mut(3)) {
+            let (a, b) = (src[x0], src[x1]);
             for ch in 0..3 {
-                let t = top[x0][ch] + (top[x1][ch] - top[x0][ch]) * fx;
-                let b = bottom[x0][ch] + (bottom[x1][ch] - bottom[x0][ch]) * fx;
-                out[ch] = (t + (b - t) * fy + 0.5) as u8;
+                let v = u32::from(a[ch]) * (ONE - wx) + u32::from(b[ch]) * wx;
+                out[ch] = v as u16; // at most 255 * 256
             }
+        }
+    }
+    let mut canvas = vec![255u8; size * size * 3];
+    for (i, &(y0, y1, wy)) in rows.iter().enumerate() {
+        let at = ((y_first + i) * size + x_first) * 3;
+        let line = &mut canvas[at..at + stride];
+        let top = &across[y0 * stride..(y0 + 1) * stride];
+        let bottom = &across[y1 * stride..(y1 + 1) * stride];
+        for ((out, &t), &b) in line.iter_mut().zip(top).zip(bottom) {
+            let v = u32::from(t) * (ONE - wy) + u32::from(b) * wy;
+            *out = ((v + ONE * ONE / 2) >> 16) as u8;
         }
     }
     canvas
 }
 
-/// 8-bit RGB PNG, fast compression with the Up filter (smooth images).
+/// 8-bit RGB PNG: fast compression (fdeflate) with the Paeth filter, which
+/// on these smooth, upscaled images compresses best at the same speed
+/// (fixtures: 26 KB a stamp against 32 KB with Up, 71 KB unfiltered).
 fn encode_png(rgb: &[u8], size: usize) -> Result<Vec<u8>, CutoutError> {
     let png_err = |e: png::EncodingError| CutoutError::Png(e.to_string());
     let side = u32::try_from(size).map_err(|e| CutoutError::Png(e.to_string()))?;
@@ -187,7 +203,7 @@ fn encode_png(rgb: &[u8], size: usize) -> Result<Vec<u8>, CutoutError> {
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     encoder.set_compression(png::Compression::Fast);
-    encoder.set_filter(png::Filter::Up);
+    encoder.set_filter(png::Filter::Paeth);
     let mut writer = encoder.write_header().map_err(png_err)?;
     writer.write_image_data(rgb).map_err(png_err)?;
     writer.finish().map_err(png_err)?;

@@ -15,9 +15,9 @@ fn image(w: usize, h: usize, f: impl Fn(usize, usize) -> f32) -> Image {
 pub(crate) fn rgb_of(png_bytes: &[u8]) -> (u32, u32, Vec<u8>) {
     let mut decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap();
+    let mut reader = decoder.read_info().expect("test setup");
+    let mut buf = vec![0; reader.output_buffer_size().expect("test setup")];
+    let info = reader.next_frame(&mut buf).expect("test setup");
     let channels = info.color_type.samples();
     let rgb = buf[..info.buffer_size()]
         .chunks_exact(channels)
@@ -51,15 +51,15 @@ fn stretches_map_the_unit_interval_onto_itself() {
 fn all_nan_is_an_error_and_sentinels_are_scrubbed() {
     let s = CutoutSettings::default();
     let nan = image(16, 16, |_, _| f32::NAN);
-    let err = draw(&nan, Kind::Science, Orientation::Ztf, &s).unwrap_err();
+    let err = draw(&nan, Kind::Science, Orientation::Ztf, &s).expect_err("fails");
     assert_eq!(err.reason(), "all_nan");
     let sentinels = image(16, 16, |x, _| if x < 8 { -3.4e38 } else { f32::NAN });
     assert_eq!(
-        draw(&sentinels, Kind::Science, Orientation::Ztf, &s).unwrap_err(),
+        draw(&sentinels, Kind::Science, Orientation::Ztf, &s).expect_err("fails"),
         CutoutError::AllNan
     );
     let mut px = vec![1.0, f32::NAN, 3.0, -3.4e38, f32::INFINITY];
-    scrub(&mut px).unwrap();
+    scrub(&mut px).expect("test setup");
     assert_eq!(px, vec![1.0, 2.0, 3.0, 2.0, 2.0]);
 }
 
@@ -73,7 +73,7 @@ fn an_image_with_the_wrong_pixel_count_is_refused() {
         Orientation::Ztf,
         &CutoutSettings::default(),
     );
-    assert_eq!(err.unwrap_err().reason(), "size");
+    assert_eq!(err.expect_err("fails").reason(), "size");
 }
 
 #[test]
@@ -84,7 +84,7 @@ fn canvas_is_square_white_outside_and_row_zero_at_the_bottom() {
         colormap: Colormap::Gray,
         ..Default::default()
     };
-    let png = draw(&img, Kind::Difference, Orientation::AsStored, &s).unwrap();
+    let png = draw(&img, Kind::Difference, Orientation::AsStored, &s).expect("test setup");
     let (w, h, rgb) = rgb_of(&png);
     assert_eq!((w, h), (168, 168));
     let at = |x: usize, y: usize| rgb[(y * 168 + x) * 3];
@@ -93,7 +93,7 @@ fn canvas_is_square_white_outside_and_row_zero_at_the_bottom() {
     assert_eq!(at(84, 160), 255, "AsStored: row 0 at the bottom");
     assert_eq!(at(84, 8), 0);
     // ZTF flips: row 0 on top.
-    let png = draw(&img, Kind::Difference, Orientation::Ztf, &s).unwrap();
+    let png = draw(&img, Kind::Difference, Orientation::Ztf, &s).expect("test setup");
     let (_, _, rgb) = rgb_of(&png);
     assert_eq!(rgb[(8 * 168 + 84) * 3], 255);
     assert_eq!(rgb[(160 * 168 + 84) * 3], 0);
@@ -117,7 +117,7 @@ fn constant_images_and_every_setting_draw() {
                 };
                 let img = image(9, 12, |x, y| (x * y) as f32);
                 for i in [&flat, &img] {
-                    let png = draw(i, Kind::Science, Orientation::Lsst, &s).unwrap();
+                    let png = draw(i, Kind::Science, Orientation::Lsst, &s).expect("test setup");
                     assert_eq!(rgb_of(&png).0, 32);
                 }
             }

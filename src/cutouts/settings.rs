@@ -197,16 +197,22 @@ mod tests {
             size: 4,
             ..Default::default()
         };
-        assert!(s.validate().unwrap_err().starts_with("cutouts.size:"));
+        assert!(s
+            .validate()
+            .expect_err("fails")
+            .starts_with("cutouts.size:"));
         s.size = 168;
         s.percentiles.high = 0.5;
         assert!(s
             .validate()
-            .unwrap_err()
+            .expect_err("fails")
             .starts_with("cutouts.percentiles.high:"));
         s.percentiles.high = 100.0;
         s.max_side = 4;
-        assert!(s.validate().unwrap_err().starts_with("cutouts.max_side:"));
+        assert!(s
+            .validate()
+            .expect_err("fails")
+            .starts_with("cutouts.max_side:"));
     }
 
     #[test]
@@ -214,7 +220,7 @@ mod tests {
         let s: CutoutSettings = serde_json::from_str(
             r#"{"colormap":"viridis","stretch":{"science":"asinh"},"interval":"zscale"}"#,
         )
-        .unwrap();
+        .expect("test setup");
         assert_eq!(s.colormap, Colormap::Viridis);
         assert_eq!(s.stretch.science, Stretch::Asinh);
         assert_eq!(s.stretch.template, Stretch::Log);

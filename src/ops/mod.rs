@@ -1,4 +1,5 @@
-//! Operator tools: `replay`, `resurvey` and `files`.
+//! Operator tools: `replay`, `resurvey`, `files` and `cutouts` (drawing
+//! alert cutouts without a database).
 //!
 //! Both page through the database by key (never OFFSET), keep every
 //! transaction to one page, and are safe to stop and run again. The cores
@@ -6,6 +7,7 @@
 //! connection, so tests and benchmarks call them without a process; the
 //! `run` functions only load, connect and print the summary line.
 
+pub mod cutouts;
 pub mod files;
 mod progress;
 pub mod replay;

@@ -6,6 +6,7 @@ use testkit::helpers;
 
 mod cli;
 mod cutouts;
+mod cutouts_cli;
 mod faults;
 mod feed;
 mod migration;

@@ -71,6 +71,14 @@ enum What {
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
     },
+    /// Drawing the alert-cutout fixtures (tests/fixtures) in process for N
+    /// seconds on T threads: stamps/s. Needs no PostgreSQL nor RabbitMQ.
+    Cutouts {
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
     /// Everything, with the defaults.
     All,
 }
@@ -103,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
         What::Sweep { objs } => bench_sweep(&cli, *objs).await?,
         What::Migrate { rows } => bench_migrate(&cli, *rows).await?,
         What::FeedTrigger { rows } => bench_feed_trigger(&cli, *rows).await?,
+        What::Cutouts { seconds, threads } => bench_cutouts(*seconds, *threads)?,
         What::All => {
             scale(&cli).await?;
             let backlog = |listener| WorkerRun {
@@ -123,6 +132,8 @@ async fn main() -> anyhow::Result<()> {
             bench_sweep(&cli, 1_000_000).await?;
             bench_migrate(&cli, 1_000_000).await?;
             bench_feed_trigger(&cli, 100_000).await?;
+            bench_cutouts(5.0, 1)?;
+            bench_cutouts(5.0, 2)?;
         }
     }
     Ok(())
@@ -885,5 +896,85 @@ async fn bench_migrate(cli: &Cli, rows: usize) -> anyhow::Result<()> {
         rows as f64 - left
     );
     db.drop_db().await;
+    Ok(())
+}
+
+/// Draws every fixture cutout (6 ZTF fits.gz, 2 LSST fits) in turn, decode
+/// included, for `seconds` on `threads` threads; prints stamps/s, stamps
+/// per CPU second and the mean PNG size.
+fn bench_cutouts(seconds: f64, threads: usize) -> anyhow::Result<()> {
+    use thumbnails::cutouts::{self, CutoutSettings, Kind, Orientation};
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    let mut stamps = Vec::new();
+    for (dir, orientation) in [
+        ("ztf-alerts", Orientation::Ztf),
+        ("lsst-synthetic", Orientation::Lsst),
+    ] {
+        let dir = root.join(dir);
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
+            let path = entry?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            if !(name.ends_with(".fits") || name.ends_with(".fits.gz")) {
+                continue;
+            }
+            let kind = Kind::ALL
+                .into_iter()
+                .find(|k| name.contains(k.field()))
+                .unwrap_or(Kind::Science);
+            stamps.push((std::fs::read(&path)?, kind, orientation));
+        }
+    }
+    if stamps.is_empty() {
+        bail!("no cutouts under {}", root.display());
+    }
+    let settings = CutoutSettings::default();
+    let deadline = Duration::from_secs_f64(seconds);
+    let cpu_before = process_cpu_secs(std::process::id()).unwrap_or(f64::NAN);
+    let start = Instant::now();
+    let totals = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<(u64, u64)> {
+                    let (mut n, mut bytes) = (0u64, 0u64);
+                    while start.elapsed() < deadline {
+                        for (fits, kind, orientation) in &stamps {
+                            let png = cutouts::draw_bytes(fits, *kind, *orientation, &settings)?;
+                            bytes += png.len() as u64;
+                            n += 1;
+                        }
+                    }
+                    Ok((n, bytes))
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .map_err(|_| anyhow::anyhow!("a bench thread panicked"))?
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?;
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = process_cpu_secs(std::process::id()).unwrap_or(f64::NAN) - cpu_before;
+    let (n, bytes) = totals
+        .iter()
+        .fold((0, 0), |(n, b), (tn, tb)| (n + tn, b + tb));
+    println!(
+        "bench cutouts-{threads}-threads: {:.0} stamps/s",
+        n as f64 / secs
+    );
+    println!(
+        "bench cutouts-{threads}-threads-cpu: {:.0} stamps per CPU second",
+        n as f64 / cpu
+    );
+    println!(
+        "bench cutouts-png-size: {:.0} bytes",
+        bytes as f64 / n as f64
+    );
     Ok(())
 }
