@@ -192,11 +192,7 @@ fn check_position(ra: Option<f64>, dec: Option<f64>) -> Result<Option<(f64, f64)
 
 /// Draws every readable cutout, oriented by `survey`; CPU work (call it on
 /// a blocking thread). Failing cutouts are reported, not fatal.
-pub fn draw_cutouts(
-    survey: &str,
-    cutouts: ReadCutouts,
-    settings: &CutoutSettings,
-) -> DrawnAlert {
+pub fn draw_cutouts(survey: &str, cutouts: ReadCutouts, settings: &CutoutSettings) -> DrawnAlert {
     let orientation = Orientation::for_survey(Some(survey));
     let mut out = DrawnAlert {
         drawn: Vec::new(),
