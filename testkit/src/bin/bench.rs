@@ -79,6 +79,22 @@ enum What {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
+    /// Alerts published to RabbitMQ (JSON, the fixture's three gzipped
+    /// cutouts each) before the release worker starts: alerts/s from its
+    /// first to its last stamp row, and peak RSS.
+    CutoutsE2e {
+        #[arg(long, default_value_t = 20_000)]
+        alerts: usize,
+    },
+    /// N objects inserted into objs in one statement, `thumbnails run` with
+    /// the feed on, a PS1 stand-in answering after D ms: seconds until every
+    /// object has a real PS1 URL, and the most lookups seen in flight.
+    Ps1Burst {
+        #[arg(long, default_value_t = 5_000)]
+        n: usize,
+        #[arg(long, default_value_t = 200)]
+        delay_ms: u64,
+    },
     /// Everything, with the defaults.
     All,
 }
@@ -112,6 +128,8 @@ async fn main() -> anyhow::Result<()> {
         What::Migrate { rows } => bench_migrate(&cli, *rows).await?,
         What::FeedTrigger { rows } => bench_feed_trigger(&cli, *rows).await?,
         What::Cutouts { seconds, threads } => bench_cutouts(*seconds, *threads)?,
+        What::CutoutsE2e { alerts } => bench_cutouts_e2e(&cli, *alerts).await?,
+        What::Ps1Burst { n, delay_ms } => bench_ps1_burst(&cli, *n, *delay_ms).await?,
         What::All => {
             scale(&cli).await?;
             let backlog = |listener| WorkerRun {
@@ -134,6 +152,8 @@ async fn main() -> anyhow::Result<()> {
             bench_feed_trigger(&cli, 100_000).await?;
             bench_cutouts(5.0, 1)?;
             bench_cutouts(5.0, 2)?;
+            bench_cutouts_e2e(&cli, 20_000).await?;
+            bench_ps1_burst(&cli, 5_000, 200).await?;
         }
     }
     Ok(())
@@ -976,5 +996,185 @@ fn bench_cutouts(seconds: f64, threads: usize) -> anyhow::Result<()> {
         "bench cutouts-png-size: {:.0} bytes",
         bytes as f64 / n as f64
     );
+    Ok(())
+}
+
+/// See [`What::CutoutsE2e`].
+async fn bench_cutouts_e2e(cli: &Cli, alerts: usize) -> anyhow::Result<()> {
+    use base64::Engine;
+    let db = BenchDb::create(&cli.pg).await?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let exchange = format!("bench-{id}");
+    let objects = Topology::new(&exchange, &format!("bench-{id}.object-created"));
+    let topology = Topology::cutouts(&exchange, &format!("bench-{id}.alert-cutouts"));
+    let conn = bus::connect(&cli.amqp, "thumbnails-bench").await?;
+    let channel = conn.create_channel().await?;
+    bus::declare(&channel, &objects).await?;
+    bus::declare(&channel, &topology).await?;
+    let publisher = Publisher::open(&conn, &exchange).await?;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/ztf-alerts");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let cutout = |k: &str| -> anyhow::Result<String> {
+        let path = root.join(format!("ZTF18aaxjdyr_1661382530015060001_{k}.fits.gz"));
+        Ok(b64.encode(std::fs::read(&path).with_context(|| format!("{}", path.display()))?))
+    };
+    let (sci, tmpl, diff) = (
+        cutout("cutoutScience")?,
+        cutout("cutoutTemplate")?,
+        cutout("cutoutDifference")?,
+    );
+    let bodies: Vec<Vec<u8>> = (0..alerts)
+        .map(|i| {
+            serde_json::to_vec(&serde_json::json!({
+                "obj_id": format!("ZTF{i:09}"), "survey": "ZTF",
+                "ra": (i as f64 * 0.0137) % 360.0, "dec": ((i as f64 * 0.0071) % 180.0) - 90.0,
+                "cutoutScience": sci, "cutoutTemplate": tmpl, "cutoutDifference": diff,
+            }))
+            .unwrap_or_default()
+        })
+        .collect();
+    for chunk in bodies.chunks(500) {
+        publisher
+            .publish_many(bus::ROUTING_ALERT_CUTOUTS, chunk, true)
+            .await?;
+    }
+    let storage = tempfile::tempdir()?;
+    let mut worker = Command::new(sibling_binary("thumbnails")?)
+        .arg("--config")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../config.yaml"))
+        .arg("worker")
+        .env("THUMBNAILS_DATABASE__URL", &db.url)
+        .env("THUMBNAILS_AMQP__URL", &cli.amqp)
+        .env("THUMBNAILS_AMQP__EXCHANGE", &exchange)
+        .env("THUMBNAILS_AMQP__QUEUE", &objects.queue)
+        .env("THUMBNAILS_AMQP__CUTOUTS_QUEUE", &topology.queue)
+        .env("THUMBNAILS_STORAGE__ROOT", storage.path())
+        .env("THUMBNAILS_SURVEYS__PS1__LOOKUP_URL", "")
+        .env(
+            "THUMBNAILS_HTTP__LISTEN",
+            format!("127.0.0.1:{}", testkit::helpers::free_port()),
+        )
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = worker.id().context("worker pid")?;
+    let want = 3.0 * alerts as f64;
+    let started = Instant::now();
+    loop {
+        let top = db
+            .scalar("SELECT COALESCE(max(id), 0)::float8 FROM thumbnails")
+            .await?;
+        if top >= want {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(900) {
+            bail!("worker did not finish in 15 minutes ({top} of {want} stamps)");
+        }
+        if let Some(status) = worker.try_wait()? {
+            bail!("worker exited early: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rss = peak_rss_mib(pid).unwrap_or(f64::NAN);
+    let cpu = process_cpu_secs(pid).unwrap_or(f64::NAN);
+    let span = db
+        .scalar(
+            "SELECT EXTRACT(EPOCH FROM max(modified) - min(created_at))::float8 FROM thumbnails",
+        )
+        .await?;
+    sigterm(&mut worker).await?;
+    let rate = alerts as f64 / span.max(1e-3);
+    println!(
+        "bench cutouts-e2e: {rate:.0} alerts/s ({:.0} stamps/s, {alerts} alerts queued first)",
+        3.0 * rate
+    );
+    println!("bench cutouts-e2e-peak-rss: {rss:.1} MiB");
+    println!("bench cutouts-e2e-cpu: worker {cpu:.1} s");
+    testkit::helpers::undeclare(&channel, &topology).await;
+    testkit::helpers::undeclare(&channel, &objects).await;
+    publisher.close().await;
+    let _ = channel.close(200, "done".into()).await;
+    let _ = conn.close(200, "done".into()).await;
+    db.drop_db().await;
+    Ok(())
+}
+
+/// See [`What::Ps1Burst`].
+async fn bench_ps1_burst(cli: &Cli, n: usize, delay_ms: u64) -> anyhow::Result<()> {
+    let db = BenchDb::create(&cli.pg).await?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let topology = Topology::new(
+        &format!("bench-{id}"),
+        &format!("bench-{id}.object-created"),
+    );
+    let cutouts = Topology::cutouts(&topology.exchange, &format!("bench-{id}.alert-cutouts"));
+    let stop = CancellationToken::new();
+    let (ps1_url, stats) = testkit::ps1::serve_ps1_counted(
+        testkit::ps1::Ps1Mode::Image {
+            delay: Duration::from_millis(delay_ms),
+        },
+        stop.clone(),
+    )
+    .await?;
+    let storage = tempfile::tempdir()?;
+    let port = testkit::helpers::free_port();
+    let mut service = Command::new(sibling_binary("thumbnails")?)
+        .arg("--config")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../config.yaml"))
+        .arg("run")
+        .env("THUMBNAILS_DATABASE__URL", &db.url)
+        .env("THUMBNAILS_AMQP__URL", &cli.amqp)
+        .env("THUMBNAILS_AMQP__EXCHANGE", &topology.exchange)
+        .env("THUMBNAILS_AMQP__QUEUE", &topology.queue)
+        .env("THUMBNAILS_AMQP__CUTOUTS_QUEUE", &cutouts.queue)
+        .env("THUMBNAILS_STORAGE__ROOT", storage.path())
+        .env("THUMBNAILS_SURVEYS__PS1__LOOKUP_URL", &ps1_url)
+        .env("THUMBNAILS_GRAYSCALE__ENABLED", "false")
+        .env("THUMBNAILS_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    testkit::helpers::wait_healthy(port).await;
+    let admin = Database::connect(&db.url).await?;
+    let started = Instant::now();
+    admin
+        .execute_unprepared(&format!(
+            "INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified)
+             SELECT 'PS1B' || lpad(i::text, 7, '0'), (i * 0.0137)::numeric % 360, 10.0, false,
+                    'k' || i, now(), now()
+             FROM generate_series(1, {n}) i"
+        ))
+        .await?;
+    loop {
+        let done = db
+            .scalar("SELECT count(*)::float8 FROM thumbnails WHERE type = 'ps1' AND public_url LIKE 'https://%'")
+            .await?;
+        if done >= n as f64 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(900) {
+            bail!("not done in 15 minutes ({done} of {n})");
+        }
+        if let Some(status) = service.try_wait()? {
+            bail!("the service exited early: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let most = stats
+        .max_in_flight
+        .load(std::sync::atomic::Ordering::SeqCst);
+    sigterm(&mut service).await?;
+    stop.cancel();
+    println!("bench ps1-burst: {secs:.1} s until {n} objects inserted at once had a real PS1 URL (stand-in at {delay_ms} ms; at most {most} lookups in flight)");
+    let conn = bus::connect(&cli.amqp, "thumbnails-bench").await?;
+    let channel = conn.create_channel().await?;
+    testkit::helpers::undeclare(&channel, &topology).await;
+    testkit::helpers::undeclare(&channel, &cutouts).await;
+    let _ = conn.close(200, "done".into()).await;
+    let _ = admin.close().await;
+    db.drop_db().await;
     Ok(())
 }
