@@ -8,6 +8,12 @@
 //! [`AckToken`]; dropping it without [`AckToken::ack`] abandons the
 //! delivery, so a handler that fails or is cancelled cannot stall the
 //! channel's window.
+//!
+//! A dead-lettered delivery is acked on its own at once
+//! ([`AckToken::ack_now`]), not held for the next `multiple`: its copy is
+//! already in the dead-letter queue, so if the process dies before a
+//! `multiple` covers it, the broker would redeliver it and it would be
+//! dead-lettered twice.
 
 use std::collections::BTreeSet;
 
@@ -17,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 enum Msg {
     Done(u64),
+    DoneNow(u64),
     Abandoned,
     Flush(oneshot::Sender<()>),
 }
@@ -66,6 +73,15 @@ impl AckToken {
             let _ = tx.send(Msg::Done(self.tag));
         }
     }
+
+    /// Acks this delivery alone, without waiting for a `multiple` (for a
+    /// delivery whose effect cannot be undone or repeated harmlessly, such
+    /// as a confirmed dead-letter copy).
+    pub fn ack_now(mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Msg::DoneNow(self.tag));
+        }
+    }
 }
 
 impl Drop for AckToken {
@@ -81,14 +97,16 @@ async fn run(channel: Channel, mut rx: mpsc::UnboundedReceiver<Msg>) {
     let mut msgs = Vec::with_capacity(1024);
     while rx.recv_many(&mut msgs, 4096).await > 0 {
         let mut flushed = Vec::new();
+        let mut now = Vec::new();
         for msg in msgs.drain(..) {
             match msg {
                 Msg::Done(tag) => book.done(tag),
+                Msg::DoneNow(tag) => now.extend(book.done_now(tag)),
                 Msg::Abandoned => book.abandoned(),
                 Msg::Flush(reply) => flushed.push(reply),
             }
         }
-        for (tag, multiple) in book.take() {
+        for (tag, multiple) in now.into_iter().chain(book.take()) {
             if let Err(e) = channel.basic_ack(tag, BasicAckOptions { multiple }).await {
                 // The channel died; the broker has requeued what it held.
                 tracing::warn!(error = %e, tag, "ack failed; the broker will redeliver");
@@ -107,6 +125,8 @@ struct AckBook {
     floor: u64,
     /// Finished tags above the floor.
     done: BTreeSet<u64>,
+    /// Those of `done` already acked on their own ([`Self::done_now`]).
+    sent: BTreeSet<u64>,
     /// A delivery was left unacked: no `multiple` from now on.
     abandoned: bool,
 }
@@ -118,6 +138,16 @@ impl AckBook {
         }
     }
 
+    /// A delivery to ack on its own, now: the ack to send. It still counts
+    /// as done for the floor, but no later ack names it again.
+    fn done_now(&mut self, tag: u64) -> Option<(u64, bool)> {
+        if tag <= self.floor || !self.done.insert(tag) {
+            return None;
+        }
+        self.sent.insert(tag);
+        Some((tag, false))
+    }
+
     fn abandoned(&mut self) {
         self.abandoned = true;
     }
@@ -125,25 +155,30 @@ impl AckBook {
     /// The acks to send now: `(tag, multiple)`.
     fn take(&mut self) -> Vec<(u64, bool)> {
         if self.abandoned {
+            let sent = std::mem::take(&mut self.sent);
             return std::mem::take(&mut self.done)
                 .into_iter()
+                .filter(|t| !sent.contains(t))
                 .map(|t| (t, false))
                 .collect();
         }
         let mut top = self.floor;
+        // The tags acked by this run that were not acked on their own.
+        let mut unsent = Vec::new();
         while self.done.remove(&(top + 1)) {
             top += 1;
+            if !self.sent.remove(&top) {
+                unsent.push(top);
+            }
         }
-        match top - self.floor {
-            0 => Vec::new(),
-            1 => {
-                self.floor = top;
-                vec![(top, false)]
-            }
-            _ => {
-                self.floor = top;
-                vec![(top, true)]
-            }
+        self.floor = top;
+        match unsent.as_slice() {
+            [] => Vec::new(),
+            [one] => vec![(*one, false)],
+            // `multiple` up to the highest unsent tag: the ones acked on
+            // their own below it are no longer outstanding, and a tag the
+            // broker no longer holds is never named.
+            [.., last] => vec![(*last, true)],
         }
     }
 }
@@ -173,6 +208,26 @@ mod tests {
         assert_eq!(b.take(), vec![(2, true)]);
         b.done(3);
         assert_eq!(b.take(), vec![(5, true)]);
+    }
+
+    #[test]
+    fn a_delivery_acked_now_is_never_named_again() {
+        let mut b = AckBook::default();
+        b.done(1);
+        assert_eq!(b.done_now(3), Some((3, false)));
+        assert_eq!(b.done_now(3), None);
+        // 2 finishes: one multiple up to 2; 3 was acked already.
+        b.done(2);
+        assert_eq!(b.take(), vec![(2, true)]);
+        assert_eq!(b.done_now(4), Some((4, false)));
+        assert_eq!(b.take(), vec![], "only 4, acked already");
+        b.done(5);
+        assert_eq!(b.take(), vec![(5, false)]);
+        // After an abandoned delivery, a tag acked now is not acked twice.
+        assert_eq!(b.done_now(7), Some((7, false)));
+        b.done(8);
+        b.abandoned();
+        assert_eq!(b.take(), vec![(8, false)]);
     }
 
     #[test]

@@ -47,7 +47,15 @@ pub struct Session {
     pub topology: Topology,
     /// Acks of this channel's deliveries, batched.
     pub acker: Acker,
+    /// Dead-letter copies being published at once. A copy the broker
+    /// holds whose delivery is not yet acked is dead-lettered again if the
+    /// process dies, so few are in flight and each is acked at once.
+    pub dead_letters: tokio::sync::Semaphore,
 }
+
+/// Dead-letter copies in flight at once per session (see
+/// [`Session::dead_letters`]).
+pub const DEAD_LETTERS_IN_FLIGHT: usize = 4;
 
 /// Consumes `settings.topology.queue` until `shutdown` fires. The first
 /// connection must succeed (a bad address is reported at start); later
@@ -125,6 +133,7 @@ where
         publisher: Publisher::open(connection, &settings.topology.exchange).await?,
         topology: settings.topology.clone(),
         acker: Acker::spawn(channel.clone()),
+        dead_letters: tokio::sync::Semaphore::new(DEAD_LETTERS_IN_FLIGHT),
     });
     let tag = format!(
         "{}-{}",

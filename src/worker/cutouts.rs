@@ -151,11 +151,11 @@ impl CutoutsWorker {
                 }
                 AlertOutcome::Invalid(reason, message) => {
                     tracing::warn!(%reason, %message, "dead-lettering an alert");
-                    if let Err(e) = dead_letter(session, &delivery, &format!("{reason}: {message}")).await {
+                    let header = format!("{reason}: {message}");
+                    if let Err(e) = dead_letter(session, &delivery, ack, &header).await {
                         tracing::warn!(error = %e, "dead-lettering failed; leaving the message for redelivery");
                         return;
                     }
-                    ack.ack();
                     metrics::counter!("thumbnails_cutouts_alerts_total", "outcome" => "dead_lettered", "reason" => reason)
                         .increment(1);
                 }

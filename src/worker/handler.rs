@@ -244,11 +244,10 @@ impl Worker {
                 }
                 Outcome::Invalid(reason) => {
                     tracing::warn!(%reason, "dead-lettering");
-                    if let Err(e) = dead_letter(session, &delivery, &reason).await {
+                    if let Err(e) = dead_letter(session, &delivery, ack, &reason).await {
                         tracing::warn!(error = %e, "dead-lettering failed; leaving the message for redelivery");
                         return;
                     }
-                    ack.ack();
                     metrics::counter!("thumbnails_worker_events_total", "outcome" => "dead_lettered").increment(1);
                 }
                 Outcome::Gone => {
@@ -286,11 +285,17 @@ pub(super) async fn publish_stored(
     Ok(())
 }
 
+/// Publishes the delivery's dead-letter copy (with its reason) and, once
+/// confirmed, acks the delivery on its own at once: a few copies are in
+/// flight per session, so a crash dead-letters again at most those few.
+/// On error the delivery is left for redelivery.
 pub(super) async fn dead_letter(
     session: &Session,
     delivery: &Delivery,
+    ack: AckToken,
     reason: &str,
 ) -> Result<(), crate::bus::BusError> {
+    let _slot = session.dead_letters.acquire().await;
     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
     headers.insert(
         "x-thumbnails-error".into(),
@@ -307,5 +312,8 @@ pub(super) async fn dead_letter(
             headers,
             mandatory: true,
         })
-        .await
+        .await?;
+    ack.ack_now();
+    session.acker.flush().await;
+    Ok(())
 }

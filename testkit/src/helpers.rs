@@ -322,10 +322,15 @@ impl TestBus {
     /// unacked deliveries asynchronously. (rabbitmqctl's queue figures lag
     /// behind for quorum queues, so the queue itself is asked.)
     pub async fn ready_stable(&self) -> u32 {
+        self.ready_stable_of(&self.topology.queue).await
+    }
+
+    /// [`Self::ready_stable`] of any queue.
+    pub async fn ready_stable_of(&self, queue: &str) -> u32 {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let (mut last, mut same) = (u32::MAX, 0);
         loop {
-            let n = self.queue_len(&self.topology.queue).await;
+            let n = self.queue_len(queue).await;
             same = if n == last { same + 1 } else { 1 };
             last = n;
             if same >= 3 {
