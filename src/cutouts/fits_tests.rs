@@ -59,7 +59,7 @@ fn reads_floats_plain_and_gzipped() {
 
 #[test]
 fn reads_every_bitpix_with_bzero_bscale_and_blank() {
-    let n = 64;
+    let n: i32 = 64;
     let raw: [(i64, Vec<u8>); 5] = [
         (8, (0..n).map(|i| i as u8).collect()),
         (16, (0..n).flat_map(|i| (i as i16).to_be_bytes()).collect()),

@@ -15,6 +15,10 @@ use thumbnails::store;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
+/// The service's allocator, so in-process figures (`cutouts`) are its own.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(about = "thumbnails benchmark (local PostgreSQL and RabbitMQ)")]
 struct Cli {
