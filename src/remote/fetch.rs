@@ -152,6 +152,11 @@ impl Fetcher {
                 _ = tokio::time::sleep_until(slot) => {}
                 _ = stop.cancelled() => return Err(FetchError::Cancelled),
             }
+            // The host may have answered 429 to another fetch meanwhile:
+            // a request now would land inside its Retry-After.
+            if let Some(wait) = self.gate.paused_for(&host) {
+                return Err(FetchError::RateLimited { host, wait });
+            }
         }
         tokio::select! {
             r = self.get_capped(parsed, &host) => r,
@@ -198,6 +203,55 @@ impl Fetcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server answering 429 (Retry-After: 60) to every request; counts them.
+    async fn counting_429() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let hits = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().route(
+            "/img",
+            axum::routing::get(move || {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    (
+                        axum::http::StatusCode::TOO_MANY_REQUESTS,
+                        [(axum::http::header::RETRY_AFTER, "60")],
+                        "slow down",
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}/img"), hits)
+    }
+
+    #[tokio::test]
+    async fn no_request_reaches_a_host_inside_its_retry_after() {
+        let (url, hits) = counting_429().await;
+        // 20 starts a second: the fetches below wait for their slots while
+        // the first one is answered 429.
+        let fetcher = std::sync::Arc::new(
+            Fetcher::new(Duration::from_secs(5), 1 << 20, Some(20.0)).expect("client"),
+        );
+        let stop = CancellationToken::new();
+        let tasks: Vec<_> = (0..5)
+            .map(|_| {
+                let (f, url, stop) = (fetcher.clone(), url.clone(), stop.clone());
+                tokio::spawn(async move { f.get(&url, &stop).await })
+            })
+            .collect();
+        for t in tasks {
+            let r = t.await.expect("task");
+            assert!(matches!(r, Err(FetchError::RateLimited { .. })), "{r:?}");
+        }
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn retry_after_seconds_or_the_default() {
