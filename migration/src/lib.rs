@@ -11,6 +11,7 @@ mod m20261125_000002_outbox;
 mod m20261204_000001_feed;
 mod m20261204_000003_remote_attempts;
 mod m20261205_000001_feed_definer;
+mod m20261205_000002_event_order;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000001_feed::Migration),
             Box::new(m20261204_000003_remote_attempts::Migration),
             Box::new(m20261205_000001_feed_definer::Migration),
+            Box::new(m20261205_000002_event_order::Migration),
         ]
     }
 }

@@ -49,7 +49,13 @@ pub fn plan(rows: &[OutboxRow]) -> Plan {
         let created = row.kind == KIND_CREATED;
         by_obj
             .entry(row.obj_id.as_str())
-            .and_modify(|(c, _)| *c |= created)
+            .and_modify(|(c, newest)| {
+                *c |= created;
+                // The newest row orders the event (its seq).
+                if row.id > newest.id {
+                    *newest = row;
+                }
+            })
             .or_insert((created, row));
     }
     let mut out = Plan::default();
@@ -76,8 +82,16 @@ fn body(row: &OutboxRow) -> Result<Vec<u8>, String> {
     let (Some(ra), Some(dec)) = (row.ra, row.dec) else {
         return Err("deleted, or ra or dec is NULL".into());
     };
-    ObjCreated::existing_body(&row.obj_id, ra, dec, row.is_roid == Some(true), None, false)
-        .map_err(|e| e.to_string())
+    ObjCreated::existing_body(
+        &row.obj_id,
+        ra,
+        dec,
+        row.is_roid == Some(true),
+        None,
+        false,
+        Some(row.id),
+    )
+    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -106,7 +120,7 @@ mod tests {
         assert_eq!(p.events[0].routing_key, "obj.created");
         assert_eq!(
             json(&p.events[0]),
-            serde_json::json!({"id": "ZTF1", "ra": 234.22, "dec": -5.5, "existing": true})
+            serde_json::json!({"id": "ZTF1", "ra": 234.22, "dec": -5.5, "existing": true, "seq": 1})
         );
         assert!(p.skipped.is_empty());
     }
@@ -125,6 +139,13 @@ mod tests {
             .map(|e| (e.obj_id.as_str(), e.routing_key))
             .collect();
         assert_eq!(keys, vec![("a", "obj.updated"), ("b", "obj.created")]);
+        // Each event carries its newest row's sequence as its order.
+        let seqs: Vec<i64> = p
+            .events
+            .iter()
+            .map(|e| json(e)["seq"].as_i64().unwrap_or(0))
+            .collect();
+        assert_eq!(seqs, vec![3, 4]);
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct WriteJob {
     /// Also report the object's stored ps1 URL (read in the same
     /// transaction, batched), so the caller can skip a needless lookup.
     pub probe_ps1: bool,
+    /// The event's order for this object (`ObjCreated::seq`): refused
+    /// ([`Written::stale`]) if a newer one was applied already.
+    pub seq: Option<i64>,
 }
 
 /// What a job's write did.
@@ -54,6 +57,8 @@ pub struct Written {
     /// An `existing` object no longer in `objs` (deleted meanwhile):
     /// nothing was written for it.
     pub gone: bool,
+    /// A newer event of the object was applied already: nothing written.
+    pub stale: bool,
 }
 
 /// A row as committed, for the `thumbnail.stored` event.
@@ -160,6 +165,15 @@ const UPSERT_THUMBNAILS: &str =
 /// cascades) instead of failing their insert.
 const LOCK_EXISTING: &str = "SELECT id FROM objs WHERE id = ANY($1::text[]) FOR KEY SHARE";
 
+/// Records each ordered job's `seq` unless a newer one is recorded; returns
+/// the objects whose write may go on (an equal `seq` may: the same event's
+/// second write, or its redelivery).
+const ORDER: &str = "INSERT INTO thumbnails_event_order (obj_id, seq)
+    SELECT * FROM unnest($1::text[], $2::int8[])
+    ON CONFLICT (obj_id) DO UPDATE SET seq = EXCLUDED.seq
+      WHERE thumbnails_event_order.seq <= EXCLUDED.seq
+    RETURNING obj_id";
+
 const PROBE_PS1: &str = "SELECT obj_id, public_url FROM thumbnails
     WHERE type = 'ps1' AND survey IS NULL AND obj_id = ANY($1::text[])";
 
@@ -192,12 +206,43 @@ pub async fn write_batch(
             written.gone = job.obj.existing && !present.contains(&job.obj.id);
         }
     }
-    let gone: Vec<bool> = out.iter().map(|w| w.gone).collect();
     // A DO UPDATE statement may touch a row once: split repeated objects into
     // waves so that no (obj_id, type) appears twice in one statement. Rows
     // are sorted so concurrent writers lock in the same order.
     for mut wave in waves(jobs, |j| j.obj.id.as_str()) {
         wave.sort_by(|a, b| jobs[*a].obj.id.cmp(&jobs[*b].obj.id));
+        let ordered: Vec<usize> = wave
+            .iter()
+            .copied()
+            .filter(|&i| jobs[i].seq.is_some() && !out[i].gone)
+            .collect();
+        if !ordered.is_empty() {
+            let applied: std::collections::HashSet<String> = txn
+                .query_all_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    ORDER,
+                    [
+                        ordered
+                            .iter()
+                            .map(|&i| jobs[i].obj.id.clone())
+                            .collect::<Vec<_>>()
+                            .into(),
+                        ordered
+                            .iter()
+                            .map(|&i| jobs[i].seq.unwrap_or_default())
+                            .collect::<Vec<_>>()
+                            .into(),
+                    ],
+                ))
+                .await?
+                .iter()
+                .map(|r| r.try_get_by_index(0))
+                .collect::<Result<_, DbErr>>()?;
+            for &i in &ordered {
+                out[i].stale = !applied.contains(&jobs[i].obj.id);
+            }
+        }
+        let skip: Vec<bool> = out.iter().map(|w| w.gone || w.stale).collect();
         for chunk in wave.chunks(ROWS_PER_STATEMENT) {
             let objs: Vec<&ObjRow> = chunk
                 .iter()
@@ -227,7 +272,7 @@ pub async fn write_batch(
         for replace in [false, true] {
             let rows: Vec<(&str, &SurveyRow, usize)> = wave
                 .iter()
-                .filter(|&&i| !gone[i])
+                .filter(|&&i| !skip[i])
                 .flat_map(|&i| {
                     jobs[i]
                         .rows
@@ -362,6 +407,7 @@ mod tests {
             },
             rows: vec![],
             probe_ps1: false,
+            seq: None,
         }
     }
 

@@ -127,6 +127,7 @@ impl Worker {
             },
             rows,
             probe_ps1,
+            seq: ev.seq,
         };
         // The lookup starts at once, beside the sdss/ls write, so the slow
         // part overlaps the batch; it is dropped (and so aborted) if the
@@ -144,6 +145,11 @@ impl Worker {
             .await?;
         if first.gone {
             return Ok(None);
+        }
+        if first.stale {
+            // A newer position was applied already: this one is history.
+            metrics::counter!("thumbnails_worker_stale_writes_total").increment(1);
+            return Ok(Some(Vec::new()));
         }
         let mut stored = first.stored;
         let Some(lookup) = lookup else {
@@ -173,8 +179,13 @@ impl Worker {
             self.retries.settled(&ev.id);
             return Ok(None);
         }
+        if second.stale {
+            // The object moved during the lookup: its URL is the old place's.
+            metrics::counter!("thumbnails_worker_stale_writes_total").increment(1);
+            return Ok(Some(stored));
+        }
         if failed {
-            self.retries.failed(&ev.id, ev.ra, ev.dec);
+            self.retries.failed(&ev.id, ev.ra, ev.dec, ev.seq);
         } else {
             self.retries.settled(&ev.id);
         }

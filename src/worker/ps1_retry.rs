@@ -31,6 +31,8 @@ pub fn backoff(attempt: u32, first: Duration, max: Duration) -> Duration {
 struct Pending {
     ra: f64,
     dec: f64,
+    /// The order of the event whose lookup failed (see `ObjCreated::seq`).
+    seq: Option<i64>,
     attempt: u32,
     /// `None` while its retry event is out (waiting for its result).
     due: Option<Instant>,
@@ -57,7 +59,7 @@ impl Ps1Retries {
 
     /// A lookup for `obj_id` at this position failed: try again later,
     /// each failure waiting twice as long as the last.
-    pub fn failed(&self, obj_id: &str, ra: f64, dec: f64) {
+    pub fn failed(&self, obj_id: &str, ra: f64, dec: f64, seq: Option<i64>) {
         let Ok(mut pending) = self.pending.lock() else {
             return;
         };
@@ -71,6 +73,7 @@ impl Ps1Retries {
             Pending {
                 ra,
                 dec,
+                seq,
                 attempt,
                 due: Some(due),
             },
@@ -90,7 +93,7 @@ impl Ps1Retries {
     }
 
     /// Takes the retries due now (marking them out) and the next due time.
-    fn take_due(&self) -> (Vec<(String, f64, f64)>, Option<Instant>) {
+    fn take_due(&self) -> (Vec<(String, f64, f64, Option<i64>)>, Option<Instant>) {
         let now = Instant::now();
         let Ok(mut pending) = self.pending.lock() else {
             return (Vec::new(), None);
@@ -101,7 +104,7 @@ impl Ps1Retries {
             match p.due {
                 Some(at) if at <= now => {
                     p.due = None;
-                    due.push((id.clone(), p.ra, p.dec));
+                    due.push((id.clone(), p.ra, p.dec, p.seq));
                 }
                 Some(at) => next = Some(next.map_or(at, |n| n.min(at))),
                 None => {}
@@ -115,7 +118,7 @@ impl Ps1Retries {
     pub async fn run(self, link: BusLink, stop: CancellationToken) {
         loop {
             let (due, next) = self.take_due();
-            for (id, ra, dec) in due {
+            for (id, ra, dec, seq) in due {
                 let Ok(body) = ObjCreated::existing_body(
                     &id,
                     ra,
@@ -123,6 +126,7 @@ impl Ps1Retries {
                     false,
                     Some(&[ThumbnailType::Ps1]),
                     false,
+                    seq,
                 ) else {
                     self.settled(&id);
                     continue;
@@ -133,7 +137,7 @@ impl Ps1Retries {
                     }
                     Err(e) => {
                         tracing::warn!(obj_id = %id, error = %e, "cannot publish a PS1 retry; trying later");
-                        self.failed(&id, ra, dec);
+                        self.failed(&id, ra, dec, seq);
                     }
                 }
             }
@@ -165,10 +169,10 @@ mod tests {
     #[tokio::test]
     async fn failures_count_up_and_an_answer_forgets_them() {
         let r = Ps1Retries::new(Duration::ZERO, Duration::from_secs(1));
-        r.failed("a", 1.0, 2.0);
-        r.failed("a", 1.5, 2.0);
+        r.failed("a", 1.0, 2.0, None);
+        r.failed("a", 1.5, 2.0, Some(7));
         let (due, _) = r.take_due();
-        assert_eq!(due, vec![("a".to_string(), 1.5, 2.0)]);
+        assert_eq!(due, vec![("a".to_string(), 1.5, 2.0, Some(7))]);
         // Out: not due again until it fails again.
         assert!(r.take_due().0.is_empty());
         assert_eq!(r.pending.lock().expect("lock")["a"].attempt, 2);

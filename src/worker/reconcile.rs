@@ -225,7 +225,7 @@ fn event_for(o: &Incomplete) -> Option<Vec<u8>> {
     if types.is_empty() {
         return None;
     }
-    match ObjCreated::existing_body(&o.id, o.ra, o.dec, false, Some(&types), false) {
+    match ObjCreated::existing_body(&o.id, o.ra, o.dec, false, Some(&types), false, None) {
         Ok(body) => Some(body),
         Err(e) => {
             tracing::debug!(obj_id = %o.id, reason = %e, "reconcile: skipped");

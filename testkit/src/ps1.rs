@@ -3,8 +3,9 @@
 //!
 //! In [`Ps1Mode::ByRa`] the answer depends on the integer part of `ra` in
 //! `pos=RA+DEC`: `2` -> "No PS1 3PI images were found", `3` -> HTTP 500,
-//! `4` -> an answer slower than any sane timeout (30 s); anything else -> an
-//! image link. In [`Ps1Mode::Image`] every answer is an image link after a
+//! `4` -> an answer slower than any sane timeout (30 s); `5` -> an image
+//! link after 2 s (a slow lookup that succeeds); anything else -> an image
+//! link. In [`Ps1Mode::Image`] every answer is an image link after a
 //! fixed delay (the benchmark's slow PS1).
 
 use std::collections::HashMap;
@@ -114,6 +115,10 @@ async fn lookup(State(s): State<StandIn>, Query(p): Query<Params>) -> Response {
         (Ps1Mode::ByRa, Some(4)) => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             Html("too late").into_response()
+        }
+        (Ps1Mode::ByRa, Some(5)) => {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            image_page(&pos)
         }
         _ => image_page(&pos),
     }

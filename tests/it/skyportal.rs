@@ -323,13 +323,15 @@ async fn objects_deleted_while_their_database_events_wait_stay_deleted() {
     }
     let bodies: Vec<Vec<u8>> = gone
         .iter()
-        .map(|id| ObjCreated::existing_body(id, 10.0, 20.0, false, None, false).expect("body"))
+        .map(|id| {
+            ObjCreated::existing_body(id, 10.0, 20.0, false, None, false, None).expect("body")
+        })
         .collect();
     bus.publish_many(&bodies).await;
     // ... and an object still there, and an upstream publisher's new one.
     db.add_obj("ZTF-kept").await;
     bus.publish(
-        &ObjCreated::existing_body("ZTF-kept", 10.0, 20.0, false, None, false).expect("body"),
+        &ObjCreated::existing_body("ZTF-kept", 10.0, 20.0, false, None, false, None).expect("body"),
     )
     .await;
     bus.publish(&event("ZTF-upstream", 12.0, 5.0)).await;

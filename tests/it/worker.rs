@@ -481,3 +481,51 @@ async fn ps1_lookups_are_capped_per_host_and_failures_retried_with_back_off() {
     assert_eq!(bus.queue_len(&bus.topology.dead_queue()).await, 0);
     bus.delete().await;
 }
+
+#[tokio::test]
+async fn an_older_position_handled_late_does_not_overwrite_a_newer_one() {
+    let (db, bus, ps1) = (
+        TestDb::new().await,
+        TestBus::new().await,
+        Ps1StandIn::start().await,
+    );
+    let mut config = bus.config(&db, &ps1.url);
+    config.surveys.ps1.timeout_s = 10.0;
+    db.add_obj("ZTF-moved").await;
+    // The object moved twice; the first move's PS1 lookup is slow (ra 5.x).
+    let moved = |ra: f64, seq: i64| {
+        serde_json::to_vec(
+            &json!({"id": "ZTF-moved", "ra": ra, "dec": 20.0, "existing": true, "seq": seq}),
+        )
+        .expect("json")
+    };
+    for (ra, seq) in [(5.5, 1), (6.5, 2)] {
+        bus.publisher
+            .publish_json(thumbnails::bus::ROUTING_OBJ_UPDATED, &moved(ra, seq), true)
+            .await
+            .expect("publish obj.updated");
+    }
+    let worker = RunningWorker::start(&config).await;
+    let newest_ps1 = format!("https:{}", testkit::ps1::image_src("6.5 20.0"));
+    eventually("the newer position's ps1", WAIT, || async {
+        db.thumbnails()
+            .await
+            .iter()
+            .any(|r| r.1 == "ps1" && r.2.as_deref() == Some(newest_ps1.as_str()))
+            .then_some(())
+    })
+    .await;
+    // The slow, older lookup answers after 2 s: its write must be refused.
+    bus.delivered().await;
+    worker.stop().await;
+    let rows = db.thumbnails().await;
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for (_, ttype, url) in &rows {
+        let url = url.as_deref().unwrap_or_default();
+        assert!(
+            url.contains("6.5") && !url.contains("5.5"),
+            "{ttype} holds an older position: {url}"
+        );
+    }
+    bus.delete().await;
+}

@@ -22,6 +22,10 @@ pub struct ObjCreated {
     /// by the time the event is handled, nothing is written. Upstream
     /// publishers leave it out: their objects are created if absent.
     pub existing: bool,
+    /// The event's place in the object's history (the feed's outbox
+    /// sequence): a write for an older `seq` than one already applied to the
+    /// object is refused. `None`: no order (upstream `obj.created`).
+    pub seq: Option<i64>,
 }
 
 /// The wire form; unknown fields are ignored for forward compatibility.
@@ -38,6 +42,8 @@ pub struct RawObjCreated {
     pub replace: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub existing: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
 }
 
 /// Why an event can never succeed; becomes the `x-thumbnails-error` header.
@@ -89,6 +95,7 @@ impl ObjCreated {
                 .then(|| self.types.iter().map(|t| t.to_string()).collect()),
             replace: self.replace.then_some(true),
             existing: self.existing.then_some(true),
+            seq: self.seq,
         };
         serde_json::to_vec(&raw).unwrap_or_default()
     }
@@ -104,6 +111,7 @@ impl ObjCreated {
         is_roid: bool,
         types: Option<&[ThumbnailType]>,
         replace: bool,
+        seq: Option<i64>,
     ) -> Result<Vec<u8>, InvalidEvent> {
         let raw = RawObjCreated {
             id: id.to_owned(),
@@ -113,6 +121,7 @@ impl ObjCreated {
             types: types.map(|ts| ts.iter().map(|t| t.to_string()).collect()),
             replace: Some(replace),
             existing: Some(true),
+            seq,
         };
         Self::try_from(raw).map(|ev| ev.to_json())
     }
@@ -154,6 +163,7 @@ impl TryFrom<RawObjCreated> for ObjCreated {
             types,
             replace: raw.replace.unwrap_or(false),
             existing: raw.existing.unwrap_or(false),
+            seq: raw.seq,
         })
     }
 }

@@ -212,7 +212,7 @@ fn event_for(row: &Row, opts: &ReplayOptions) -> Option<Result<Vec<u8>, String>>
     };
     // The worker would dead-letter what does not validate: skip it here.
     Some(
-        ObjCreated::existing_body(id, *ra, *dec, *is_roid, Some(&types), opts.replace)
+        ObjCreated::existing_body(id, *ra, *dec, *is_roid, Some(&types), opts.replace, None)
             .map_err(|e| e.to_string()),
     )
 }
