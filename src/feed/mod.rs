@@ -31,8 +31,8 @@ pub enum FeedError {
     Db(#[from] sqlx::Error),
     #[error(transparent)]
     Bus(#[from] BusError),
-    #[error("the feed needs a PostgreSQL database")]
-    NotPostgres,
+    #[error(transparent)]
+    NotPostgres(#[from] crate::store::NotPostgres),
 }
 
 /// Tells the triggers whether to record anything. Turning the feed off also
@@ -56,13 +56,6 @@ pub async fn set_enabled(pool: &PgPool, enabled: bool) -> Result<u64, FeedError>
     Ok(dropped)
 }
 
-fn pool(db: &DatabaseConnection) -> Result<PgPool, FeedError> {
-    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
-        return Err(FeedError::NotPostgres);
-    }
-    Ok(db.get_postgres_connection_pool().clone())
-}
-
 /// Runs the relay until `shutdown` (returns at once, having switched the
 /// triggers off, when `feed.enabled` is false). The database and the broker
 /// must be reachable at start; later outages are waited out.
@@ -71,7 +64,7 @@ pub async fn run(
     db: DatabaseConnection,
     shutdown: CancellationToken,
 ) -> Result<(), FeedError> {
-    let pool = pool(&db)?;
+    let pool = crate::store::pg_pool(&db, "the feed")?.clone();
     if !config.feed.enabled {
         let dropped = set_enabled(&pool, false).await?;
         tracing::info!(

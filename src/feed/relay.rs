@@ -1,7 +1,8 @@
-//! The outbox relay's I/O: claim a page of `thumbnails_feed_outbox` rows
-//! (`FOR UPDATE SKIP LOCKED`, so replicas share the work), publish their
-//! events with confirms, and delete the rows in the same transaction only
-//! after every confirm. A crash between publish and commit leaves the rows
+//! The outbox relay's I/O: claim and delete a page of
+//! `thumbnails_feed_outbox` rows in one statement (`DELETE .. RETURNING`
+//! over `FOR UPDATE SKIP LOCKED`, so replicas share the work), publish their
+//! events with confirms, and commit the delete only after every confirm. A
+//! crash between publish and commit rolls the delete back, leaving the rows
 //! for the next claim: an event may go out twice, never zero times.
 
 use sea_orm::sqlx::{self, PgPool, Postgres, Transaction};
@@ -11,19 +12,20 @@ use super::event::{plan, OutboxRow};
 use super::FeedError;
 use crate::bus::Publisher;
 
-/// Outbox rows (one per INSERT statement or changed object) with each of
-/// their objects' position now.
-const CLAIM: &str = "SELECT f.id, x.obj_id, f.kind, o.ra, o.dec, o.is_roid
-    FROM (SELECT id, obj_ids, kind FROM thumbnails_feed_outbox
-          ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) f
+/// Deletes (uncommitted) a page of outbox rows (one per INSERT statement or
+/// changed object) and returns them with each of their objects' position now.
+const CLAIM: &str = "WITH f AS (
+      DELETE FROM thumbnails_feed_outbox WHERE id IN (
+        SELECT id FROM thumbnails_feed_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+      RETURNING id, obj_ids, kind)
+    SELECT f.id, x.obj_id, f.kind, o.ra, o.dec, o.is_roid
+    FROM f
     CROSS JOIN LATERAL unnest(f.obj_ids) AS x(obj_id)
     LEFT JOIN objs o ON o.id = x.obj_id
     ORDER BY f.id";
 
 /// Outbox row id, object id, kind, and the object's ra, dec, is_roid now.
 type ClaimRow = (i64, String, String, Option<f64>, Option<f64>, Option<bool>);
-
-const DELETE: &str = "DELETE FROM thumbnails_feed_outbox WHERE id = ANY($1)";
 
 /// Claims, publishes, deletes.
 #[derive(Clone)]
@@ -32,12 +34,12 @@ pub struct Relay {
     batch: i64,
 }
 
-/// A page whose events are published and confirmed, its rows still locked
-/// and not yet deleted. Dropping it without [`ClaimedPage::commit`] rolls
+/// A page whose events are published and confirmed, its rows deleted but
+/// not yet committed. Dropping it without [`ClaimedPage::commit`] rolls
 /// back: the rows are claimed again (what a crash at this point does).
 pub struct ClaimedPage {
     tx: Transaction<'static, Postgres>,
-    ids: Vec<i64>,
+    rows: usize,
     /// Events published.
     pub published: usize,
 }
@@ -103,7 +105,7 @@ impl Relay {
         ids.dedup();
         Ok(Some(ClaimedPage {
             tx,
-            ids,
+            rows: ids.len(),
             published: plan.events.len(),
         }))
     }
@@ -132,13 +134,9 @@ impl Relay {
 }
 
 impl ClaimedPage {
-    /// Deletes the page's rows and commits; returns how many rows.
-    pub async fn commit(mut self) -> Result<usize, FeedError> {
-        sqlx::query(DELETE)
-            .bind(&self.ids)
-            .execute(&mut *self.tx)
-            .await?;
+    /// Commits the page's delete; returns how many rows.
+    pub async fn commit(self) -> Result<usize, FeedError> {
         self.tx.commit().await?;
-        Ok(self.ids.len())
+        Ok(self.rows)
     }
 }

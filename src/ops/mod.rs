@@ -15,7 +15,7 @@ pub mod resurvey;
 
 pub use progress::Progress;
 
-use sea_orm::{sqlx::PgPool, DatabaseConnection, DbBackend};
+use sea_orm::{sqlx::PgPool, DatabaseConnection};
 
 use crate::bus::BusError;
 use crate::store::retry::{self, Backoff, Gave};
@@ -40,12 +40,7 @@ pub enum OpsError {
 /// The PostgreSQL pool behind a SeaORM connection: the operator queries use
 /// arrays (`unnest`) and typed rows, which sqlx binds directly.
 pub(crate) fn pg_pool(db: &DatabaseConnection) -> Result<&PgPool, OpsError> {
-    if db.get_database_backend() != DbBackend::Postgres {
-        return Err(OpsError::Invalid(
-            "the operator tools need a PostgreSQL database".into(),
-        ));
-    }
-    Ok(db.get_postgres_connection_pool())
+    crate::store::pg_pool(db, "the operator tools").map_err(|e| OpsError::Invalid(e.to_string()))
 }
 
 /// Runs `f` with the operator tools' retry policy ([`Backoff::FEW`]):

@@ -58,6 +58,23 @@ impl StoreError {
     }
 }
 
+/// The service runs on PostgreSQL only (its SQL is PostgreSQL's).
+#[derive(Debug, thiserror::Error)]
+#[error("{0} needs a PostgreSQL database")]
+pub struct NotPostgres(pub &'static str);
+
+/// The PostgreSQL pool under `db`, for the parts that speak sqlx directly
+/// (`who` names them in the error).
+pub fn pg_pool<'a>(
+    db: &'a DatabaseConnection,
+    who: &'static str,
+) -> Result<&'a sea_orm::sqlx::PgPool, NotPostgres> {
+    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Err(NotPostgres(who));
+    }
+    Ok(db.get_postgres_connection_pool())
+}
+
 /// Opens the pool. Per-statement logging is off; slow statements are logged.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, StoreError> {
     let mut opts = ConnectOptions::new(url.to_owned());

@@ -14,7 +14,7 @@ use lapin::types::FieldTable;
 use sea_orm::sqlx::{self, pool::PoolConnection, Connection, PgPool, Postgres};
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::events::ObjCreated;
+use crate::bus::events::{Archival, ObjCreated};
 use crate::bus::{BusError, PublisherConnection, Topology, ROUTING_OBJ_CREATED};
 use crate::config::Config;
 use crate::store::sweep::{self, Incomplete, SWEEP_LOCK};
@@ -203,19 +203,15 @@ impl Sweeper {
     }
 }
 
-/// The archival types an incomplete object should get.
+/// The archival types an incomplete object should get (a ps1 placeholder
+/// due for another lookup counts as missing).
 pub fn missing_types(o: &Incomplete) -> Vec<ThumbnailType> {
-    let mut types = Vec::new();
-    if !o.has_sdss {
-        types.push(ThumbnailType::Sdss);
+    Archival {
+        sdss: o.has_sdss,
+        ls: o.has_ls,
+        ps1: o.has_ps1 && !o.ps1_retry,
     }
-    if !o.has_ls {
-        types.push(ThumbnailType::Ls);
-    }
-    if !o.has_ps1 || o.ps1_retry {
-        types.push(ThumbnailType::Ps1);
-    }
-    types
+    .lacking(&ThumbnailType::ARCHIVAL)
 }
 
 /// The `obj.created` body asking for the missing types; `None` if nothing

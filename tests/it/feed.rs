@@ -448,6 +448,18 @@ async fn a_relay_killed_between_publish_and_delete_loses_nothing() {
         count(&db, "SELECT count(*) FROM thumbnails_feed_outbox").await,
         4
     );
+    // sqlx rolls a dropped transaction back asynchronously: until then its
+    // rows stay locked and a relay would skip them.
+    eventually("the dropped page rolled back", WAIT, || async {
+        (count(
+            &db,
+            "SELECT count(*) FROM (SELECT id FROM thumbnails_feed_outbox FOR UPDATE SKIP LOCKED) t",
+        )
+        .await
+            == 4)
+            .then_some(())
+    })
+    .await;
 
     // The next relay publishes everything (the first 30 twice).
     let drained = relay

@@ -8,7 +8,8 @@ mod stored;
 
 pub use cutouts::{AlertCutouts, CutoutsBody, DrawnAlert, InvalidAlert, StampError};
 pub use obj::{
-    parse_types, validate_id, InvalidEvent, ObjCreated, ObjUpdated, RawObjCreated, MAX_ID_LEN,
+    parse_types, validate_id, Archival, InvalidEvent, ObjCreated, ObjUpdated, RawObjCreated,
+    MAX_ID_LEN,
 };
 pub use stored::{StoredThumbnail, ThumbnailStored};
 

@@ -127,6 +127,32 @@ impl ObjCreated {
     }
 }
 
+/// Which archival types an object has (a failed PS1 lookup's placeholder
+/// counts as not having ps1 where it is due for another try).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Archival {
+    pub sdss: bool,
+    pub ls: bool,
+    pub ps1: bool,
+}
+
+impl Archival {
+    /// The types among `wanted` the object lacks, in `wanted`'s order; the
+    /// sweep and `replay --missing` ask for these.
+    pub fn lacking(self, wanted: &[ThumbnailType]) -> Vec<ThumbnailType> {
+        wanted
+            .iter()
+            .copied()
+            .filter(|t| match t {
+                ThumbnailType::Sdss => !self.sdss,
+                ThumbnailType::Ls => !self.ls,
+                ThumbnailType::Ps1 => !self.ps1,
+                _ => false,
+            })
+            .collect()
+    }
+}
+
 /// `obj.updated`: the `obj.created` body for an object whose position (or
 /// `is_roid`) changed. It parses to an [`ObjCreated`] with `replace` set:
 /// the stored survey URLs are stale.

@@ -9,7 +9,7 @@ use sea_orm::DatabaseConnection;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::events::ObjCreated;
+use crate::bus::events::{Archival, ObjCreated};
 use crate::bus::{Publisher, ROUTING_OBJ_CREATED};
 use crate::ops::{begin, pg_pool, with_retries, OpsError, Progress};
 use crate::surveys::{ThumbnailType, CURRENTLY_UNAVAILABLE};
@@ -197,12 +197,12 @@ fn event_for(row: &Row, opts: &ReplayOptions) -> Option<Result<Vec<u8>, String>>
         if *is_roid {
             return None;
         }
-        types.retain(|t| match t {
-            ThumbnailType::Sdss => !has_sdss,
-            ThumbnailType::Ls => !has_ls,
-            ThumbnailType::Ps1 => !has_ps1,
-            _ => false,
-        });
+        types = Archival {
+            sdss: *has_sdss,
+            ls: *has_ls,
+            ps1: *has_ps1,
+        }
+        .lacking(&types);
         if types.is_empty() {
             return None;
         }
