@@ -14,8 +14,11 @@ use crate::store::entities::thumbnail;
 pub struct UploadBody<'a> {
     /// An existing object's id.
     pub obj_id: String,
-    /// The PNG file, base64-encoded (16x16 to 500x500 pixels). Borrowed
-    /// from the request body unless it holds JSON escapes.
+    /// The PNG file, base64-encoded (16x16 to 500x500 pixels); or an alert
+    /// cutout, a FITS or gzipped FITS file, drawn first with its ttype's
+    /// stretch (sub: linear, others: log) and oriented by its survey (ZTF:
+    /// flipped, LSST: rotated by ROTPA, none: as stored). Borrowed from the
+    /// request body unless it holds JSON escapes.
     #[serde(borrow)]
     #[schema(value_type = String)]
     pub data: std::borrow::Cow<'a, str>,

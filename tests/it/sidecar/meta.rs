@@ -49,6 +49,7 @@ async fn health_readiness_metrics_and_openapi() {
         ("/api/thumbnail", &["post"][..]),
         ("/api/thumbnail/{id}", &["get", "put", "delete"][..]),
         ("/api/objs/{obj_id}/thumbnails", &["get"][..]),
+        ("/api/objs/{obj_id}/cutouts", &["post"][..]),
         ("/static/thumbnails/{path}", &["get"][..]),
         ("/healthz", &["get"][..]),
         ("/readyz", &["get"][..]),
@@ -61,6 +62,10 @@ async fn health_readiness_metrics_and_openapi() {
     }
     assert!(doc["components"]["securitySchemes"]["token"].is_object());
     assert!(doc["components"]["schemas"]["UploadBody"].is_object());
+    let cutouts = &doc["components"]["schemas"]["CutoutsRequest"]["properties"];
+    for field in ["survey", "cutoutScience", "cutoutTemplate", "cutoutDifference"] {
+        assert!(cutouts[field].is_object(), "CutoutsRequest.{field} undocumented: {cutouts}");
+    }
 
     // Unknown routes are JSON 404s.
     let (status, body) = app.json(Method::GET, "/nope", None, None).await;
