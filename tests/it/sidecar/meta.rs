@@ -63,8 +63,16 @@ async fn health_readiness_metrics_and_openapi() {
     assert!(doc["components"]["securitySchemes"]["token"].is_object());
     assert!(doc["components"]["schemas"]["UploadBody"].is_object());
     let cutouts = &doc["components"]["schemas"]["CutoutsRequest"]["properties"];
-    for field in ["survey", "cutoutScience", "cutoutTemplate", "cutoutDifference"] {
-        assert!(cutouts[field].is_object(), "CutoutsRequest.{field} undocumented: {cutouts}");
+    for field in [
+        "survey",
+        "cutoutScience",
+        "cutoutTemplate",
+        "cutoutDifference",
+    ] {
+        assert!(
+            cutouts[field].is_object(),
+            "CutoutsRequest.{field} undocumented: {cutouts}"
+        );
     }
 
     // Unknown routes are JSON 404s.
