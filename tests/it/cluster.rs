@@ -707,7 +707,7 @@ async fn node_loss_is_survived_by_workers_and_the_sidecar() {
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client");
-    let png = crate::sidecar::app::png(8, 8, true);
+    let png = crate::sidecar::app::png(32, 32, true);
     let data = crate::sidecar::app::b64(&png);
     let uploader = {
         let (client, base) = (client.clone(), base.clone());
