@@ -89,6 +89,7 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Resurvey(args) => ops::resurvey::run(&config, args, stop).await,
         Command::Files(args) => ops::files::run(&config, args, stop).await,
         Command::Cutouts(args) => ops::cutouts::run(&config, args).await,
+        Command::DeadLetters(args) => ops::dead_letters::run(&config, args).await,
         Command::Healthcheck => healthcheck(&config).await,
     }
 }
@@ -142,7 +143,7 @@ async fn migrated(config: &Config, connections: u32) -> anyhow::Result<DatabaseC
 fn announce(config: &Config) {
     tracing::info!(
         database = %crate::config::redact(&config.database.url),
-        broker = %crate::config::redact(&config.amqp.url),
+        broker = %crate::config::redact_urls(&config.amqp.url),
         "connecting"
     );
 }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::ops::{
-    cutouts::CutoutsArgs, files::FilesArgs, replay::ReplayArgs, resurvey::ResurveyArgs,
+    cutouts::CutoutsArgs, dead_letters::DeadLettersArgs, files::FilesArgs, replay::ReplayArgs,
+    resurvey::ResurveyArgs,
 };
 
 #[derive(Debug, Parser)]
@@ -42,6 +43,8 @@ pub enum Command {
     Files(FilesArgs),
     /// Draw alert cutouts (FITS, FITS.gz, ZTF Avro packets) as PNGs, without a database (`cutouts draw`).
     Cutouts(CutoutsArgs),
+    /// Make classic dead-letter queues (from older versions) quorum queues, keeping their messages (`dead-letters migrate`).
+    DeadLetters(DeadLettersArgs),
     /// Exit 0 if the sidecar at `http.listen` answers /healthz (for container healthchecks).
     Healthcheck,
 }

@@ -85,6 +85,10 @@ pub struct DatabaseConfig {
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AmqpConfig {
+    /// The broker's nodes: one URL, or several (a YAML list, or one string
+    /// with commas, as `THUMBNAILS_AMQP__URL` gives). Kept as one
+    /// comma-separated string; [`split_urls`] gives the list.
+    #[serde(deserialize_with = "url_or_urls")]
     pub url: String,
     pub exchange: String,
     pub queue: String,
@@ -127,7 +131,7 @@ impl std::fmt::Debug for DatabaseConfig {
 impl std::fmt::Debug for AmqpConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AmqpConfig")
-            .field("url", &redact(&self.url))
+            .field("url", &redact_urls(&self.url))
             .field("exchange", &self.exchange)
             .field("queue", &self.queue)
             .field("prefetch", &self.prefetch)
@@ -397,6 +401,8 @@ impl Config {
                 return bad(key, "must contain {ra} and {dec}");
             }
         }
+        check_amqp_urls(&self.amqp.url)
+            .map_err(|why| ConfigError::Invalid(format!("amqp.url: {why}")))?;
         if self.amqp.exchange.is_empty() {
             return bad("amqp.exchange", "must not be empty");
         }
@@ -507,6 +513,58 @@ fn one_line(e: &figment::Error) -> String {
         }
     }
     parts.join("; ").replace('\n', " ")
+}
+
+/// `amqp.url` from YAML: a string, or a list of strings (joined with commas).
+fn url_or_urls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    match OneOrMany::deserialize(d) {
+        Ok(OneOrMany::One(s)) => Ok(s),
+        Ok(OneOrMany::Many(list)) => {
+            if let Some(bad) = list.iter().find(|u| u.contains(',')) {
+                return Err(serde::de::Error::custom(format!(
+                    "a list item holds a comma: {}",
+                    redact(bad)
+                )));
+            }
+            Ok(list.join(","))
+        }
+        Err(_) => Err(serde::de::Error::custom("expected a URL or a list of URLs")),
+    }
+}
+
+/// The node URLs of `amqp.url` (comma-separated, blanks trimmed).
+pub fn split_urls(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// At least one URL, each `amqp://` or `amqps://`.
+fn check_amqp_urls(list: &str) -> Result<(), String> {
+    let urls = split_urls(list);
+    if urls.is_empty() {
+        return Err("must name at least one broker URL".into());
+    }
+    for url in &urls {
+        let lower = url.to_ascii_lowercase();
+        if !(lower.starts_with("amqp://") || lower.starts_with("amqps://")) {
+            return Err(format!("{} is not an amqp:// or amqps:// URL", redact(url)));
+        }
+    }
+    Ok(())
+}
+
+/// [`redact`] for each URL of a comma-separated list.
+pub fn redact_urls(list: &str) -> String {
+    list.split(',').map(redact).collect::<Vec<_>>().join(",")
 }
 
 /// Removes a password from a URL before it is shown: the one in the user
@@ -651,6 +709,45 @@ mod tests {
             jail.create_file("e.yaml", "grayscale:\n  rate_per_s: 0\n")?;
             let e = Config::load(Path::new("e.yaml")).expect_err("must fail");
             assert!(e.to_string().contains("grayscale.rate_per_s"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn amqp_url_takes_a_list_from_yaml_or_commas_from_env_and_is_checked() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.yaml",
+                "amqp:\n  url:\n    - amqp://u:p@a:5701/%2f\n    - amqps://u:p@b:5702/%2f\n",
+            )?;
+            let c = Config::load(Path::new("c.yaml")).expect("loads");
+            assert_eq!(c.amqp.url, "amqp://u:p@a:5701/%2f,amqps://u:p@b:5702/%2f");
+            assert_eq!(split_urls(&c.amqp.url).len(), 2);
+            let shown = format!("{:?}", c.amqp);
+            assert!(!shown.contains("u:p@"), "{shown}");
+            assert!(shown.contains("amqps://u:***@b:5702/%2f"), "{shown}");
+
+            jail.set_env(
+                "THUMBNAILS_AMQP__URL",
+                "amqp://x@h1:1/%2f, amqp://x@h2:2/%2f",
+            );
+            let c = Config::load(Path::new("c.yaml")).expect("loads");
+            assert_eq!(
+                split_urls(&c.amqp.url),
+                vec!["amqp://x@h1:1/%2f", "amqp://x@h2:2/%2f"]
+            );
+
+            for bad in ["", " , ", "amqp://h:1/%2f,http://u:secret@h:2/"] {
+                jail.set_env("THUMBNAILS_AMQP__URL", bad);
+                let e = Config::load(Path::new("c.yaml")).expect_err(bad);
+                let text = e.to_string();
+                assert!(text.contains("amqp.url"), "{text}");
+                assert!(!text.contains("secret"), "{text}");
+            }
+            jail.clear_env();
+            jail.create_file("d.yaml", "amqp:\n  url: [7]\n")?;
+            let e = Config::load(Path::new("d.yaml")).expect_err("not URLs");
+            assert!(e.to_string().contains("amqp.url"), "{e}");
             Ok(())
         });
     }

@@ -15,10 +15,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::acker::{AckToken, Acker};
-use super::{connect, declare, BusError, Publisher, Topology};
+use super::{declare, Brokers, BusError, Publisher, Topology};
 
 #[derive(Clone)]
 pub struct ConsumerSettings {
+    /// `amqp.url`: one node or several, comma-separated; a reconnect tries
+    /// the node after the one it lost first.
     pub url: String,
     /// Connection name shown by the broker, so one connection can be found.
     pub connection_name: String,
@@ -31,7 +33,7 @@ pub struct ConsumerSettings {
 impl std::fmt::Debug for ConsumerSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConsumerSettings")
-            .field("url", &crate::config::redact(&self.url))
+            .field("url", &crate::config::redact_urls(&self.url))
             .field("connection_name", &self.connection_name)
             .field("topology", &self.topology)
             .field("prefetch", &self.prefetch)
@@ -59,7 +61,9 @@ pub const DEAD_LETTERS_IN_FLIGHT: usize = 4;
 
 /// Consumes `settings.topology.queue` until `shutdown` fires. The first
 /// connection must succeed (a bad address is reported at start); later
-/// losses are survived.
+/// losses are survived by connecting to the next node that answers
+/// (re-declaring the topology there). Errors that no reconnect can cure
+/// ([`BusError::is_fatal`]) end the loop.
 pub async fn consume<H, Fut>(
     settings: ConsumerSettings,
     shutdown: CancellationToken,
@@ -70,7 +74,9 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let tracker = TaskTracker::new();
-    let mut conn = Some(connect(&settings.url, &settings.connection_name).await?);
+    let brokers = Brokers::new(&settings.url);
+    let mut conn = Some(brokers.connect(&settings.connection_name).await?);
+    let mut lost_at: Option<tokio::time::Instant> = None;
     let mut backoff = Backoff::default();
     loop {
         let connection = match conn.take() {
@@ -81,7 +87,7 @@ where
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(wait) => {}
                 }
-                match connect(&settings.url, &settings.connection_name).await {
+                match brokers.connect(&settings.connection_name).await {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::warn!(error = %e, retry_in_s = backoff.peek().as_secs_f64(), "reconnect failed");
@@ -90,13 +96,38 @@ where
                 }
             }
         };
-        match run_session(&settings, &connection, &shutdown, &tracker, &handler).await {
+        let on_consume = || {
+            if let Some(t) = lost_at.take() {
+                tracing::info!(
+                    queue = %settings.topology.queue,
+                    after_s = t.elapsed().as_secs_f64(),
+                    "consuming again after a lost connection"
+                );
+            }
+        };
+        let session = run_session(
+            &settings,
+            &connection,
+            &shutdown,
+            &tracker,
+            &handler,
+            on_consume,
+        )
+        .await;
+        match session {
             Ok(()) => {
                 let _ = connection.close(200, "shutdown".into()).await;
                 return Ok(());
             }
+            Err(e) if e.is_fatal() => {
+                let _ = connection.close(200, "stopping".into()).await;
+                tracker.close();
+                let _ = tokio::time::timeout(settings.drain_timeout, tracker.wait()).await;
+                return Err(e);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "lost the broker; reconnecting (unacked messages return to the queue)");
+                lost_at.get_or_insert_with(tokio::time::Instant::now);
                 let _ = connection.close(320, "reconnecting".into()).await;
                 if shutdown.is_cancelled() {
                     break;
@@ -118,6 +149,7 @@ async fn run_session<H, Fut>(
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
     handler: &H,
+    on_consume: impl FnOnce(),
 ) -> Result<(), BusError>
 where
     H: Fn(Delivery, AckToken, Arc<Session>) -> Fut + Send + Sync + 'static,
@@ -149,6 +181,7 @@ where
         )
         .await?;
     tracing::info!(queue = %settings.topology.queue, "consuming");
+    on_consume();
     loop {
         tokio::select! {
             biased;

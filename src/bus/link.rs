@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-use super::{BusError, Publisher, PublisherConnection, Topology};
+use super::{Brokers, BusError, Publisher, PublisherConnection, Topology};
 use crate::config::AmqpConfig;
 
 /// How long a publish may wait for the broker's confirm.
@@ -15,8 +15,12 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A lazily (re)connected confirm-mode publisher on the service exchange.
+/// With several nodes in `amqp.url`, a reconnect starts with the node after
+/// the one it lost. A publish whose confirm never came (its node died) is an
+/// error: the caller keeps the event (outbox, PS1 retry row) and sends it
+/// again, so it may arrive twice but is never lost.
 pub struct BusLink {
-    url: String,
+    brokers: Brokers,
     topology: Topology,
     name: String,
     link: Mutex<Option<PublisherConnection>>,
@@ -26,7 +30,7 @@ impl BusLink {
     /// Connects at once, so that a wrong address is reported at start.
     pub async fn connect(amqp: &AmqpConfig, name: &str) -> Result<Self, BusError> {
         let me = Self {
-            url: amqp.url.clone(),
+            brokers: Brokers::new(&amqp.url),
             topology: Topology::new(&amqp.exchange, &amqp.queue),
             name: name.to_string(),
             link: Mutex::new(None),
@@ -42,7 +46,7 @@ impl BusLink {
                 return Ok(open.publisher().clone());
             }
         }
-        let open = PublisherConnection::open(&self.url, &self.name, &self.topology).await?;
+        let open = PublisherConnection::open_on(&self.brokers, &self.name, &self.topology).await?;
         let publisher = open.publisher().clone();
         *link = Some(open);
         Ok(publisher)

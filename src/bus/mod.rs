@@ -2,32 +2,33 @@
 //! a supervised consumer loop.
 
 mod acker;
+mod brokers;
 mod consumer;
+pub mod dead_letters;
 pub mod events;
 mod link;
 pub mod publisher;
 mod topology;
 
 pub use acker::{AckToken, Acker};
+pub use brokers::Brokers;
 pub use consumer::{consume, ConsumerSettings, Session};
 pub use events::{ObjCreated, StoredThumbnail, ThumbnailStored, ORIGIN_SURVEY, ORIGIN_UPLOAD};
 pub use link::BusLink;
 pub use publisher::{Publisher, PublisherConnection};
 pub use topology::{
-    declare, Topology, ROUTING_ALERT_CUTOUTS, ROUTING_OBJ_CREATED, ROUTING_OBJ_UPDATED,
-    ROUTING_THUMBNAIL_STORED,
+    declare, Topology, DEAD_QUEUE_GROUP_SIZE, ROUTING_ALERT_CUTOUTS, ROUTING_OBJ_CREATED,
+    ROUTING_OBJ_UPDATED, ROUTING_THUMBNAIL_STORED,
 };
 
-use lapin::{Connection, ConnectionProperties};
+use lapin::Connection;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    #[error("cannot connect to RabbitMQ at {url}: {source}")]
-    Connect {
-        url: String,
-        #[source]
-        source: lapin::Error,
-    },
+    /// Every node of `amqp.url` refused: each address (password removed)
+    /// with its failure.
+    #[error("cannot connect to RabbitMQ at {tried}")]
+    Connect { tried: String },
     #[error("RabbitMQ: {0}")]
     Amqp(#[from] lapin::Error),
     #[error("the broker refused the message (nack) for {0}")]
@@ -38,16 +39,25 @@ pub enum BusError {
     ConsumerCancelled,
     #[error("no queue is bound to routing key {0} on exchange {1}")]
     Unroutable(String, String),
+    /// A dead-letter queue declared by an older version as a classic queue
+    /// (this version declares it as a quorum queue, and a queue's type
+    /// cannot change in place).
+    #[error("{queue} is a classic queue; this version keeps dead letters in a quorum queue: run `thumbnails dead-letters migrate` (see docs/cluster.md)")]
+    ClassicDeadQueue { queue: String },
+}
+
+impl BusError {
+    /// Errors that reconnecting cannot cure: the consumer stops on them.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Self::ClassicDeadQueue { .. })
+    }
 }
 
 /// Opens a connection whose name (shown by `rabbitmqctl list_connections
-/// name client_properties`) lets operators and tests find it.
-pub async fn connect(url: &str, name: &str) -> Result<Connection, BusError> {
-    let props = ConnectionProperties::default().with_connection_name(name.into());
-    Connection::connect(url, props)
-        .await
-        .map_err(|source| BusError::Connect {
-            url: crate::config::redact(url),
-            source,
-        })
+/// name client_properties`) lets operators and tests find it. `urls` is
+/// `amqp.url`: the nodes are tried in order; the first that answers wins.
+/// Long-lived users keep a [`Brokers`] instead, so that a reconnect starts
+/// with another node.
+pub async fn connect(urls: &str, name: &str) -> Result<Connection, BusError> {
+    Brokers::new(urls).connect(name).await
 }

@@ -5,7 +5,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 
-use super::{declare, BusError, Topology};
+use super::{declare, Brokers, BusError, Topology};
 
 /// A confirm-mode channel. Cheap to clone; all clones share the channel.
 #[derive(Clone)]
@@ -23,10 +23,21 @@ pub struct PublisherConnection {
 }
 
 impl PublisherConnection {
-    /// Connects, declares the topology (so that the worker's queue exists
-    /// and mandatory publishes are routed) and opens a confirm channel.
+    /// Connects (`url` is `amqp.url`: the first node that answers),
+    /// declares the topology (so that the worker's queue exists and
+    /// mandatory publishes are routed) and opens a confirm channel.
     pub async fn open(url: &str, name: &str, topology: &Topology) -> Result<Self, BusError> {
-        let conn = super::connect(url, name).await?;
+        Self::open_on(&Brokers::new(url), name, topology).await
+    }
+
+    /// [`Self::open`] on a kept node list: a reopen after a lost connection
+    /// starts with the next node.
+    pub async fn open_on(
+        brokers: &Brokers,
+        name: &str,
+        topology: &Topology,
+    ) -> Result<Self, BusError> {
+        let conn = brokers.connect(name).await?;
         let channel = conn.create_channel().await?;
         declare(&channel, topology).await?;
         let _ = channel.close(200, "declared".into()).await;

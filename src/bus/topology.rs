@@ -17,6 +17,11 @@ pub const ROUTING_OBJ_UPDATED: &str = "obj.updated";
 /// `new`/`ref`/`sub` stamps; consumed from a queue of its own.
 pub const ROUTING_ALERT_CUTOUTS: &str = "alert.cutouts";
 
+/// Members of a newly declared dead-letter queue: a quorum queue on three
+/// nodes survives the loss of one (on a smaller cluster, or a single node,
+/// it has as many members as there are nodes).
+pub const DEAD_QUEUE_GROUP_SIZE: i64 = 3;
+
 /// Deliveries beyond this many attempts go to the dead-letter queue by the
 /// broker itself (a crash loop on one message must end somewhere).
 const DELIVERY_LIMIT: i64 = 50;
@@ -89,14 +94,27 @@ pub async fn declare(channel: &Channel, t: &Topology) -> Result<(), BusError> {
         durable: true,
         ..Default::default()
     };
-    // The dead-letter queue is a plain durable queue: it is read by people.
+    // The dead-letter queue is read by people, but it must be replicated:
+    // a classic queue lives on one node, and while that node is down every
+    // declaration of this topology (so every reconnect) fails with
+    // NOT_FOUND. Older versions declared it classic; its type cannot change
+    // in place, so that is reported with the command that moves it.
     channel
         .queue_declare(
             t.dead_queue().as_str().into(),
             queue_opts,
-            FieldTable::default(),
+            dead_queue_args(),
         )
-        .await?;
+        .await
+        .map_err(|e| {
+            if is_queue_type_mismatch(&e) {
+                BusError::ClassicDeadQueue {
+                    queue: t.dead_queue(),
+                }
+            } else {
+                e.into()
+            }
+        })?;
     channel
         .queue_bind(
             t.dead_queue().as_str().into(),
@@ -107,6 +125,9 @@ pub async fn declare(channel: &Channel, t: &Topology) -> Result<(), BusError> {
         )
         .await?;
 
+    // The worker's queue keeps the arguments it was first declared with
+    // (no x-quorum-initial-group-size: adding one to an existing queue is a
+    // 406); by default a quorum queue has a member on every node.
     let mut args = FieldTable::default();
     // Replicated, durable, and counts deliveries (needed for the limit).
     args.insert(
@@ -143,4 +164,29 @@ pub async fn declare(channel: &Channel, t: &Topology) -> Result<(), BusError> {
             .await?;
     }
     Ok(())
+}
+
+/// `x-queue-type: quorum` with [`DEAD_QUEUE_GROUP_SIZE`] members.
+pub fn dead_queue_args() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args.insert(
+        "x-quorum-initial-group-size".into(),
+        AMQPValue::LongLongInt(DEAD_QUEUE_GROUP_SIZE),
+    );
+    args
+}
+
+/// The broker's 406 for a queue that exists with another `x-queue-type`
+/// (it closes the channel).
+pub fn is_queue_type_mismatch(e: &lapin::Error) -> bool {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => {
+            amqp.get_id() == 406 && amqp.get_message().as_str().contains("x-queue-type")
+        }
+        _ => false,
+    }
 }

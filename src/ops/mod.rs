@@ -1,5 +1,5 @@
-//! Operator tools: `replay`, `resurvey`, `files` and `cutouts` (drawing
-//! alert cutouts without a database).
+//! Operator tools: `replay`, `resurvey`, `files`, `cutouts` (drawing
+//! alert cutouts without a database) and `dead-letters migrate`.
 //!
 //! Both page through the database by key (never OFFSET), keep every
 //! transaction to one page, and are safe to stop and run again. The cores
@@ -8,6 +8,7 @@
 //! `run` functions only load, connect and print the summary line.
 
 pub mod cutouts;
+pub mod dead_letters;
 pub mod files;
 mod progress;
 pub mod replay;

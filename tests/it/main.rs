@@ -5,6 +5,7 @@
 use testkit::helpers;
 
 mod cli;
+mod cluster;
 mod cutouts;
 mod cutouts_cli;
 mod faults;
