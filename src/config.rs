@@ -265,7 +265,7 @@ impl Default for AmqpConfig {
             queue: "thumbnails.object-created".into(),
             prefetch: 4096,
             cutouts_queue: "thumbnails.alert-cutouts".into(),
-            cutouts_prefetch: 512,
+            cutouts_prefetch: 256,
         }
     }
 }
