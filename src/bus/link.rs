@@ -1,5 +1,6 @@
-//! The sidecar's link to the broker: one lazily (re)connected
-//! confirm-mode publisher, used by the upload path and the outbox relay.
+//! A link to the broker: one lazily (re)connected confirm-mode publisher,
+//! used by the sidecar's upload path and outbox relay, the database feed
+//! and the worker's PS1 retries.
 
 use std::time::Duration;
 
@@ -39,7 +40,10 @@ impl BusLink {
         Ok(me)
     }
 
-    async fn publisher(&self) -> Result<Publisher, BusError> {
+    /// The publisher of the current connection, (re)connecting first if
+    /// needed; for callers that publish pages themselves (the feed). After
+    /// a failed publish, [`Self::reset`].
+    pub async fn publisher(&self) -> Result<Publisher, BusError> {
         let mut link = self.link.lock().await;
         if let Some(open) = link.as_ref() {
             if open.is_connected() {
@@ -53,7 +57,7 @@ impl BusLink {
     }
 
     /// Forgets the connection so the next publish reconnects.
-    async fn reset(&self) {
+    pub async fn reset(&self) {
         if let Some(open) = self.link.lock().await.take() {
             open.close("reconnecting").await;
         }

@@ -19,7 +19,7 @@ use sea_orm::sqlx::{self, postgres::PgListener, PgPool};
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{BusError, PublisherConnection, Topology};
+use crate::bus::{BusError, BusLink};
 use crate::config::Config;
 
 /// The channel the triggers notify.
@@ -73,9 +73,8 @@ pub async fn run(
         );
         return Ok(());
     }
-    let topology = Topology::new(&config.amqp.exchange, &config.amqp.queue);
-    let open = || PublisherConnection::open(&config.amqp.url, "thumbnails-feed", &topology);
-    let mut link = Some(open().await?);
+    // Connects now: a wrong broker address is reported at start.
+    let link = BusLink::connect(&config.amqp, "thumbnails-feed").await?;
     // Listen before enabling, so no insert made from then on goes unnoticed.
     let mut listener = PgListener::connect_with(&pool).await?;
     listener.listen(CHANNEL).await?;
@@ -84,29 +83,19 @@ pub async fn run(
     let poll = Duration::from_secs_f64(config.feed.poll_interval_s);
     tracing::info!("feed: relaying objs inserts and position changes");
     loop {
-        if link.as_ref().is_none_or(|l| !l.is_connected()) {
-            if let Some(old) = link.take() {
-                old.close("reconnecting").await;
-            }
-            match open().await {
-                Ok(l) => link = Some(l),
-                Err(e) => tracing::warn!(error = %e, "feed: cannot reach the broker; retrying"),
-            }
-        }
-        if let Some(l) = &link {
-            match relay.drain(l.publisher(), &shutdown).await {
+        match link.publisher().await {
+            Err(e) => tracing::warn!(error = %e, "feed: cannot reach the broker; retrying"),
+            Ok(publisher) => match relay.drain(&publisher, &shutdown).await {
                 Ok(Drained { published: 0, .. }) => {}
                 Ok(d) => tracing::debug!(events = d.published, rows = d.rows, "feed: published"),
                 Err(FeedError::Bus(e)) => {
                     tracing::warn!(error = %e, "feed: publishing failed; the rows stay for the next try");
-                    if let Some(old) = link.take() {
-                        old.close("publish failed").await;
-                    }
+                    link.reset().await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "feed: relay failed; the rows stay for the next try")
                 }
-            }
+            },
         }
         let woke = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -122,8 +111,6 @@ pub async fn run(
             }
         }
     }
-    if let Some(l) = link {
-        l.close("shutdown").await;
-    }
+    link.close().await;
     Ok(())
 }
