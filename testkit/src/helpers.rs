@@ -55,6 +55,8 @@ pub struct TestDb {
     pub name: String,
     pub url: String,
     pub db: DatabaseConnection,
+    /// The server's `postgres` database, which drops this one.
+    admin: String,
 }
 
 impl TestDb {
@@ -71,7 +73,42 @@ impl TestDb {
             name: name.into(),
             url: url.into(),
             db,
+            admin: PG_ADMIN.into(),
         }
+    }
+
+    /// A fresh migrated database named `<prefix>_<uuid>` on `server`
+    /// (`postgres://user@host:port`); errors are returned, not panicked on
+    /// (the benchmark's databases).
+    pub async fn create_on(server: &str, prefix: &str) -> anyhow::Result<Self> {
+        let admin = format!("{server}/postgres");
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        Database::connect(&admin)
+            .await?
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await?;
+        let url = format!("{server}/{name}");
+        let me = Self {
+            db: store::connect(&url, 4).await?,
+            name,
+            url,
+            admin,
+        };
+        store::migrate(&me.db).await?;
+        Ok(me)
+    }
+
+    /// The first column of the first row as a float (NULL = 0).
+    pub async fn scalar_f64(&self, sql: &str) -> anyhow::Result<f64> {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                sql.to_owned(),
+            ))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no row: {sql}"))?;
+        Ok(row.try_get_by_index::<Option<f64>>(0)?.unwrap_or(0.0))
     }
 
     /// A fresh database without the schema.
@@ -84,7 +121,12 @@ impl TestDb {
             .expect("create database");
         let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
         let db = store::connect(&url, 10).await.expect("connect");
-        Self { name, url, db }
+        Self {
+            name,
+            url,
+            db,
+            admin: PG_ADMIN.into(),
+        }
     }
 
     /// A database outage: new connections are refused and the open
@@ -168,7 +210,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
+        let (name, admin_url) = (self.name.clone(), self.admin.clone());
         // Drop cannot await: a small runtime on a thread of its own.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -176,7 +218,9 @@ impl Drop for TestDb {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                if let Ok(admin) = Database::connect(PG_ADMIN).await {
+                let mut opts = sea_orm::ConnectOptions::new(admin_url);
+                opts.sqlx_logging(false);
+                if let Ok(admin) = Database::connect(opts).await {
                     let _ = admin
                         .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                         .await;
@@ -465,17 +509,23 @@ pub fn event(id: &str, ra: f64, dec: f64) -> Vec<u8> {
 /// Sends SIGTERM (the one shutdown path) and waits, at most a minute, for
 /// the exit.
 pub async fn sigterm(child: &mut tokio::process::Child) -> std::process::ExitStatus {
-    let pid = child.id().expect("pid").to_string();
-    let sent = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
+    try_sigterm(child)
         .await
-        .expect("kill -TERM");
-    assert!(sent.success());
-    tokio::time::timeout(Duration::from_secs(60), child.wait())
-        .await
-        .expect("exits within a minute after SIGTERM")
-        .expect("wait")
+        .expect("SIGTERM, then an exit within a minute")
+}
+
+/// [`sigterm`] with errors returned (the benchmark's).
+pub async fn try_sigterm(
+    child: &mut tokio::process::Child,
+) -> anyhow::Result<std::process::ExitStatus> {
+    if let Some(pid) = child.id() {
+        let sent = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await?;
+        anyhow::ensure!(sent.success(), "kill -TERM {pid} failed");
+    }
+    Ok(tokio::time::timeout(Duration::from_secs(60), child.wait()).await??)
 }
 
 /// A local port nothing listens on (for a child process to bind).

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use testkit::helpers::TestDb;
 use thumbnails::bus::{self, Publisher, Topology, ROUTING_OBJ_CREATED};
-use thumbnails::store;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
@@ -175,56 +175,6 @@ async fn scale(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A database of the benchmark's own, dropped at the end.
-struct BenchDb {
-    admin: DatabaseConnection,
-    name: String,
-    url: String,
-    db: DatabaseConnection,
-}
-
-impl BenchDb {
-    async fn create(server: &str) -> anyhow::Result<Self> {
-        let admin = Database::connect(format!("{server}/postgres")).await?;
-        let name = format!("thumbnails_bench_{}", uuid::Uuid::new_v4().simple());
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await?;
-        let url = format!("{server}/{name}");
-        let db = store::connect(&url, 4).await?;
-        store::migrate(&db).await?;
-        Ok(Self {
-            admin,
-            name,
-            url,
-            db,
-        })
-    }
-
-    async fn scalar(&self, sql: &str) -> anyhow::Result<f64> {
-        let row = self
-            .db
-            .query_one_raw(Statement::from_string(
-                self.db.get_database_backend(),
-                sql.to_owned(),
-            ))
-            .await?
-            .context("no row")?;
-        Ok(row.try_get_by_index::<Option<f64>>(0)?.unwrap_or(0.0))
-    }
-
-    async fn drop_db(self) {
-        let _ = self.db.close().await;
-        let _ = self
-            .admin
-            .execute_unprepared(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .await;
-    }
-}
-
 fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe.with_file_name(name);
@@ -275,14 +225,7 @@ fn machine_busy_secs() -> Option<f64> {
 }
 
 async fn sigterm(child: &mut Child) -> anyhow::Result<()> {
-    if let Some(pid) = child.id() {
-        Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await?;
-    }
-    tokio::time::timeout(Duration::from_secs(60), child.wait()).await??;
-    Ok(())
+    testkit::helpers::try_sigterm(child).await.map(|_| ())
 }
 
 /// One worker measurement.
@@ -354,7 +297,7 @@ async fn bench_worker(cli: &Cli, run: WorkerRun, name: &str) -> anyhow::Result<f
         ps1_delay_ms,
         listener,
     } = run;
-    let db = BenchDb::create(&cli.pg).await?;
+    let db = TestDb::create_on(&cli.pg, "thumbnails_bench").await?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let topology = Topology::new(
         &format!("bench-{id}"),
@@ -419,9 +362,12 @@ async fn bench_worker(cli: &Cli, run: WorkerRun, name: &str) -> anyhow::Result<f
     loop {
         // max(id) is an index probe; count(*) only once it says "done"
         // (a count every poll would load the database being measured).
-        let top = db.scalar("SELECT max(id)::float8 FROM thumbnails").await?;
+        let top = db
+            .scalar_f64("SELECT max(id)::float8 FROM thumbnails")
+            .await?;
         let rows = if top >= want {
-            db.scalar("SELECT count(*)::float8 FROM thumbnails").await?
+            db.scalar_f64("SELECT count(*)::float8 FROM thumbnails")
+                .await?
         } else {
             top
         };
@@ -440,7 +386,7 @@ async fn bench_worker(cli: &Cli, run: WorkerRun, name: &str) -> anyhow::Result<f
     let worker_cpu = process_cpu_secs(pid).unwrap_or(f64::NAN);
     let (pg_after, mq_after) = service_cpu();
     let span = db
-        .scalar(
+        .scalar_f64(
             "SELECT EXTRACT(EPOCH FROM max(modified) - min(created_at))::float8 FROM thumbnails",
         )
         .await?;
@@ -478,7 +424,7 @@ async fn bench_worker(cli: &Cli, run: WorkerRun, name: &str) -> anyhow::Result<f
     publisher.close().await;
     let _ = channel.close(200, "done".into()).await;
     let _ = conn.close(200, "done".into()).await;
-    db.drop_db().await;
+    drop(db);
     Ok(rate)
 }
 
@@ -499,7 +445,7 @@ fn png_200(seed: u32) -> anyhow::Result<Vec<u8>> {
 
 async fn bench_sidecar(cli: &Cli, clients: usize, uploads: usize) -> anyhow::Result<()> {
     use base64::Engine;
-    let db = BenchDb::create(&cli.pg).await?;
+    let db = TestDb::create_on(&cli.pg, "thumbnails_bench").await?;
     db.db
         .execute_unprepared(&format!(
             "INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified)
@@ -645,14 +591,14 @@ async fn bench_sidecar(cli: &Cli, clients: usize, uploads: usize) -> anyhow::Res
         }
         let _ = conn.close(200, "done".into()).await;
     }
-    db.drop_db().await;
+    drop(db);
     Ok(())
 }
 
 async fn bench_resurvey(cli: &Cli, rows: usize) -> anyhow::Result<()> {
     use thumbnails::ops::resurvey::{resurvey, ResurveyOptions};
     use thumbnails::surveys::{Templates, ThumbnailType};
-    let db = BenchDb::create(&cli.pg).await?;
+    let db = TestDb::create_on(&cli.pg, "thumbnails_bench").await?;
     // Rows as SkyPortal wrote them before DR10: layer=ls-dr9, pixscale 0.262.
     db.db
         .execute_unprepared(&format!(
@@ -687,7 +633,7 @@ async fn bench_resurvey(cli: &Cli, rows: usize) -> anyhow::Result<()> {
         bail!("resurvey rewrote {rewritten} of {rows} rows");
     }
     println!("bench resurvey: {:.0} rows/s", rows as f64 / elapsed);
-    db.drop_db().await;
+    drop(db);
     Ok(())
 }
 
@@ -695,7 +641,7 @@ async fn bench_resurvey(cli: &Cli, rows: usize) -> anyhow::Result<()> {
 /// find nothing to publish.
 async fn bench_sweep(cli: &Cli, objs: usize) -> anyhow::Result<()> {
     use thumbnails::worker::reconcile::Sweeper;
-    let db = BenchDb::create(&cli.pg).await?;
+    let db = TestDb::create_on(&cli.pg, "thumbnails_bench").await?;
     let fill = Instant::now();
     db.db
         .execute_unprepared(&format!(
@@ -736,7 +682,7 @@ async fn bench_sweep(cli: &Cli, objs: usize) -> anyhow::Result<()> {
     }
     println!("bench sweep-{}k: {elapsed:.2} s", objs / 1000);
     println!("bench sweep-rate: {:.0} objects/s", objs as f64 / elapsed);
-    db.drop_db().await;
+    drop(db);
     Ok(())
 }
 
@@ -745,7 +691,7 @@ async fn bench_sweep(cli: &Cli, objs: usize) -> anyhow::Result<()> {
 /// off, and with the feed on (median of 7 interleaved rounds each); the
 /// trigger function's own time; then the relay draining the outbox.
 async fn bench_feed_trigger(cli: &Cli, rows: usize) -> anyhow::Result<()> {
-    let db = BenchDb::create(&cli.pg).await?;
+    let db = TestDb::create_on(&cli.pg, "thumbnails_bench").await?;
     let insert = format!(
         "INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified)
            SELECT 'ZTF' || lpad(g::text, 9, '0'), (g * 0.000359) % 360, ((g * 0.00017) % 180) - 90,
@@ -881,12 +827,12 @@ async fn bench_feed_trigger(cli: &Cli, rows: usize) -> anyhow::Result<()> {
     let _ = channel.close(200, "done".into()).await;
     let _ = conn.close(200, "done".into()).await;
     link.close("done").await;
-    db.drop_db().await;
+    drop(db);
     Ok(())
 }
 
 async fn bench_migrate(cli: &Cli, rows: usize) -> anyhow::Result<()> {
-    let db = BenchDb::create(&cli.pg).await?;
+    let db = TestDb::create_on(&cli.pg, "thumbnails_bench").await?;
     // As SkyPortal leaves it: no unique index; per object an archival ls
     // row, a ZTF stamp, the same stamp again as `ztf` (older), a ref stamp.
     let objs = rows.div_ceil(4);
@@ -912,14 +858,16 @@ async fn bench_migrate(cli: &Cli, rows: usize) -> anyhow::Result<()> {
             .await?;
     }
     let started = Instant::now();
-    store::migrate(&db.db).await?;
+    thumbnails::store::migrate(&db.db).await?;
     let elapsed = started.elapsed().as_secs_f64();
-    let left = db.scalar("SELECT count(*)::float8 FROM thumbnails").await?;
+    let left = db
+        .scalar_f64("SELECT count(*)::float8 FROM thumbnails")
+        .await?;
     println!(
         "bench migrate: {elapsed:.1} s for {rows} rows ({} duplicates removed)",
         rows as f64 - left
     );
-    db.drop_db().await;
+    drop(db);
     Ok(())
 }
 
@@ -1006,7 +954,7 @@ fn bench_cutouts(seconds: f64, threads: usize) -> anyhow::Result<()> {
 /// See [`What::CutoutsE2e`].
 async fn bench_cutouts_e2e(cli: &Cli, alerts: usize) -> anyhow::Result<()> {
     use base64::Engine;
-    let db = BenchDb::create(&cli.pg).await?;
+    let db = TestDb::create_on(&cli.pg, "thumbnails_bench").await?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let exchange = format!("bench-{id}");
     let objects = Topology::new(&exchange, &format!("bench-{id}.object-created"));
@@ -1067,7 +1015,7 @@ async fn bench_cutouts_e2e(cli: &Cli, alerts: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         let top = db
-            .scalar("SELECT COALESCE(max(id), 0)::float8 FROM thumbnails")
+            .scalar_f64("SELECT COALESCE(max(id), 0)::float8 FROM thumbnails")
             .await?;
         if top >= want {
             break;
@@ -1083,7 +1031,7 @@ async fn bench_cutouts_e2e(cli: &Cli, alerts: usize) -> anyhow::Result<()> {
     let rss = peak_rss_mib(pid).unwrap_or(f64::NAN);
     let cpu = process_cpu_secs(pid).unwrap_or(f64::NAN);
     let span = db
-        .scalar(
+        .scalar_f64(
             "SELECT EXTRACT(EPOCH FROM max(modified) - min(created_at))::float8 FROM thumbnails",
         )
         .await?;
@@ -1100,13 +1048,13 @@ async fn bench_cutouts_e2e(cli: &Cli, alerts: usize) -> anyhow::Result<()> {
     publisher.close().await;
     let _ = channel.close(200, "done".into()).await;
     let _ = conn.close(200, "done".into()).await;
-    db.drop_db().await;
+    drop(db);
     Ok(())
 }
 
 /// See [`What::Ps1Burst`].
 async fn bench_ps1_burst(cli: &Cli, n: usize, delay_ms: u64) -> anyhow::Result<()> {
-    let db = BenchDb::create(&cli.pg).await?;
+    let db = TestDb::create_on(&cli.pg, "thumbnails_bench").await?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let topology = Topology::new(
         &format!("bench-{id}"),
@@ -1152,8 +1100,7 @@ async fn bench_ps1_burst(cli: &Cli, n: usize, delay_ms: u64) -> anyhow::Result<(
         ))
         .await?;
     loop {
-        let done = db
-            .scalar("SELECT count(*)::float8 FROM thumbnails WHERE type = 'ps1' AND public_url LIKE 'https://%'")
+        let done = db.scalar_f64("SELECT count(*)::float8 FROM thumbnails WHERE type = 'ps1' AND public_url LIKE 'https://%'")
             .await?;
         if done >= n as f64 {
             break;
@@ -1179,6 +1126,6 @@ async fn bench_ps1_burst(cli: &Cli, n: usize, delay_ms: u64) -> anyhow::Result<(
     testkit::helpers::undeclare(&channel, &cutouts).await;
     let _ = conn.close(200, "done".into()).await;
     let _ = admin.close().await;
-    db.drop_db().await;
+    drop(db);
     Ok(())
 }
