@@ -38,6 +38,9 @@ struct Pending {
     due: Option<Instant>,
 }
 
+/// A retry due now: obj_id, ra, dec, seq.
+type Due = (String, f64, f64, Option<i64>);
+
 /// The schedule; cheap to clone.
 #[derive(Clone)]
 pub struct Ps1Retries {
@@ -93,7 +96,7 @@ impl Ps1Retries {
     }
 
     /// Takes the retries due now (marking them out) and the next due time.
-    fn take_due(&self) -> (Vec<(String, f64, f64, Option<i64>)>, Option<Instant>) {
+    fn take_due(&self) -> (Vec<Due>, Option<Instant>) {
         let now = Instant::now();
         let Ok(mut pending) = self.pending.lock() else {
             return (Vec::new(), None);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait, Database, Statement};
 use testkit::helpers::TestDb;
 use thumbnails::bus::{self, Publisher, Topology, ROUTING_OBJ_CREATED};
 use tokio::process::{Child, Command};
