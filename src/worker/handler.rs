@@ -144,10 +144,13 @@ impl Worker {
             .write(job(rows, ps1_lookup && !ev.replace))
             .await?;
         if first.gone {
+            // Nothing to retry for an object that is no more.
+            self.retries.settled(&ev.id);
             return Ok(None);
         }
         if first.stale {
-            // A newer position was applied already: this one is history.
+            // A newer position was applied already: this one is history
+            // (its own lookup, if it failed, was rescheduled by that event).
             metrics::counter!("thumbnails_worker_stale_writes_total").increment(1);
             return Ok(Some(Vec::new()));
         }
