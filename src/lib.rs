@@ -6,10 +6,12 @@
 //! - [`store`]: PostgreSQL through SeaORM (entities, migrations, batched writes).
 //! - [`bus`]: RabbitMQ through lapin (topology, confirms, supervised consumer).
 //! - [`files`]: the upload file store under `storage.root`.
-//! - [`worker`]: `obj.created` events become survey thumbnail rows; a sweep heals.
+//! - [`worker`]: `obj.created` events become survey thumbnail rows, and
+//!   `alert.cutouts` alert stamps; a sweep heals.
 //! - [`feed`]: `objs` triggers -> outbox -> `obj.created`/`obj.updated`.
 //! - [`sidecar`]: the HTTP upload API and static file server.
-//! - [`ops`]: operator tools, `replay` and `resurvey`.
+//! - [`ops`]: operator tools: `replay`, `resurvey`, `files`, `cutouts draw`,
+//!   `dead-letters migrate`.
 //! - [`remote`]: fetching from survey servers: the grayscale pass and the
 //!   on-demand surveys.
 //! - [`app`]: the subcommands, wired from config.
