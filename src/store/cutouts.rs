@@ -186,13 +186,18 @@ async fn stage_all(files: &FileStore, jobs: &[StampJob]) -> Result<Vec<Vec<Stage
     let files = files.clone();
     let jobs: Vec<StampJob> = jobs.to_vec();
     tokio::task::spawn_blocking(move || {
-        jobs.iter()
-            .map(|job| {
-                (0..job.stamps.len())
-                    .map(|s| files.stage_blocking(&rel(job, s, &files), &job.stamps[s].1))
-                    .collect::<Result<Vec<_>, _>>()
+        // One syncfs for the batch's files, not an fsync each.
+        let all: Vec<(RelPath, &[u8])> = jobs
+            .iter()
+            .flat_map(|job| {
+                (0..job.stamps.len()).map(|s| (rel(job, s, &files), job.stamps[s].1.as_slice()))
             })
-            .collect::<Result<Vec<_>, _>>()
+            .collect();
+        let mut staged = files.stage_many_blocking(&all)?.into_iter();
+        Ok(jobs
+            .iter()
+            .map(|job| staged.by_ref().take(job.stamps.len()).collect())
+            .collect())
     })
     .await
     .map_err(|e| StoreError::File(crate::files::FileError::Join(e.to_string())))?
