@@ -31,10 +31,73 @@ pub fn draw(
     stretch(&mut px, settings.stretch.for_kind(kind));
     let (lo, hi) = limits(&px, settings);
     let lut = colormap::lut(settings.colormap);
-    let rgb = colourise(&px, lo, hi, lut);
     let size = settings.size as usize;
+    if lut[255] == WHITE {
+        // The map ends in white (bone, gray): scale the display values and
+        // colour them after, one byte a pixel, white margins being entry
+        // 255. A third of the bytes to scale and compress of the RGB path.
+        let unit = to_unit(&px, lo, hi);
+        let canvas = scale_values_onto_canvas(&unit, w, h, size);
+        return encode_indexed(&canvas, size, lut);
+    }
+    let rgb = colourise(&px, lo, hi, lut);
     let canvas = scale_onto_canvas(&rgb, w, h, size);
     encode_png(&canvas, size)
+}
+
+const WHITE: [u8; 3] = [255, 255, 255];
+
+/// Maps [lo, hi] to [0, 1], clipped.
+fn to_unit(px: &[f32], lo: f32, hi: f32) -> Vec<f32> {
+    let span = hi - lo;
+    let inv = if span > 0.0 { 1.0 / span } else { 0.0 };
+    px.iter()
+        .map(|&v| ((v - lo) * inv).clamp(0.0, 1.0))
+        .collect()
+}
+
+/// [`scale_onto_canvas`] for display values in [0, 1]: the colour-map
+/// index of each canvas pixel, 255 (white) outside the image.
+fn scale_values_onto_canvas(unit: &[f32], w: usize, h: usize, size: usize) -> Vec<u8> {
+    let factor = (size as f64 / w as f64).min(size as f64 / h as f64);
+    let ((x_first, cols), (y_first, rows)) = (taps(w, size, factor), taps(h, size, factor));
+    let scale = 1.0 / ONE as f32;
+    let stride = cols.len();
+    let mut across = vec![0f32; h * stride];
+    for (src, dst) in unit.chunks_exact(w).zip(across.chunks_exact_mut(stride)) {
+        for (&(x0, x1, wx), out) in cols.iter().zip(dst.iter_mut()) {
+            let wx = wx as f32 * scale;
+            *out = src[x0] * (1.0 - wx) + src[x1] * wx;
+        }
+    }
+    let mut canvas = vec![255u8; size * size];
+    for (i, &(y0, y1, wy)) in rows.iter().enumerate() {
+        let at = (y_first + i) * size + x_first;
+        let wy = wy as f32 * scale;
+        let top = &across[y0 * stride..(y0 + 1) * stride];
+        let bottom = &across[y1 * stride..(y1 + 1) * stride];
+        for ((out, &t), &b) in canvas[at..at + stride].iter_mut().zip(top).zip(bottom) {
+            *out = colormap::index(t * (1.0 - wy) + b * wy) as u8;
+        }
+    }
+    canvas
+}
+
+/// 8-bit indexed PNG with the colour map as its palette.
+fn encode_indexed(indices: &[u8], size: usize, lut: &Lut) -> Result<Vec<u8>, CutoutError> {
+    let png_err = |e: png::EncodingError| CutoutError::Png(e.to_string());
+    let side = u32::try_from(size).map_err(|e| CutoutError::Png(e.to_string()))?;
+    let mut out = Vec::with_capacity(indices.len() / 2);
+    let mut encoder = png::Encoder::new(&mut out, side, side);
+    encoder.set_color(png::ColorType::Indexed);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_palette(lut.iter().flatten().copied().collect::<Vec<u8>>());
+    encoder.set_compression(png::Compression::Fast);
+    encoder.set_filter(png::Filter::Paeth);
+    let mut writer = encoder.write_header().map_err(png_err)?;
+    writer.write_image_data(indices).map_err(png_err)?;
+    writer.finish().map_err(png_err)?;
+    Ok(out)
 }
 
 /// The oriented pixels with the top displayed row first: the survey's

@@ -135,3 +135,32 @@ fn lsst_rotates_by_minus_rotpa() {
     let (_, w, _) = display_order(&img, Orientation::Lsst);
     assert_eq!(w, 63);
 }
+
+#[test]
+fn maps_ending_in_white_give_indexed_pngs_and_others_rgb() {
+    let img = image(20, 12, |x, y| (x * y) as f32);
+    for (map, indexed) in [
+        (Colormap::Bone, true),
+        (Colormap::Gray, true),
+        (Colormap::Viridis, false),
+    ] {
+        let settings = CutoutSettings {
+            colormap: map,
+            ..CutoutSettings::default()
+        };
+        let png = draw(&img, Kind::Science, Orientation::AsStored, &settings).expect("drawn");
+        let info = png::Decoder::new(std::io::Cursor::new(&png))
+            .read_info()
+            .expect("png")
+            .info()
+            .color_type;
+        assert_eq!(
+            info == png::ColorType::Indexed,
+            indexed,
+            "{map:?}: {info:?}"
+        );
+        // White margins either way (20 x 12 is wider than tall).
+        let (_, _, rgb) = rgb_of(&png);
+        assert_eq!(&rgb[..3], &[255, 255, 255], "{map:?}");
+    }
+}
