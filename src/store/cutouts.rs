@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 
-use super::writes::INSERT_OBJS;
+use super::writes::INSERT_OBJS_ANNOUNCED;
 use super::{waves, StoreError, StoredRow};
 use crate::bus::ORIGIN_UPLOAD;
 use crate::files::{FileStore, Placed, RelPath, Staged};
@@ -67,7 +67,7 @@ pub async fn write_stamps(
     if !new_objs.is_empty() {
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            INSERT_OBJS,
+            INSERT_OBJS_ANNOUNCED,
             [
                 new_objs
                     .iter()

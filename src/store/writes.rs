@@ -131,17 +131,32 @@ impl StoredRow {
 
 /// Objects are inserted if absent and never overwritten. One fixed
 /// statement over arrays: prepared once per connection whatever the batch
-/// size, with six bind parameters instead of several per row. The one-row
-/// `set_config` marks the transaction as the worker's, before the insert's
-/// statement trigger runs: the database feed must not announce objects the
-/// worker is handling already (a duplicate `obj.created`).
-pub(super) const INSERT_OBJS: &str =
-    "INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified)
+/// size, with six bind parameters instead of several per row; `$from` adds
+/// to its FROM list.
+macro_rules! insert_objs {
+    ($from:literal) => {
+        concat!(
+            "INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified)
     SELECT x.id, x.ra, x.dec, x.is_roid, x.internal_key, $6, $6
     FROM unnest($1::text[], $2::float8[], $3::float8[], $4::bool[], $5::text[])
-      AS x(id, ra, dec, is_roid, internal_key),
-      (SELECT set_config('thumbnails.feed_skip', 'on', true)) AS feed_skip
-    ON CONFLICT (id) DO NOTHING";
+      AS x(id, ra, dec, is_roid, internal_key)",
+            $from,
+            "
+    ON CONFLICT (id) DO NOTHING"
+        )
+    };
+}
+
+/// The worker's: the one-row `set_config` marks the transaction as the
+/// worker's, before the insert's statement trigger runs: the database feed
+/// must not announce objects the worker is handling already (a duplicate
+/// `obj.created`).
+pub(super) const INSERT_OBJS: &str =
+    insert_objs!(",\n      (SELECT set_config('thumbnails.feed_skip', 'on', true)) AS feed_skip");
+
+/// For objects an alert creates: the feed (when on) announces them like any
+/// other insert, so they get their archival thumbnails too.
+pub(super) const INSERT_OBJS_ANNOUNCED: &str = insert_objs!("");
 
 /// Survey rows are the archival ones (survey NULL), so the conflict names
 /// the partial index of those (src/store/stamps.rs).

@@ -84,6 +84,11 @@ async fn alerts_on_the_queue_become_stamps_files_and_one_event_per_object() {
     let mut config = bus.config(&db, "");
     config.storage.root = storage.path().to_path_buf();
     let listener = bus.listen_stored().await;
+    // With the feed on, objects the alerts create are announced like any
+    // insert (so they get their archival thumbnails too).
+    thumbnails::feed::set_enabled(db.db.get_postgres_connection_pool(), true)
+        .await
+        .expect("feed on");
     let worker = RunningWorker::start(&config).await;
 
     // A whole ZTF packet; the JSON form (object created from ra/dec); a
@@ -152,6 +157,15 @@ async fn alerts_on_the_queue_become_stamps_files_and_one_event_per_object() {
         db.scalar_i64("SELECT count(*) FROM objs WHERE id = 'ZTF-hopeless'")
             .await,
         0
+    );
+    assert_eq!(
+        db.scalar_i64(
+            "SELECT count(DISTINCT o) FROM thumbnails_feed_outbox, unnest(obj_ids) AS o
+             WHERE o IN ('ZTF18aaxjdyr', 'ZTF-json', 'ZTF-partly')"
+        )
+        .await,
+        3,
+        "the feed announces the objects the alerts created"
     );
 
     // One thumbnail.stored per object, naming its stamps.
