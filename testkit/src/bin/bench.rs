@@ -175,6 +175,31 @@ async fn scale(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The release `thumbnails <subcommand>` with the repository's config.yaml,
+/// on the benchmark's database, broker and names (object queue `objects`,
+/// alert queue `alerts`), quiet logs; callers add what they need.
+fn thumbnails(
+    subcommand: &str,
+    database_url: &str,
+    amqp: &str,
+    objects: &Topology,
+    alerts: &str,
+) -> anyhow::Result<Command> {
+    let mut c = Command::new(sibling_binary("thumbnails")?);
+    c.arg("--config")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../config.yaml"))
+        .arg(subcommand)
+        .env("THUMBNAILS_DATABASE__URL", database_url)
+        .env("THUMBNAILS_AMQP__URL", amqp)
+        .env("THUMBNAILS_AMQP__EXCHANGE", &objects.exchange)
+        .env("THUMBNAILS_AMQP__QUEUE", &objects.queue)
+        .env("THUMBNAILS_AMQP__CUTOUTS_QUEUE", alerts)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    Ok(c)
+}
+
 fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe.with_file_name(name);
@@ -338,22 +363,9 @@ async fn bench_worker(cli: &Cli, run: WorkerRun, name: &str) -> anyhow::Result<f
         }
         None => String::new(),
     };
-    let mut worker = Command::new(sibling_binary("thumbnails")?)
-        .arg("--config")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../config.yaml"))
-        .arg("worker")
-        .env("THUMBNAILS_DATABASE__URL", &db.url)
-        .env("THUMBNAILS_AMQP__URL", &cli.amqp)
-        .env("THUMBNAILS_AMQP__EXCHANGE", &topology.exchange)
-        .env("THUMBNAILS_AMQP__QUEUE", &topology.queue)
-        .env(
-            "THUMBNAILS_AMQP__CUTOUTS_QUEUE",
-            format!("{}.alert-cutouts", topology.queue),
-        )
+    let alerts = format!("{}.alert-cutouts", topology.queue);
+    let mut worker = thumbnails("worker", &db.url, &cli.amqp, &topology, &alerts)?
         .env("THUMBNAILS_SURVEYS__PS1__LOOKUP_URL", &ps1_url)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
         .spawn()?;
     let pid = worker.id().context("worker pid")?;
     let (pg_before, mq_before) = service_cpu();
@@ -419,7 +431,6 @@ async fn bench_worker(cli: &Cli, run: WorkerRun, name: &str) -> anyhow::Result<f
             .await?;
     }
     testkit::helpers::undeclare(&channel, &topology).await;
-    let alerts = format!("{}.alert-cutouts", topology.queue);
     testkit::helpers::undeclare(&channel, &Topology::cutouts(&topology.exchange, &alerts)).await;
     publisher.close().await;
     let _ = channel.close(200, "done".into()).await;
@@ -991,24 +1002,13 @@ async fn bench_cutouts_e2e(cli: &Cli, alerts: usize) -> anyhow::Result<()> {
             .await?;
     }
     let storage = tempfile::tempdir()?;
-    let mut worker = Command::new(sibling_binary("thumbnails")?)
-        .arg("--config")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../config.yaml"))
-        .arg("worker")
-        .env("THUMBNAILS_DATABASE__URL", &db.url)
-        .env("THUMBNAILS_AMQP__URL", &cli.amqp)
-        .env("THUMBNAILS_AMQP__EXCHANGE", &exchange)
-        .env("THUMBNAILS_AMQP__QUEUE", &objects.queue)
-        .env("THUMBNAILS_AMQP__CUTOUTS_QUEUE", &topology.queue)
+    let mut worker = thumbnails("worker", &db.url, &cli.amqp, &objects, &topology.queue)?
         .env("THUMBNAILS_STORAGE__ROOT", storage.path())
         .env("THUMBNAILS_SURVEYS__PS1__LOOKUP_URL", "")
         .env(
             "THUMBNAILS_HTTP__LISTEN",
             format!("127.0.0.1:{}", testkit::helpers::free_port()),
         )
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
         .spawn()?;
     let pid = worker.id().context("worker pid")?;
     let want = 3.0 * alerts as f64;
@@ -1071,22 +1071,11 @@ async fn bench_ps1_burst(cli: &Cli, n: usize, delay_ms: u64) -> anyhow::Result<(
     .await?;
     let storage = tempfile::tempdir()?;
     let port = testkit::helpers::free_port();
-    let mut service = Command::new(sibling_binary("thumbnails")?)
-        .arg("--config")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../config.yaml"))
-        .arg("run")
-        .env("THUMBNAILS_DATABASE__URL", &db.url)
-        .env("THUMBNAILS_AMQP__URL", &cli.amqp)
-        .env("THUMBNAILS_AMQP__EXCHANGE", &topology.exchange)
-        .env("THUMBNAILS_AMQP__QUEUE", &topology.queue)
-        .env("THUMBNAILS_AMQP__CUTOUTS_QUEUE", &cutouts.queue)
+    let mut service = thumbnails("run", &db.url, &cli.amqp, &topology, &cutouts.queue)?
         .env("THUMBNAILS_STORAGE__ROOT", storage.path())
         .env("THUMBNAILS_SURVEYS__PS1__LOOKUP_URL", &ps1_url)
         .env("THUMBNAILS_GRAYSCALE__ENABLED", "false")
         .env("THUMBNAILS_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
         .spawn()?;
     testkit::helpers::wait_healthy(port).await;
     let admin = Database::connect(&db.url).await?;
