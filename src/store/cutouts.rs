@@ -3,7 +3,7 @@
 //! the `new`/`ref`/`sub` rows of its survey (replaced in place), and their
 //! files, placed before the commit and put back if it fails.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -113,8 +113,8 @@ pub async fn write_stamps(
                 [
                     pick(&|j, _| jobs[j].obj_id.clone()).into(),
                     pick(&|j, s| jobs[j].stamps[s].0.as_str().to_owned()).into(),
-                    pick(&|j, s| staged[j][s].target().to_string_lossy().into_owned()).into(),
-                    pick(&|j, s| rel(&jobs[j], s, files).public_url()).into(),
+                    pick(&|j, s| staged[j][s].0.target().to_string_lossy().into_owned()).into(),
+                    pick(&|j, s| staged[j][s].1.clone()).into(),
                     pick(&|j, _| jobs[j].survey.clone()).into(),
                     wave.iter()
                         .map(|&i| jobs[rows[i].0].stamps[rows[i].1].2)
@@ -125,13 +125,12 @@ pub async fn write_stamps(
                 ],
             ))
             .await?;
+        // A wave holds each (object, type) once: the row's owner.
+        let owner: HashMap<(&str, ThumbnailType), (usize, usize)> =
+            wave.iter().map(|&i| (key(&rows[i]), rows[i])).collect();
         for row in stored {
             let row = StoredRow::from_query(&row)?;
-            let found = wave
-                .iter()
-                .map(|&i| rows[i])
-                .find(|&(j, s)| jobs[j].obj_id == row.obj_id && jobs[j].stamps[s].0 == row.ttype);
-            if let Some((j, s)) = found {
+            if let Some(&(j, s)) = owner.get(&(row.obj_id.as_str(), row.ttype)) {
                 placed_at.insert((j, s));
                 out[j].stored.push(row);
             }
@@ -141,7 +140,7 @@ pub async fn write_stamps(
     let mut placed: Vec<Placed> = Vec::new();
     let mut failure = None;
     for (j, job_files) in staged.into_iter().enumerate() {
-        for (s, file) in job_files.into_iter().enumerate() {
+        for (s, (file, _)) in job_files.into_iter().enumerate() {
             if !placed_at.contains(&(j, s)) {
                 continue; // no object: dropping the staged file removes it
             }
@@ -173,30 +172,38 @@ pub async fn write_stamps(
     Ok(out)
 }
 
-fn rel(job: &StampJob, stamp: usize, files: &FileStore) -> RelPath {
-    RelPath::stamp(
-        &job.obj_id,
-        job.stamps[stamp].0,
-        Some(&job.survey),
-        files.depth(),
-    )
-}
+/// A staged stamp file and the public URL of where it goes.
+type StagedStamp = (Staged, String);
 
-async fn stage_all(files: &FileStore, jobs: &[StampJob]) -> Result<Vec<Vec<Staged>>, StoreError> {
-    let files = files.clone();
-    let jobs: Vec<StampJob> = jobs.to_vec();
-    tokio::task::spawn_blocking(move || {
-        // One syncfs for the batch's files, not an fsync each.
-        let all: Vec<(RelPath, &[u8])> = jobs
-            .iter()
-            .flat_map(|job| {
-                (0..job.stamps.len()).map(|s| (rel(job, s, &files), job.stamps[s].1.as_slice()))
+/// Stages every stamp of `jobs` (per job, in stamp order) with one syncfs
+/// for all of them, off the async threads.
+async fn stage_all(
+    files: &FileStore,
+    jobs: &[StampJob],
+) -> Result<Vec<Vec<StagedStamp>>, StoreError> {
+    let counts: Vec<usize> = jobs.iter().map(|j| j.stamps.len()).collect();
+    let all: Vec<(RelPath, Arc<Vec<u8>>)> = jobs
+        .iter()
+        .flat_map(|job| {
+            job.stamps.iter().map(|(ttype, png, _)| {
+                let rel = RelPath::stamp(&job.obj_id, *ttype, Some(&job.survey), files.depth());
+                (rel, png.clone())
             })
-            .collect();
-        let mut staged = files.stage_many_blocking(&all)?.into_iter();
-        Ok(jobs
+        })
+        .collect();
+    let files = files.clone();
+    tokio::task::spawn_blocking(move || {
+        let bytes: Vec<(RelPath, &[u8])> = all
             .iter()
-            .map(|job| staged.by_ref().take(job.stamps.len()).collect())
+            .map(|(rel, png)| (rel.clone(), png.as_slice()))
+            .collect();
+        let staged = files.stage_many_blocking(&bytes)?;
+        let mut stamps = staged
+            .into_iter()
+            .zip(all.iter().map(|(rel, _)| rel.public_url()));
+        Ok(counts
+            .iter()
+            .map(|&n| stamps.by_ref().take(n).collect())
             .collect())
     })
     .await
