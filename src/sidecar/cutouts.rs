@@ -129,13 +129,14 @@ async fn store_cutouts(
     let (id, label) = (obj_id.clone(), survey.clone());
     // Draw and stage in one blocking hop.
     let (staged, mut answers) = tokio::task::spawn_blocking(move || {
+        // The blocking slot is held for the whole hop.
+        let _slot = slot;
         let drawn = draw_cutouts(&label, cutouts, &settings);
         let mut answers = BTreeMap::new();
         for (kind, e) in &drawn.failed {
             answers.insert(kind.field().to_owned(), failed(kind.ttype(), e.to_string()));
         }
         if let Some(e) = drawn.none_drawn() {
-            drop(slot);
             return Err(ApiError::BadRequest(e.to_string()));
         }
         let gray = settings.colormap == Colormap::Gray;
@@ -157,13 +158,9 @@ async fn store_cutouts(
                         staged: file,
                     },
                 )),
-                Err(e) => {
-                    drop(slot);
-                    return Err(ApiError::internal("cannot write the file to storage", e));
-                }
+                Err(e) => return Err(ApiError::internal("cannot write the file to storage", e)),
             }
         }
-        drop(slot);
         Ok((staged, answers))
     })
     .await

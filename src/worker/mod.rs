@@ -67,13 +67,18 @@ pub async fn run(
     // The sweep stops with the consumer, whether by shutdown or by error.
     let sweep_stop = shutdown.child_token();
     let sweep = tokio::spawn(reconcile::run(config.clone(), pool, sweep_stop.clone()));
-    let settings = ConsumerSettings {
+    // A named connection per queue, so either can be found on the broker.
+    let consumer = |topology: Topology, prefetch| ConsumerSettings {
         url: config.amqp.url.clone(),
-        connection_name: format!("thumbnails-worker {}", config.amqp.queue),
-        topology: Topology::new(&config.amqp.exchange, &config.amqp.queue),
-        prefetch: config.amqp.prefetch,
+        connection_name: format!("thumbnails-worker {}", topology.queue),
+        topology,
+        prefetch,
         drain_timeout: Duration::from_secs(30),
     };
+    let settings = consumer(
+        Topology::new(&config.amqp.exchange, &config.amqp.queue),
+        config.amqp.prefetch,
+    );
     // Alerts have a queue and a consumer of their own: a burst of them
     // never delays object events.
     let cutouts = Arc::new(cutouts::CutoutsWorker::new(
@@ -82,13 +87,10 @@ pub async fn run(
         FileStore::new(&config.storage.root, config.storage.depth),
         abort.clone(),
     ));
-    let cutout_settings = ConsumerSettings {
-        url: config.amqp.url.clone(),
-        connection_name: format!("thumbnails-worker {}", config.amqp.cutouts_queue),
-        topology: Topology::cutouts(&config.amqp.exchange, &config.amqp.cutouts_queue),
-        prefetch: config.amqp.cutouts_prefetch,
-        drain_timeout: Duration::from_secs(30),
-    };
+    let cutout_settings = consumer(
+        Topology::cutouts(&config.amqp.exchange, &config.amqp.cutouts_queue),
+        config.amqp.cutouts_prefetch,
+    );
     let objects = bus::consume(settings, shutdown.clone(), move |delivery, ack, session| {
         let worker = worker.clone();
         async move { worker.handle_delivery(delivery, ack, &session).await }
