@@ -182,16 +182,7 @@ async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> Resu
 /// channel, so a channel of its own).
 async fn count(conn: &Connection, queue: &str) -> Result<Option<u32>, BusError> {
     let channel = conn.create_channel().await?;
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await;
+    let declared = crate::bus::passive_declare(&channel, queue).await;
     let _ = channel.close(200, "counted".into()).await;
     match declared {
         Ok(q) => Ok(Some(q.message_count())),

@@ -17,8 +17,8 @@ pub use events::{ObjCreated, StoredThumbnail, ThumbnailStored, ORIGIN_SURVEY, OR
 pub use link::BusLink;
 pub use publisher::{Publisher, PublisherConnection};
 pub use topology::{
-    declare, Topology, DEAD_QUEUE_GROUP_SIZE, ROUTING_ALERT_CUTOUTS, ROUTING_OBJ_CREATED,
-    ROUTING_OBJ_UPDATED, ROUTING_THUMBNAIL_STORED,
+    declare, passive_declare, Topology, DEAD_QUEUE_GROUP_SIZE, ROUTING_ALERT_CUTOUTS,
+    ROUTING_OBJ_CREATED, ROUTING_OBJ_UPDATED, ROUTING_THUMBNAIL_STORED,
 };
 
 use lapin::Connection;

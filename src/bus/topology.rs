@@ -190,3 +190,19 @@ pub fn is_queue_type_mismatch(e: &lapin::Error) -> bool {
         _ => false,
     }
 }
+
+/// Asks the broker about `queue` without declaring it: its message and
+/// consumer counts, or an error (404 if it does not exist, which closes the
+/// channel).
+pub async fn passive_declare(channel: &Channel, queue: &str) -> Result<lapin::Queue, lapin::Error> {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+}

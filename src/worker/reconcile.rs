@@ -9,8 +9,6 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use sea_orm::sqlx::{self, pool::PoolConnection, Connection, PgPool, Postgres};
 use tokio_util::sync::CancellationToken;
 
@@ -106,16 +104,7 @@ impl Sweeper {
         let conn = crate::bus::connect(&self.amqp_url, "thumbnails-reconcile").await?;
         let result = async {
             let channel = conn.create_channel().await?;
-            let queue = channel
-                .queue_declare(
-                    self.topology.queue.as_str().into(),
-                    QueueDeclareOptions {
-                        passive: true,
-                        ..Default::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await;
+            let queue = crate::bus::passive_declare(&channel, &self.topology.queue).await;
             let _ = channel.close(200, "counted".into()).await;
             // A queue not declared yet holds nothing.
             Ok::<_, BusError>(queue.map(|q| q.message_count()).unwrap_or(0))

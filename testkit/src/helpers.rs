@@ -347,15 +347,7 @@ impl TestBus {
     }
 
     pub async fn queue_len(&self, queue: &str) -> u32 {
-        self.channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        bus::passive_declare(&self.channel, queue)
             .await
             .expect("passive declare")
             .message_count()

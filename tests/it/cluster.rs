@@ -360,16 +360,7 @@ async fn on_cluster<T>(
 async fn queue_state(urls: &str, queue: &str) -> Option<(u32, u32)> {
     on_cluster(urls, async |conn| {
         let ch = conn.create_channel().await?;
-        let q = ch
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        let q = thumbnails::bus::passive_declare(&ch, queue).await?;
         let _ = ch.close(200, "probe".into()).await;
         Ok((q.message_count(), q.consumer_count()))
     })

@@ -414,17 +414,7 @@ async fn bench_worker(cli: &Cli, run: WorkerRun, name: &str) -> anyhow::Result<f
         mq_after - mq_before
     );
     if let Some(queue) = &listener {
-        let got = channel
-            .queue_declare(
-                queue.as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                lapin::types::FieldTable::default(),
-            )
-            .await?
-            .message_count();
+        let got = bus::passive_declare(&channel, queue).await?.message_count();
         println!("bench {name}-listener-messages: {got} (one per object: {n})");
         channel
             .queue_delete(queue.as_str().into(), Default::default())
