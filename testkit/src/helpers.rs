@@ -208,26 +208,33 @@ impl TestDb {
     }
 }
 
+/// Runs `clean_up` to the end on a small runtime on a thread of its own:
+/// for `Drop`, which cannot await (and may run inside another runtime).
+/// Best effort: a runtime that cannot start does nothing.
+pub fn clean_up_in_drop(clean_up: impl Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(clean_up);
+        }
+    })
+    .join();
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let (name, admin_url) = (self.name.clone(), self.admin.clone());
-        // Drop cannot await: a small runtime on a thread of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let mut opts = sea_orm::ConnectOptions::new(admin_url);
-                opts.sqlx_logging(false);
-                if let Ok(admin) = Database::connect(opts).await {
-                    let _ = admin
-                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
+        clean_up_in_drop(async move {
+            let mut opts = sea_orm::ConnectOptions::new(admin_url);
+            opts.sqlx_logging(false);
+            if let Ok(admin) = Database::connect(opts).await {
+                let _ = admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            }
+        });
     }
 }
 
@@ -405,30 +412,20 @@ async fn teardown(channel: &Channel, t: &Topology) {
 }
 
 impl Drop for TestBus {
-    /// Also on a failed test: the queues and exchanges go (Drop cannot
-    /// await, so a small runtime on a thread of its own does it).
+    /// Also on a failed test: the queues and exchanges go.
     fn drop(&mut self) {
         let t = self.topology.clone();
         let c = self.cutouts.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+        clean_up_in_drop(async move {
+            let Ok(conn) = bus::connect(AMQP, "it-cleanup").await else {
                 return;
             };
-            rt.block_on(async move {
-                let Ok(conn) = bus::connect(AMQP, "it-cleanup").await else {
-                    return;
-                };
-                if let Ok(ch) = conn.create_channel().await {
-                    teardown(&ch, &t).await;
-                    undeclare(&ch, &c).await;
-                }
-                let _ = conn.close(200, "cleanup".into()).await;
-            });
-        })
-        .join();
+            if let Ok(ch) = conn.create_channel().await {
+                teardown(&ch, &t).await;
+                undeclare(&ch, &c).await;
+            }
+            let _ = conn.close(200, "cleanup".into()).await;
+        });
     }
 }
 

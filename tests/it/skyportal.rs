@@ -65,24 +65,15 @@ impl Roles {
 impl Drop for Roles {
     fn drop(&mut self) {
         let roles = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(admin) = Database::connect(PG_ADMIN).await {
-                    for r in roles {
-                        let _ = admin
-                            .execute_unprepared(&format!("DROP ROLE IF EXISTS {r}"))
-                            .await;
-                    }
+        clean_up_in_drop(async move {
+            if let Ok(admin) = Database::connect(PG_ADMIN).await {
+                for r in roles {
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP ROLE IF EXISTS {r}"))
+                        .await;
                 }
-            });
-        })
-        .join();
+            }
+        });
     }
 }
 
