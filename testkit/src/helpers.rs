@@ -540,3 +540,37 @@ pub async fn undeclare(channel: &Channel, t: &Topology) {
             .await;
     }
 }
+
+/// Declares a quorum queue `<queue>.stored-listener` bound to
+/// `thumbnail.stored`, as a frontend's would be; returns its name.
+pub async fn declare_stored_listener(
+    channel: &Channel,
+    topology: &Topology,
+) -> Result<String, lapin::Error> {
+    let name = format!("{}.stored-listener", topology.queue);
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    channel
+        .queue_declare(
+            name.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await?;
+    channel
+        .queue_bind(
+            name.as_str().into(),
+            topology.exchange.as_str().into(),
+            ROUTING_THUMBNAIL_STORED.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(name)
+}

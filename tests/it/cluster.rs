@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::Connection;
 use thumbnails::bus::dead_letters::{migrate_dead_queue, DeadQueueKind};
@@ -458,36 +456,13 @@ async fn teardown(urls: &str, config: &Config, extra: &[String]) {
 
 /// A quorum queue on the cluster that collects `thumbnail.stored`.
 async fn listen_stored(urls: &str, config: &Config) -> String {
-    let name = format!("{}.stored-listener", config.amqp.queue);
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
+    let topology = Topology::new(&config.amqp.exchange, &config.amqp.queue);
     on_cluster(urls, async |conn| {
         let ch = conn.create_channel().await?;
-        ch.queue_declare(
-            name.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            args,
-        )
-        .await?;
-        ch.queue_bind(
-            name.as_str().into(),
-            config.amqp.exchange.as_str().into(),
-            bus::ROUTING_THUMBNAIL_STORED.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-        Ok(())
+        declare_stored_listener(&ch, &topology).await
     })
     .await
-    .expect("listener queue on the cluster");
-    name
+    .expect("listener queue on the cluster")
 }
 
 /// Row ids announced in the listener queue (drained).

@@ -282,38 +282,6 @@ fn service_cpu() -> (f64, f64) {
     (cpu_of("postgres"), cpu_of("beam.smp"))
 }
 
-/// Declares a quorum queue bound to `thumbnail.stored` (a frontend's).
-async fn declare_listener(channel: &lapin::Channel, topology: &Topology) -> anyhow::Result<String> {
-    use lapin::options::{QueueBindOptions, QueueDeclareOptions};
-    use lapin::types::{AMQPValue, FieldTable};
-    let name = format!("{}.stored-listener", topology.queue);
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    channel
-        .queue_declare(
-            name.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            args,
-        )
-        .await?;
-    channel
-        .queue_bind(
-            name.as_str().into(),
-            topology.exchange.as_str().into(),
-            bus::ROUTING_THUMBNAIL_STORED.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(name)
-}
-
 /// Queues `n` events, then times the release worker from its first to its
 /// last commit. Returns objects/s.
 async fn bench_worker(cli: &Cli, run: WorkerRun, name: &str) -> anyhow::Result<f64> {
@@ -332,7 +300,7 @@ async fn bench_worker(cli: &Cli, run: WorkerRun, name: &str) -> anyhow::Result<f
     let channel = conn.create_channel().await?;
     bus::declare(&channel, &topology).await?;
     let listener = match listener {
-        true => Some(declare_listener(&channel, &topology).await?),
+        true => Some(testkit::helpers::declare_stored_listener(&channel, &topology).await?),
         false => None,
     };
     let publisher = Publisher::open(&conn, &topology.exchange).await?;
