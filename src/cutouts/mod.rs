@@ -49,7 +49,7 @@ pub use avro::{read_alert, Alert, MAX_AVRO_ALLOCATION};
 pub use error::CutoutError;
 pub use fits::{gunzip, is_gzip};
 pub use interval::{percentile, zscale};
-pub use settings::{Colormap, CutoutSettings, Interval, Limits, Percentiles, Stretch, Stretches};
+pub use settings::{Colormap, CutoutSettings, Facing, Interval, Limits, Percentiles, Stretch, Stretches};
 
 /// Which of an alert's three stamps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -26,6 +26,18 @@ pub struct CutoutSettings {
     pub min_side: usize,
     /// Largest accepted image side, in pixels.
     pub max_side: usize,
+    /// Which way up stamps are drawn: as SkyPortal draws them, or North up
+    /// and East left from the stamp's WCS.
+    pub orientation: Facing,
+    /// Keep each stamp's original FITS bytes, gzipped, beside its PNG as
+    /// `<obj_id>_<type>_<SURVEY>.fits.gz` (served under `/static`, named in
+    /// `thumbnail.stored` as `fits_url`).
+    pub keep_fits: bool,
+    /// Confluent schema registry asked for the schema ids of Rubin packets
+    /// the service does not ship (empty: none; such packets are refused).
+    pub schema_registry_url: String,
+    /// Put before an LSST diaObjectId (or ssObjectId) to make the `obj_id`.
+    pub lsst_obj_prefix: String,
 }
 
 impl Default for CutoutSettings {
@@ -39,8 +51,24 @@ impl Default for CutoutSettings {
             max_inflated_bytes: 16 * 1024 * 1024,
             min_side: 8,
             max_side: 2048,
+            orientation: Facing::Skyportal,
+            keep_fits: false,
+            schema_registry_url: String::new(),
+            lsst_obj_prefix: String::new(),
         }
     }
+}
+
+/// Which way up stamps are drawn (`cutouts.orientation`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Facing {
+    /// As SkyPortal draws them: ZTF rows flipped, LSST rotated by -ROTPA.
+    #[default]
+    Skyportal,
+    /// North up and East left, from the stamp's WCS (`CD` or `PC` matrix);
+    /// a stamp without a usable WCS is drawn as `skyportal`.
+    NorthUp,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
