@@ -23,6 +23,8 @@ pub struct StampJob {
     pub survey: String,
     /// Where the object is, if it may not exist yet: then it is created.
     pub position: Option<(f64, f64)>,
+    /// Whether an object created here is a moving one (no archival thumbnails).
+    pub is_roid: bool,
     /// `(type, PNG bytes, is_grayscale)`, one per stamp drawn.
     pub stamps: Vec<(ThumbnailType, Arc<Vec<u8>>, bool)>,
 }
@@ -60,33 +62,18 @@ pub async fn write_stamps(
     let now = Utc::now().naive_utc();
     let mut out = vec![StampsWritten::default(); jobs.len()];
     let txn = db.begin().await?;
-    let new_objs: Vec<(&StampJob, f64, f64)> = jobs
+    let new_objs: Vec<NewObj> = jobs
         .iter()
-        .filter_map(|j| j.position.map(|(ra, dec)| (j, ra, dec)))
+        .filter_map(|j| {
+            j.position.map(|(ra, dec)| NewObj {
+                id: j.obj_id.clone(),
+                ra,
+                dec,
+                is_roid: j.is_roid,
+            })
+        })
         .collect();
-    if !new_objs.is_empty() {
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            INSERT_OBJS_ANNOUNCED,
-            [
-                new_objs
-                    .iter()
-                    .map(|o| o.0.obj_id.clone())
-                    .collect::<Vec<_>>()
-                    .into(),
-                new_objs.iter().map(|o| o.1).collect::<Vec<_>>().into(),
-                new_objs.iter().map(|o| o.2).collect::<Vec<_>>().into(),
-                new_objs.iter().map(|_| false).collect::<Vec<_>>().into(),
-                new_objs
-                    .iter()
-                    .map(|_| uuid::Uuid::new_v4().to_string())
-                    .collect::<Vec<_>>()
-                    .into(),
-                now.into(),
-            ],
-        ))
-        .await?;
-    }
+    create_objs(&txn, &new_objs).await?;
     // Flatten to (job, stamp) rows; a DO UPDATE may touch a row once per
     // statement, so repeated objects go in later waves.
     let rows: Vec<(usize, usize)> = jobs
@@ -170,6 +157,41 @@ pub async fn write_stamps(
         written.no_obj = written.stored.is_empty() && !job.stamps.is_empty();
     }
     Ok(out)
+}
+
+/// An object an alert announces: created if absent, never overwritten.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewObj {
+    pub id: String,
+    pub ra: f64,
+    pub dec: f64,
+    pub is_roid: bool,
+}
+
+/// Creates the objects that do not exist yet (filling every column, as a
+/// SkyPortal database needs); the feed announces them like any insert.
+pub async fn create_objs(db: &impl ConnectionTrait, objs: &[NewObj]) -> Result<(), StoreError> {
+    if objs.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now().naive_utc();
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        INSERT_OBJS_ANNOUNCED,
+        [
+            objs.iter().map(|o| o.id.clone()).collect::<Vec<_>>().into(),
+            objs.iter().map(|o| o.ra).collect::<Vec<_>>().into(),
+            objs.iter().map(|o| o.dec).collect::<Vec<_>>().into(),
+            objs.iter().map(|o| o.is_roid).collect::<Vec<_>>().into(),
+            objs.iter()
+                .map(|_| uuid::Uuid::new_v4().to_string())
+                .collect::<Vec<_>>()
+                .into(),
+            now.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
 }
 
 /// A staged stamp file and the public URL of where it goes.

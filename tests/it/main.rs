@@ -10,6 +10,7 @@ mod cutouts;
 mod cutouts_cli;
 mod faults;
 mod feed;
+mod lsst;
 mod migration;
 mod ops;
 mod remote;
