@@ -141,11 +141,15 @@ async fn store_cutouts(
         }
         let gray = settings.colormap == Colormap::Gray;
         let mut staged = Vec::new();
-        for (kind, png) in drawn.drawn {
+        for (kind, png, fits) in drawn.drawn {
             let Ok(ttype) = kind.ttype().parse::<ThumbnailType>() else {
                 continue;
             };
             let rel = RelPath::stamp(&id, ttype, Some(&label), files.depth());
+            let fits = fits
+                .map(|cutout| files.stage_fits_blocking(&id, ttype, &label, &cutout))
+                .transpose()
+                .map_err(|e| ApiError::internal("cannot write the file to storage", e))?;
             match files.stage_blocking(&rel, &png) {
                 Ok(file) => staged.push((
                     kind,
@@ -156,6 +160,7 @@ async fn store_cutouts(
                         survey: Some(label.clone()),
                         is_grayscale: gray,
                         staged: file,
+                        fits,
                     },
                 )),
                 Err(e) => return Err(ApiError::internal("cannot write the file to storage", e)),

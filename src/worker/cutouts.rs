@@ -20,7 +20,7 @@ use crate::bus::events::AlertCutouts;
 use crate::bus::{AckToken, Session};
 use crate::cutouts::{Colormap, CutoutSettings};
 use crate::files::FileStore;
-use crate::store::cutouts::StampJob;
+use crate::store::cutouts::{Stamp, StampJob};
 use crate::surveys::ThumbnailType;
 
 /// Alerts per transaction at most.
@@ -109,9 +109,14 @@ impl CutoutsWorker {
             stamps: drawn
                 .drawn
                 .into_iter()
-                .filter_map(|(kind, png)| {
+                .filter_map(|(kind, png, fits)| {
                     let ttype: ThumbnailType = kind.ttype().parse().ok()?;
-                    Some((ttype, Arc::new(png), gray))
+                    Some(Stamp {
+                        ttype,
+                        png: Arc::new(png),
+                        is_grayscale: gray,
+                        fits: fits.map(Arc::new),
+                    })
                 })
                 .collect(),
         };
