@@ -156,11 +156,15 @@ pub(super) async fn store_alert(
         }
         let gray = settings.colormap == Colormap::Gray;
         let mut staged = Vec::new();
-        for (kind, png) in drawn.drawn {
+        for (kind, png, fits) in drawn.drawn {
             let Ok(ttype) = kind.ttype().parse::<ThumbnailType>() else {
                 continue;
             };
             let rel = RelPath::stamp(&id, ttype, Some(&label), files.depth());
+            let fits = fits
+                .map(|cutout| files.stage_fits_blocking(&id, ttype, &label, &cutout))
+                .transpose()
+                .map_err(|e| ApiError::internal("cannot write the file to storage", e))?;
             match files.stage_blocking(&rel, &png) {
                 Ok(file) => staged.push((
                     kind,
@@ -171,6 +175,7 @@ pub(super) async fn store_alert(
                         survey: Some(label.clone()),
                         is_grayscale: gray,
                         staged: file,
+                        fits,
                     },
                 )),
                 Err(e) => return Err(ApiError::internal("cannot write the file to storage", e)),

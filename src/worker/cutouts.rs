@@ -24,7 +24,7 @@ use crate::bus::{AckToken, Session};
 use crate::cutouts::{Colormap, CutoutSettings};
 use crate::files::FileStore;
 use crate::remote::schema_registry::{AlertReader, ReadError};
-use crate::store::cutouts::StampJob;
+use crate::store::cutouts::{Stamp, StampJob};
 use crate::surveys::ThumbnailType;
 
 /// Alerts per transaction at most.
@@ -132,9 +132,14 @@ impl CutoutsWorker {
                 stamps: drawn
                     .drawn
                     .into_iter()
-                    .filter_map(|(kind, png)| {
+                    .filter_map(|(kind, png, fits)| {
                         let ttype: ThumbnailType = kind.ttype().parse().ok()?;
-                        Some((ttype, Arc::new(png), gray))
+                        Some(Stamp {
+                            ttype,
+                            png: Arc::new(png),
+                            is_grayscale: gray,
+                            fits: fits.map(Arc::new),
+                        })
                     })
                     .collect(),
             });

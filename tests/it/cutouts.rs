@@ -36,7 +36,7 @@ pub fn cutouts_json(obj_id: &str) -> Value {
     })
 }
 
-async fn publish_alert(bus: &TestBus, body: &[u8], content_type: &str) {
+pub async fn publish_alert(bus: &TestBus, body: &[u8], content_type: &str) {
     bus.channel
         .basic_publish(
             bus.topology.exchange.as_str().into(),

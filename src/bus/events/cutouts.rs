@@ -196,7 +196,8 @@ pub fn join(failed: &[InvalidAlert]) -> String {
 /// An alert's stamps drawn: PNGs, and the cutouts that failed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DrawnAlert {
-    pub drawn: Vec<(Kind, Vec<u8>)>,
+    /// Each stamp's PNG, with its original cutout when `cutouts.keep_fits`.
+    pub drawn: Vec<(Kind, Vec<u8>, Option<Vec<u8>>)>,
     pub failed: Vec<(Kind, StampError)>,
 }
 
@@ -291,15 +292,16 @@ pub fn draw_cutouts(survey: &str, cutouts: ReadCutouts, settings: &CutoutSetting
     };
     for (kind, bytes) in cutouts {
         let drawn = bytes.and_then(|b| {
-            cutouts::draw_bytes(&b, kind, orientation, settings).map_err(|error| {
+            let png = cutouts::draw_bytes(&b, kind, orientation, settings).map_err(|error| {
                 StampError::Cutout {
                     field: kind.field(),
                     error,
                 }
-            })
+            })?;
+            Ok((png, settings.keep_fits.then_some(b)))
         });
         match drawn {
-            Ok(png) => out.drawn.push((kind, png)),
+            Ok((png, original)) => out.drawn.push((kind, png, original)),
             Err(e) => out.failed.push((kind, e)),
         }
     }
