@@ -7,4 +7,5 @@
 //! - [`ps1`]: a local stand-in for the PS1 cutout service.
 
 pub mod helpers;
+pub mod lsst;
 pub mod ps1;

@@ -89,6 +89,11 @@ enum What {
     CutoutsE2e {
         #[arg(long, default_value_t = 20_000)]
         alerts: usize,
+        /// `ztf`: JSON messages of a ZTF alert's three gzipped cutouts;
+        /// `lsst`: Rubin packets (the three fixture packets replicated, each
+        /// with an object of its own), as Rubin's stream sends them.
+        #[arg(long, default_value = "ztf", value_parser = ["ztf", "lsst"])]
+        survey: String,
     },
     /// N objects inserted into objs in one statement, `thumbnails run` with
     /// the feed on, a PS1 stand-in answering after D ms: seconds until every
@@ -132,7 +137,9 @@ async fn main() -> anyhow::Result<()> {
         What::Migrate { rows } => bench_migrate(&cli, *rows).await?,
         What::FeedTrigger { rows } => bench_feed_trigger(&cli, *rows).await?,
         What::Cutouts { seconds, threads } => bench_cutouts(*seconds, *threads)?,
-        What::CutoutsE2e { alerts } => bench_cutouts_e2e(&cli, *alerts).await?,
+        What::CutoutsE2e { alerts, survey } => {
+            bench_cutouts_e2e(&cli, *alerts, survey == "lsst").await?
+        }
         What::Ps1Burst { n, delay_ms } => bench_ps1_burst(&cli, *n, *delay_ms).await?,
         What::All => {
             scale(&cli).await?;
@@ -156,7 +163,8 @@ async fn main() -> anyhow::Result<()> {
             bench_feed_trigger(&cli, 100_000).await?;
             bench_cutouts(5.0, 1)?;
             bench_cutouts(5.0, 2)?;
-            bench_cutouts_e2e(&cli, 20_000).await?;
+            bench_cutouts_e2e(&cli, 20_000, false).await?;
+            bench_cutouts_e2e(&cli, 20_000, true).await?;
             bench_ps1_burst(&cli, 5_000, 200).await?;
         }
     }
@@ -920,19 +928,9 @@ fn bench_cutouts(seconds: f64, threads: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// See [`What::CutoutsE2e`].
-async fn bench_cutouts_e2e(cli: &Cli, alerts: usize) -> anyhow::Result<()> {
+/// JSON messages of one ZTF alert's three cutouts, an object each.
+fn ztf_bodies(alerts: usize) -> anyhow::Result<Vec<Vec<u8>>> {
     use base64::Engine;
-    let db = TestDb::create_on(&cli.pg, "thumbnails_bench").await?;
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let exchange = format!("bench-{id}");
-    let objects = Topology::new(&exchange, &format!("bench-{id}.object-created"));
-    let topology = Topology::cutouts(&exchange, &format!("bench-{id}.alert-cutouts"));
-    let conn = bus::connect(&cli.amqp, "thumbnails-bench").await?;
-    let channel = conn.create_channel().await?;
-    bus::declare(&channel, &objects).await?;
-    bus::declare(&channel, &topology).await?;
-    let publisher = Publisher::open(&conn, &exchange).await?;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/ztf-alerts");
     let b64 = base64::engine::general_purpose::STANDARD;
     let cutout = |k: &str| -> anyhow::Result<String> {
@@ -954,11 +952,40 @@ async fn bench_cutouts_e2e(cli: &Cli, alerts: usize) -> anyhow::Result<()> {
             .unwrap_or_default()
         })
         .collect();
-    for chunk in bodies.chunks(500) {
+    Ok(bodies)
+}
+
+/// See [`What::CutoutsE2e`].
+async fn bench_cutouts_e2e(cli: &Cli, alerts: usize, lsst: bool) -> anyhow::Result<()> {
+    let db = TestDb::create_on(&cli.pg, "thumbnails_bench").await?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let exchange = format!("bench-{id}");
+    let objects = Topology::new(&exchange, &format!("bench-{id}.object-created"));
+    let topology = Topology::cutouts(&exchange, &format!("bench-{id}.alert-cutouts"));
+    let conn = bus::connect(&cli.amqp, "thumbnails-bench").await?;
+    let channel = conn.create_channel().await?;
+    bus::declare(&channel, &objects).await?;
+    bus::declare(&channel, &topology).await?;
+    let publisher = Publisher::open(&conn, &exchange).await?;
+    // Made and published 500 at a time: LSST packets are 120-260 KB each.
+    let replicas = if lsst {
+        Some(testkit::lsst::Replicas::load()?)
+    } else {
+        None
+    };
+    let ztf = ztf_bodies(if lsst { 0 } else { alerts })?;
+    for start in (0..alerts).step_by(500) {
+        let chunk = match &replicas {
+            Some(r) => (start..alerts.min(start + 500))
+                .map(|i| r.packet(i, 1_000_000_000 + i as i64))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            None => ztf[start..alerts.min(start + 500)].to_vec(),
+        };
         publisher
-            .publish_many(bus::ROUTING_ALERT_CUTOUTS, chunk, true)
+            .publish_many(bus::ROUTING_ALERT_CUTOUTS, &chunk, true)
             .await?;
     }
+    drop(ztf);
     let storage = tempfile::tempdir()?;
     let mut worker = thumbnails("worker", &db.url, &cli.amqp, &objects, &topology.queue)?
         .env("THUMBNAILS_STORAGE__ROOT", storage.path())
@@ -995,12 +1022,13 @@ async fn bench_cutouts_e2e(cli: &Cli, alerts: usize) -> anyhow::Result<()> {
         .await?;
     sigterm(&mut worker).await?;
     let rate = alerts as f64 / span.max(1e-3);
+    let name = if lsst { "cutouts-e2e-lsst" } else { "cutouts-e2e" };
     println!(
-        "bench cutouts-e2e: {rate:.0} alerts/s ({:.0} stamps/s, {alerts} alerts queued first)",
+        "bench {name}: {rate:.0} alerts/s ({:.0} stamps/s, {alerts} alerts queued first)",
         3.0 * rate
     );
-    println!("bench cutouts-e2e-peak-rss: {rss:.1} MiB");
-    println!("bench cutouts-e2e-cpu: worker {cpu:.1} s");
+    println!("bench {name}-peak-rss: {rss:.1} MiB");
+    println!("bench {name}-cpu: worker {cpu:.1} s");
     testkit::helpers::undeclare(&channel, &topology).await;
     testkit::helpers::undeclare(&channel, &objects).await;
     publisher.close().await;
