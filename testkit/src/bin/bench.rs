@@ -850,6 +850,7 @@ fn bench_cutouts(seconds: f64, threads: usize) -> anyhow::Result<()> {
     for (dir, orientation) in [
         ("ztf-alerts", Orientation::Ztf),
         ("lsst-synthetic", Orientation::Lsst),
+        ("lsst-alerts", Orientation::Lsst),
     ] {
         let dir = root.join(dir);
         for entry in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
