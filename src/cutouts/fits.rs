@@ -1,17 +1,16 @@
-//! Reading a cutout: gunzip with a hard cap, then the primary image HDU of a
-//! FITS file (FITS 4.0 sections 3-5, only what cutouts use).
+//! Reading a cutout: gunzip with a hard cap, then the first HDU of a FITS
+//! file that has data, as an image (FITS 4.0 sections 3-5 and 7.1, only
+//! what cutouts use).
 //!
-//! A reader of our own rather than a FITS crate: cutouts are one primary HDU
-//! of at most a few MB, and what matters here is that hostile bytes fail with
+//! A reader of our own rather than a FITS crate: cutouts are an image HDU
+//! or three of at most a few MB, and what matters here is that hostile bytes fail with
 //! a clear reason before anything is allocated for them (sides checked
 //! against [`Limits`], data length checked against the bytes present).
 
 use std::io::Read;
 
+use super::header::{header, missing, Header, BLOCK};
 use super::{CutoutError, Image, Limits};
-
-const BLOCK: usize = 2880;
-const CARD: usize = 80;
 
 /// Gzip (by its magic bytes `1f 8b`) or plain FITS, never by survey.
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Image, CutoutError> {
@@ -56,37 +55,61 @@ pub fn gunzip(bytes: &[u8], limit: usize) -> Result<Vec<u8>, CutoutError> {
     Ok(out)
 }
 
-/// The header values a cutout needs.
-#[derive(Debug, Default)]
-struct Header {
-    bitpix: Option<i64>,
-    naxis: Option<i64>,
-    naxis1: Option<i64>,
-    naxis2: Option<i64>,
-    bzero: Option<f64>,
-    bscale: Option<f64>,
-    blank: Option<i64>,
-    rotpa: Option<f64>,
-    /// Offset of the data: the block after the END card.
-    data_start: usize,
-}
-
+/// The first HDU that has data (LSST stamps: the primary; `UNCERT` and
+/// `PSFIMAGE` after it are never read), when it is a 2-D image.
 fn parse(bytes: &[u8], limits: &Limits) -> Result<Image, CutoutError> {
     if !bytes.starts_with(b"SIMPLE  =") {
         return Err(CutoutError::NotFits);
     }
-    let h = header(bytes)?;
+    let primary = header(bytes)?;
+    check_bitpix(&primary)?;
+    let naxis = primary.naxis.ok_or(missing("NAXIS"))?;
+    if naxis != 0 {
+        let data = bytes.get(primary.data_start..).unwrap_or_default();
+        return image(data, &primary, limits);
+    }
+    // An empty primary HDU: the first IMAGE extension with data. Each HDU
+    // takes at least a block, so this walk is linear in the bytes.
+    let mut at = primary.data_start;
+    while let Some(rest) = bytes.get(at..).filter(|r| r.starts_with(b"XTENSION=")) {
+        let h = header(rest)?;
+        check_bitpix(&h)?;
+        if h.is_image_with_data() {
+            return image(rest.get(h.data_start..).unwrap_or_default(), &h, limits);
+        }
+        let len = h.data_len()?;
+        let padded = len.div_ceil(BLOCK).saturating_mul(BLOCK);
+        at = at.saturating_add(h.data_start).saturating_add(padded);
+        if at > bytes.len() {
+            return Err(CutoutError::Truncated {
+                needed: len,
+                got: rest.len().saturating_sub(h.data_start),
+            });
+        }
+    }
+    Err(CutoutError::Naxis(naxis))
+}
+
+fn check_bitpix(h: &Header) -> Result<(), CutoutError> {
     let bitpix = h.bitpix.ok_or(missing("BITPIX"))?;
     if ![8, 16, 32, 64, -32, -64].contains(&bitpix) {
         return Err(CutoutError::Bitpix(bitpix));
     }
+    Ok(())
+}
+
+/// The image of the HDU with header `h`, its data unit at the start of
+/// `data`: sides checked against the limits, then the length against the
+/// bytes present, before anything is allocated.
+fn image(data: &[u8], h: &Header, limits: &Limits) -> Result<Image, CutoutError> {
+    let bitpix = h.bitpix.ok_or(missing("BITPIX"))?;
     let naxis = h.naxis.ok_or(missing("NAXIS"))?;
     if naxis != 2 {
         return Err(CutoutError::Naxis(naxis));
     }
     let (w, hgt) = (
-        h.naxis1.ok_or(missing("NAXIS1"))?,
-        h.naxis2.ok_or(missing("NAXIS2"))?,
+        h.axis(1).ok_or(missing("NAXIS1"))?,
+        h.axis(2).ok_or(missing("NAXIS2"))?,
     );
     let side_ok =
         |s: i64| usize::try_from(s).is_ok_and(|s| (limits.min_side..=limits.max_side).contains(&s));
@@ -102,87 +125,17 @@ fn parse(bytes: &[u8], limits: &Limits) -> Result<Image, CutoutError> {
     let (width, height) = (w as usize, hgt as usize);
     let bytes_per = (bitpix.unsigned_abs() / 8) as usize;
     let needed = width * height * bytes_per;
-    let data = bytes
-        .get(h.data_start..)
-        .filter(|d| d.len() >= needed)
-        .ok_or(CutoutError::Truncated {
-            needed,
-            got: bytes.len().saturating_sub(h.data_start),
-        })?;
-    let pixels = pixels(&data[..needed], bitpix, &h);
+    let data = data.get(..needed).ok_or(CutoutError::Truncated {
+        needed,
+        got: data.len(),
+    })?;
     Ok(Image {
         width,
         height,
-        pixels,
+        pixels: pixels(data, bitpix, h),
         rotpa: h.rotpa,
+        wcs: h.wcs.matrix(),
     })
-}
-
-fn missing(key: &'static str) -> CutoutError {
-    CutoutError::Header {
-        key,
-        why: "missing".into(),
-    }
-}
-
-fn header(bytes: &[u8]) -> Result<Header, CutoutError> {
-    let mut h = Header::default();
-    for (i, card) in bytes.chunks_exact(CARD).enumerate() {
-        let key = trim(&card[..8]);
-        if key == b"END" {
-            h.data_start = (i * CARD / BLOCK + 1) * BLOCK;
-            return Ok(h);
-        }
-        if &card[8..10] != b"= " {
-            continue;
-        }
-        let value = value(&card[10..]);
-        match key {
-            b"BITPIX" => h.bitpix = Some(int(value, "BITPIX")?),
-            b"NAXIS" => h.naxis = Some(int(value, "NAXIS")?),
-            b"NAXIS1" => h.naxis1 = Some(int(value, "NAXIS1")?),
-            b"NAXIS2" => h.naxis2 = Some(int(value, "NAXIS2")?),
-            b"BZERO" => h.bzero = Some(float(value, "BZERO")?),
-            b"BSCALE" => h.bscale = Some(float(value, "BSCALE")?),
-            b"BLANK" => h.blank = Some(int(value, "BLANK")?),
-            // Informational: an unreadable ROTPA means no rotation.
-            b"ROTPA" => h.rotpa = float(value, "ROTPA").ok().filter(|r| r.is_finite()),
-            _ => {}
-        }
-    }
-    Err(CutoutError::NoEndCard)
-}
-
-fn trim(s: &[u8]) -> &[u8] {
-    let end = s.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
-    let start = s[..end].iter().position(|&b| b != b' ').unwrap_or(end);
-    &s[start..end]
-}
-
-/// The value field without its comment (numbers only: no quotes to honour).
-fn value(field: &[u8]) -> &[u8] {
-    let end = field.iter().position(|&b| b == b'/').unwrap_or(field.len());
-    trim(&field[..end])
-}
-
-fn int(v: &[u8], key: &'static str) -> Result<i64, CutoutError> {
-    std::str::from_utf8(v)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| CutoutError::Header {
-            key,
-            why: format!("not an integer: {:?}", String::from_utf8_lossy(v)),
-        })
-}
-
-fn float(v: &[u8], key: &'static str) -> Result<f64, CutoutError> {
-    std::str::from_utf8(v)
-        .ok()
-        .and_then(|s| s.replace(['D', 'd'], "E").parse().ok())
-        .ok_or_else(|| CutoutError::Header {
-            key,
-            why: format!("not a number: {:?}", String::from_utf8_lossy(v)),
-        })
 }
 
 /// Big-endian samples to physical values `BZERO + BSCALE * raw`; integer

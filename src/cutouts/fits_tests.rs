@@ -159,3 +159,146 @@ fn data_shorter_than_announced() {
     );
     assert_eq!(reason(&full[..2880]), "truncated");
 }
+
+/// An extension HDU: header cards (END added) and data, block-padded.
+fn extension(xtension: &str, cards: &[String], data: &[u8]) -> Vec<u8> {
+    let mut all = vec![card("XTENSION", &format!("'{xtension:<8}'"))];
+    all.extend_from_slice(cards);
+    fits(&all, data)
+}
+
+fn empty_primary() -> Vec<u8> {
+    fits(
+        &[
+            card("SIMPLE", "T"),
+            card("BITPIX", "8"),
+            card("NAXIS", "0"),
+            card("EXTEND", "T"),
+        ],
+        &[],
+    )
+}
+
+fn ext_cards(bitpix: i64, w: usize, h: usize) -> Vec<String> {
+    vec![
+        card("BITPIX", &bitpix.to_string()),
+        card("NAXIS", "2"),
+        card("NAXIS1", &w.to_string()),
+        card("NAXIS2", &h.to_string()),
+        card("PCOUNT", "0"),
+        card("GCOUNT", "1"),
+    ]
+}
+
+fn floats(n: usize, f: impl Fn(usize) -> f32) -> Vec<u8> {
+    (0..n).flat_map(|i| f(i).to_be_bytes()).collect()
+}
+
+#[test]
+fn an_empty_primary_draws_the_first_image_extension_with_data() {
+    let mut bytes = empty_primary();
+    // A table first (skipped over by its size), then an empty image, then
+    // the image, then another image that must not be read.
+    let mut table = vec![
+        card("BITPIX", "8"),
+        card("NAXIS", "2"),
+        card("NAXIS1", "12"),
+        card("NAXIS2", "300"),
+        card("PCOUNT", "7"),
+        card("GCOUNT", "1"),
+    ];
+    table.push(card("TFIELDS", "1"));
+    bytes.extend(extension("BINTABLE", &table, &[9; 12 * 300 + 7]));
+    bytes.extend(extension(
+        "IMAGE",
+        &[card("BITPIX", "-32"), card("NAXIS", "0")],
+        &[],
+    ));
+    let mut cards = ext_cards(-32, 8, 9);
+    cards.push(card("PC1_1", "-1.0"));
+    cards.push(card("CDELT2", "2.0"));
+    cards.push(card("ROTPA", "12.5"));
+    bytes.extend(extension("IMAGE", &cards, &floats(72, |i| i as f32)));
+    bytes.extend(extension(
+        "IMAGE",
+        &ext_cards(-32, 16, 16),
+        &floats(256, |_| 5.0),
+    ));
+    let img = decode(&bytes, &Limits::default()).expect("test setup");
+    assert_eq!((img.width, img.height), (8, 9));
+    assert_eq!(img.pixels[71], 71.0);
+    assert_eq!(img.rotpa, Some(12.5));
+    assert_eq!(img.wcs, Some([[-1.0, 0.0], [0.0, 2.0]]));
+}
+
+#[test]
+fn an_empty_primary_without_an_image_is_refused() {
+    assert_eq!(reason(&empty_primary()), "naxis");
+    let mut bytes = empty_primary();
+    bytes.extend(extension(
+        "IMAGE",
+        &[card("BITPIX", "-32"), card("NAXIS", "0")],
+        &[],
+    ));
+    assert_eq!(reason(&bytes), "naxis");
+    // The extension drawn keeps every check: NAXIS 3, sides, truncation.
+    let mut cube = ext_cards(-32, 8, 8);
+    cube[1] = card("NAXIS", "3");
+    cube.push(card("NAXIS3", "2"));
+    let mut bytes = empty_primary();
+    bytes.extend(extension("IMAGE", &cube, &floats(128, |_| 1.0)));
+    assert_eq!(reason(&bytes), "naxis");
+    let mut bytes = empty_primary();
+    bytes.extend(extension("IMAGE", &ext_cards(-32, 4096, 8), &[]));
+    assert_eq!(reason(&bytes), "size");
+    let mut bytes = empty_primary();
+    let full = extension("IMAGE", &ext_cards(-32, 63, 63), &floats(63 * 63, |_| 1.0));
+    bytes.extend_from_slice(&full[..2880 + 100]);
+    assert_eq!(reason(&bytes), "truncated");
+}
+
+#[test]
+fn a_skipped_extension_announcing_too_much_fails_cleanly() {
+    for (naxis1, why) in [
+        ("2000000000", "truncated"),
+        ("9223372036854775807", "header"),
+    ] {
+        let mut bytes = empty_primary();
+        let mut table = ext_cards(8, 0, 2000000000);
+        table[2] = card("NAXIS1", naxis1);
+        bytes.extend(extension("BINTABLE", &table, &[0; 100]));
+        assert_eq!(reason(&bytes), why, "NAXIS1 {naxis1}");
+    }
+    let mut bytes = empty_primary();
+    let mut table = ext_cards(8, 4, 4);
+    table[1] = card("NAXIS", "100000");
+    bytes.extend(extension("BINTABLE", &table, &[]));
+    assert_eq!(reason(&bytes), "header");
+}
+
+#[test]
+fn lsst_stamps_read_the_primary_and_its_pc_matrix() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/lsst-alerts/170094456272322680_cutoutTemplate.fits");
+    let bytes = std::fs::read(path).expect("test setup");
+    let img = decode(&bytes, &Limits::default()).expect("test setup");
+    // PSFIMAGE after it is 55 x 55: the primary's 30 x 30 is drawn.
+    assert_eq!((img.width, img.height), (30, 30));
+    assert_eq!(img.rotpa, Some(41.5831256817286));
+    let m = img.wcs.expect("a PC matrix");
+    assert_eq!(m[0][0], -4.1743119295891e-5);
+    assert_eq!(m[1][0], 3.6705393091321e-5);
+}
+
+#[test]
+fn cd_cards_and_unreadable_wcs() {
+    let mut cards = image_cards(-32, 8, 8);
+    cards.extend([card("CD1_1", "-2.0E-4"), card("CD2_2", "2.0E-4")]);
+    let img = decode(&fits(&cards, &[0; 256]), &Limits::default()).expect("test setup");
+    assert_eq!(img.wcs, Some([[-2.0e-4, 0.0], [0.0, 2.0e-4]]));
+    cards.push(card("CD1_2", "'x'"));
+    let img = decode(&fits(&cards, &[0; 256]), &Limits::default()).expect("test setup");
+    assert_eq!(img.wcs, None, "an unreadable card: no WCS, but the image");
+    let img = decode(&f32_fits(8, 8, |_| 0.0), &Limits::default()).expect("test setup");
+    assert_eq!(img.wcs, None);
+}

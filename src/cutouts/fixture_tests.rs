@@ -35,6 +35,16 @@ fn cases() -> Vec<(&'static str, String, Kind, Orientation)> {
         let name = format!("lsst_synthetic_rotpa{rotpa}_science.fits");
         cases.push(("lsst-synthetic", name, Kind::Science, Orientation::Lsst));
     }
+    for source in [
+        "7912941781254298",
+        "170094456272322680",
+        "170094456480989258",
+    ] {
+        for kind in Kind::ALL {
+            let name = format!("{source}_{}.fits", kind.field());
+            cases.push(("lsst-alerts", name, kind, Orientation::Lsst));
+        }
+    }
     cases
 }
 
@@ -43,27 +53,99 @@ fn reference_of(name: &str) -> String {
     format!("{stem}.reference.png")
 }
 
+/// Mean absolute difference over R, G and B, in levels of 255, and the
+/// largest single difference.
+fn difference(ours: &[u8], theirs: &[u8]) -> (f64, u8) {
+    let total: u64 = ours
+        .iter()
+        .zip(theirs)
+        .map(|(&a, &b)| u64::from(a.abs_diff(b)))
+        .sum();
+    let max = ours.iter().zip(theirs).map(|(&a, &b)| a.abs_diff(b)).max();
+    (total as f64 / ours.len() as f64, max.unwrap_or(0))
+}
+
+/// Each stamp within 2.5/255 of SkyPortal's drawing, 1.5/255 on average
+/// (issue 20; a check on 42 more ZTF stamps found some at 3.0-3.3 with
+/// bilinear smoothing, hence the margin).
 #[test]
 fn draws_what_skyportal_draws() {
     let settings = CutoutSettings::default();
-    let mut worst: f64 = 0.0;
+    let (mut worst, mut sum, mut n) = (0f64, 0f64, 0usize);
+    // Per directory: (worst, sum, count).
+    let mut families: Vec<(&str, f64, f64, usize)> = Vec::new();
     for (dir, name, kind, orientation) in cases() {
         let png = draw_bytes(&read(dir, &name), kind, orientation, &settings).expect("test setup");
         let (w, h, ours) = rgb_of(&png);
         let (rw, rh, theirs) = rgb_of(&read(dir, &reference_of(&name)));
         assert_eq!((w, h), (rw, rh), "{name}");
-        let total: u64 = ours
-            .iter()
-            .zip(&theirs)
-            .map(|(&a, &b)| u64::from(a.abs_diff(b)))
-            .sum();
-        let mean = total as f64 / ours.len() as f64;
-        let max = ours.iter().zip(&theirs).map(|(&a, &b)| a.abs_diff(b)).max();
-        println!("{name}: mean |diff| {mean:.3}/255, max {max:?}");
+        let (mean, max) = difference(&ours, &theirs);
+        println!("{name}: mean |diff| {mean:.3}/255, max {max}");
         worst = worst.max(mean);
-        assert!(mean <= 3.0, "{name}: mean |diff| {mean:.3} > 3.0");
+        sum += mean;
+        n += 1;
+        match families.iter_mut().find(|f| f.0 == dir) {
+            Some(f) => (f.1, f.2, f.3) = (f.1.max(mean), f.2 + mean, f.3 + 1),
+            None => families.push((dir, mean, mean, 1)),
+        }
+        assert!(mean <= 2.5, "{name}: mean |diff| {mean:.3} > 2.5");
     }
-    println!("worst mean |diff| {worst:.3}/255");
+    for (dir, worst, sum, n) in families {
+        println!(
+            "{dir}: {n} stamps, worst {worst:.3}/255, mean {:.3}/255",
+            sum / n as f64
+        );
+    }
+    let mean = sum / n as f64;
+    println!("{n} stamps: worst mean |diff| {worst:.3}/255, mean {mean:.3}/255");
+    assert_eq!(n, 17);
+    assert!(mean <= 1.5, "mean over the stamps {mean:.3} > 1.5");
+}
+
+/// `skyportal` never looks at the WCS: the fixtures draw the same bytes
+/// with it removed, and `draw_stamp` reports no fallback.
+#[test]
+fn skyportal_drawing_ignores_the_wcs() {
+    let settings = CutoutSettings::default();
+    for (dir, name, kind, orientation) in cases() {
+        let bytes = read(dir, &name);
+        let stamp = draw_stamp(&bytes, kind, orientation, &settings).expect("test setup");
+        assert!(!stamp.north_up_fallback, "{name}");
+        let mut image = decode(&bytes, &settings.limits()).expect("test setup");
+        assert_eq!(image.wcs.is_some(), dir == "lsst-alerts", "{name}");
+        image.wcs = None;
+        let without = draw(&image, kind, orientation, &settings).expect("test setup");
+        assert!(without == stamp.png, "{name}");
+    }
+}
+
+/// Rubin's stamps have no mirror in their WCS, and ROTPA is its angle to
+/// a quarter degree: North up is SkyPortal's drawing turned by the WCS's
+/// angle instead of ROTPA, for all three packets (the v9 one has no ROTPA).
+#[test]
+fn lsst_north_up_is_the_rotpa_drawing_at_the_wcs_angle() {
+    let north_up = CutoutSettings {
+        orientation: Facing::NorthUp,
+        ..CutoutSettings::default()
+    };
+    let skyportal = CutoutSettings::default();
+    for (dir, name, kind, orientation) in cases() {
+        if dir != "lsst-alerts" {
+            continue;
+        }
+        let bytes = read(dir, &name);
+        let stamp = draw_stamp(&bytes, kind, orientation, &north_up).expect("test setup");
+        assert!(!stamp.north_up_fallback, "{name}");
+        let mut image = decode(&bytes, &skyportal.limits()).expect("test setup");
+        let turn = super::wcs::north_up(image.wcs.expect("a WCS"), 30, 30);
+        assert!(!turn.mirror, "{name}");
+        if let Some(rotpa) = image.rotpa {
+            assert!((turn.degrees - rotpa).abs() < 0.3, "{name}: {turn:?}");
+        }
+        image.rotpa = Some(turn.degrees);
+        let turned = draw(&image, kind, Orientation::Lsst, &skyportal).expect("test setup");
+        assert!(turned == stamp.png, "{name}");
+    }
 }
 
 fn cutout_bytes() -> Vec<Vec<u8>> {

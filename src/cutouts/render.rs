@@ -3,9 +3,10 @@
 
 use super::colormap::{self, Lut};
 use super::interval;
-use super::rotate::rotate;
+use super::orient::display_order;
+use super::resample::{self, Axis, Filter, ONE};
 use super::settings::{CutoutSettings, Interval, Stretch};
-use super::{CutoutError, Image, Kind, Orientation};
+use super::{CutoutError, Image, Kind, Orientation, Stamp};
 
 /// Values beyond this magnitude are sentinels (ZTF writes -3.4e38), not data.
 const SENTINEL: f32 = 1e20;
@@ -15,7 +16,7 @@ pub fn draw(
     kind: Kind,
     orientation: Orientation,
     settings: &CutoutSettings,
-) -> Result<Vec<u8>, CutoutError> {
+) -> Result<Stamp, CutoutError> {
     let (w, h) = (image.width, image.height);
     if w == 0 || h == 0 || image.pixels.len() != w * h {
         return Err(CutoutError::Size {
@@ -25,24 +26,44 @@ pub fn draw(
             max: usize::MAX,
         });
     }
-    let (mut px, w, h) = display_order(image, orientation);
+    let (mut px, w, h, north_up_fallback) = display_order(image, orientation, settings.orientation);
     scrub(&mut px)?;
     normalise(&mut px);
     stretch(&mut px, settings.stretch.for_kind(kind));
     let (lo, hi) = limits(&px, settings);
     let lut = colormap::lut(settings.colormap);
     let size = settings.size as usize;
-    if lut[255] == WHITE {
+    let factor = resample::factor(w, h, size);
+    let filter = resample::filter(w, h, size);
+    let (x, y) = (
+        resample::axis(w, size, factor, filter),
+        resample::axis(h, size, factor, filter),
+    );
+    let png = if lut[255] == WHITE {
         // The map ends in white (bone, gray): scale the display values and
         // colour them after, one byte a pixel, white margins being entry
         // 255. A third of the bytes to scale and compress of the RGB path.
         let unit = to_unit(&px, lo, hi);
-        let canvas = scale_values_onto_canvas(&unit, w, h, size);
-        return encode_indexed(&canvas, size, lut);
-    }
-    let rgb = colourise(&px, lo, hi, lut);
-    let canvas = scale_onto_canvas(&rgb, w, h, size);
-    encode_png(&canvas, size)
+        let canvas = match filter {
+            Filter::Nearest => {
+                let index: Vec<u8> = unit.iter().map(|&v| colormap::index(v) as u8).collect();
+                blocks(&index, w, &x, &y, size, 255)
+            }
+            Filter::Hanning => scale_values_onto_canvas(&unit, w, h, &x, &y, size),
+        };
+        encode_indexed(&canvas, size, lut)?
+    } else {
+        let rgb = colourise(&px, lo, hi, lut);
+        let canvas = match filter {
+            Filter::Nearest => blocks(&rgb, w, &x, &y, size, WHITE).concat(),
+            Filter::Hanning => scale_onto_canvas(&rgb, w, h, &x, &y, size),
+        };
+        encode_png(&canvas, size)?
+    };
+    Ok(Stamp {
+        png,
+        north_up_fallback,
+    })
 }
 
 const WHITE: [u8; 3] = [255, 255, 255];
@@ -58,26 +79,45 @@ fn to_unit(px: &[f32], lo: f32, hi: f32) -> Vec<f32> {
 
 /// [`scale_onto_canvas`] for display values in [0, 1]: the colour-map
 /// index of each canvas pixel, 255 (white) outside the image.
-fn scale_values_onto_canvas(unit: &[f32], w: usize, h: usize, size: usize) -> Vec<u8> {
-    let factor = (size as f64 / w as f64).min(size as f64 / h as f64);
-    let ((x_first, cols), (y_first, rows)) = (taps(w, size, factor), taps(h, size, factor));
+fn scale_values_onto_canvas(
+    unit: &[f32],
+    w: usize,
+    h: usize,
+    x: &Axis,
+    y: &Axis,
+    size: usize,
+) -> Vec<u8> {
     let scale = 1.0 / ONE as f32;
-    let stride = cols.len();
+    let stride = x.taps.len();
     let mut across = vec![0f32; h * stride];
     for (src, dst) in unit.chunks_exact(w).zip(across.chunks_exact_mut(stride)) {
-        for (&(x0, x1, wx), out) in cols.iter().zip(dst.iter_mut()) {
+        for (&(x0, x1, wx), out) in x.taps.iter().zip(dst.iter_mut()) {
             let wx = wx as f32 * scale;
             *out = src[x0] * (1.0 - wx) + src[x1] * wx;
         }
     }
     let mut canvas = vec![255u8; size * size];
-    for (i, &(y0, y1, wy)) in rows.iter().enumerate() {
-        let at = (y_first + i) * size + x_first;
+    for (i, &(y0, y1, wy)) in y.taps.iter().enumerate() {
+        let at = (y.first + i) * size + x.first;
         let wy = wy as f32 * scale;
         let top = &across[y0 * stride..(y0 + 1) * stride];
         let bottom = &across[y1 * stride..(y1 + 1) * stride];
         for ((out, &t), &b) in canvas[at..at + stride].iter_mut().zip(top).zip(bottom) {
             *out = colormap::index(t * (1.0 - wy) + b * wy) as u8;
+        }
+    }
+    canvas
+}
+
+/// `nearest`: each canvas pixel takes its source pixel (blocks), `white`
+/// outside the image.
+fn blocks<T: Copy>(src: &[T], w: usize, x: &Axis, y: &Axis, size: usize, white: T) -> Vec<T> {
+    let mut canvas = vec![white; size * size];
+    for (i, &(row, _, _)) in y.taps.iter().enumerate() {
+        let at = (y.first + i) * size + x.first;
+        let src = &src[row * w..(row + 1) * w];
+        for (out, &(col, _, _)) in canvas[at..at + x.taps.len()].iter_mut().zip(&x.taps) {
+            *out = src[col];
         }
     }
     canvas
@@ -98,28 +138,6 @@ fn encode_indexed(indices: &[u8], size: usize, lut: &Lut) -> Result<Vec<u8>, Cut
     writer.write_image_data(indices).map_err(png_err)?;
     writer.finish().map_err(png_err)?;
     Ok(out)
-}
-
-/// The oriented pixels with the top displayed row first: the survey's
-/// orientation, then "row 0 at the bottom" (matplotlib's `origin="lower"`).
-fn display_order(image: &Image, orientation: Orientation) -> (Vec<f32>, usize, usize) {
-    let (w, h) = (image.width, image.height);
-    match orientation {
-        // Flipped rows shown bottom-up: the stored order.
-        Orientation::Ztf => (image.pixels.clone(), w, h),
-        Orientation::AsStored => (flip_rows(&image.pixels, w), w, h),
-        Orientation::Lsst => match image.rotpa {
-            Some(rotpa) if rotpa != 0.0 => {
-                let (rotated, rw, rh) = rotate(&image.pixels, w, h, -rotpa);
-                (flip_rows(&rotated, rw), rw, rh)
-            }
-            _ => (flip_rows(&image.pixels, w), w, h),
-        },
-    }
-}
-
-fn flip_rows(px: &[f32], w: usize) -> Vec<f32> {
-    px.rchunks_exact(w).flatten().copied().collect()
 }
 
 /// Sentinels become NaN, every NaN the mean of the finite pixels.
@@ -201,42 +219,22 @@ fn colourise(px: &[f32], lo: f32, hi: f32, lut: &Lut) -> Vec<[u8; 3]> {
         .collect()
 }
 
-/// Fixed-point weights of the bilinear scaling: 8 bits.
-const ONE: u32 = 256;
-
-/// One axis of the bilinear scaling: the first canvas pixel inside the
-/// image, and for each canvas pixel inside it the two source pixels and the
-/// weight of the second (of [`ONE`]).
-fn taps(src: usize, canvas: usize, factor: f64) -> (usize, Vec<(usize, usize, u32)>) {
-    let extent = src as f64 * factor;
-    let start = (canvas as f64 - extent) / 2.0;
-    let mut first = canvas;
-    let mut taps = Vec::with_capacity(canvas);
-    for o in 0..canvas {
-        let centre = o as f64 + 0.5;
-        if centre < start || centre > start + extent {
-            continue;
-        }
-        first = first.min(o);
-        let u = ((centre - start) / factor - 0.5).clamp(0.0, (src - 1) as f64);
-        let i0 = u.floor() as usize;
-        let weight = ((u - i0 as f64) * f64::from(ONE)).round() as u32;
-        taps.push((i0, (i0 + 1).min(src - 1), weight));
-    }
-    (first, taps)
-}
-
 /// Scales the coloured image, keeping its aspect, to fill a `size` square,
 /// centred on white; RGB bytes, row by row. Separable, in fixed point: each
 /// source row is scaled across once (16 bits), then canvas rows blend two
 /// of those; rounding errors stay below one level.
-fn scale_onto_canvas(rgb: &[[u8; 3]], w: usize, h: usize, size: usize) -> Vec<u8> {
-    let factor = (size as f64 / w as f64).min(size as f64 / h as f64);
-    let ((x_first, cols), (y_first, rows)) = (taps(w, size, factor), taps(h, size, factor));
-    let stride = cols.len() * 3;
+fn scale_onto_canvas(
+    rgb: &[[u8; 3]],
+    w: usize,
+    h: usize,
+    x: &Axis,
+    y: &Axis,
+    size: usize,
+) -> Vec<u8> {
+    let stride = x.taps.len() * 3;
     let mut across = vec![0u16; h * stride];
     for (src, dst) in rgb.chunks_exact(w).zip(across.chunks_exact_mut(stride)) {
-        for (&(x0, x1, wx), out) in cols.iter().zip(dst.chunks_exact_mut(3)) {
+        for (&(x0, x1, wx), out) in x.taps.iter().zip(dst.chunks_exact_mut(3)) {
             let (a, b) = (src[x0], src[x1]);
             for ch in 0..3 {
                 let v = u32::from(a[ch]) * (ONE - wx) + u32::from(b[ch]) * wx;
@@ -245,8 +243,8 @@ fn scale_onto_canvas(rgb: &[[u8; 3]], w: usize, h: usize, size: usize) -> Vec<u8
         }
     }
     let mut canvas = vec![255u8; size * size * 3];
-    for (i, &(y0, y1, wy)) in rows.iter().enumerate() {
-        let at = ((y_first + i) * size + x_first) * 3;
+    for (i, &(y0, y1, wy)) in y.taps.iter().enumerate() {
+        let at = ((y.first + i) * size + x.first) * 3;
         let line = &mut canvas[at..at + stride];
         let top = &across[y0 * stride..(y0 + 1) * stride];
         let bottom = &across[y1 * stride..(y1 + 1) * stride];

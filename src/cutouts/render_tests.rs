@@ -1,5 +1,5 @@
 use super::*;
-use crate::cutouts::Colormap;
+use crate::cutouts::{draw, Colormap, Facing};
 
 fn image(w: usize, h: usize, f: impl Fn(usize, usize) -> f32) -> Image {
     let pixels = (0..w * h).map(|i| f(i % w, i / w)).collect();
@@ -8,6 +8,7 @@ fn image(w: usize, h: usize, f: impl Fn(usize, usize) -> f32) -> Image {
         height: h,
         pixels,
         rotpa: None,
+        wcs: None,
     }
 }
 
@@ -129,10 +130,10 @@ fn constant_images_and_every_setting_draw() {
 fn lsst_rotates_by_minus_rotpa() {
     let mut img = image(63, 63, |_, _| 1.0);
     img.rotpa = Some(30.0);
-    let (_, w, h) = display_order(&img, Orientation::Lsst);
+    let (_, w, h, _) = display_order(&img, Orientation::Lsst, Facing::Skyportal);
     assert_eq!((w, h), (86, 86));
     img.rotpa = None;
-    let (_, w, _) = display_order(&img, Orientation::Lsst);
+    let (_, w, _, _) = display_order(&img, Orientation::Lsst, Facing::Skyportal);
     assert_eq!(w, 63);
 }
 

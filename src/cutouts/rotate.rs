@@ -44,6 +44,37 @@ pub fn rotate(src: &[f32], width: usize, height: usize, angle: f64) -> (Vec<f32>
     (out, ow, oh)
 }
 
+/// Turns a row-major `width` x `height` image by `quarters` x 90 degrees
+/// as [`rotate`] does by `-90 * quarters` (counter-clockwise when row 0 is
+/// drawn at the bottom), moving pixels without arithmetic, so blanks stay
+/// where they are; returns the pixels and the new width, height.
+pub fn quarter_turns(
+    src: &[f32],
+    width: usize,
+    height: usize,
+    quarters: u32,
+) -> (Vec<f32>, usize, usize) {
+    let (w, h) = (width, height);
+    match quarters % 4 {
+        0 => (src.to_vec(), w, h),
+        2 => (src.iter().rev().copied().collect(), w, h),
+        // New (column x, row y) takes old (row h-1-x, column y) ...
+        1 => {
+            let out = (0..w)
+                .flat_map(|y| (0..h).map(move |x| src[(h - 1 - x) * w + y]))
+                .collect();
+            (out, h, w)
+        }
+        // ... or old (row x, column w-1-y).
+        _ => {
+            let out = (0..w)
+                .flat_map(|y| (0..h).map(move |x| src[x * w + (w - 1 - y)]))
+                .collect();
+            (out, h, w)
+        }
+    }
+}
+
 /// sin and cos of degrees, exact at multiples of 90 (as scipy's sindg/cosdg).
 fn sin_cos_deg(angle: f64) -> (f64, f64) {
     let a = angle.rem_euclid(360.0);
@@ -90,5 +121,19 @@ mod tests {
         assert_eq!((w, h), (3, 2));
         // scipy.ndimage.rotate(a, 90) == np.rot90(a): [[1 3 5] [0 2 4]]
         assert_eq!(out, vec![1.0, 3.0, 5.0, 0.0, 2.0, 4.0]);
+    }
+
+    #[test]
+    fn quarter_turns_are_rotate_by_minus_ninety_and_keep_nan_in_place() {
+        let src: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        for q in 0..5 {
+            let (a, aw, ah) = quarter_turns(&src, 3, 4, q);
+            let (b, bw, bh) = rotate(&src, 3, 4, -90.0 * f64::from(q));
+            assert_eq!((a, aw, ah), (b, bw, bh), "{q} quarters");
+        }
+        let mut holed = src.clone();
+        holed[4] = f32::NAN;
+        let (out, _, _) = quarter_turns(&holed, 3, 4, 1);
+        assert_eq!(out.iter().filter(|v| v.is_nan()).count(), 1);
     }
 }

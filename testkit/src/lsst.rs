@@ -32,7 +32,10 @@ impl Replicas {
         let mut templates = Vec::new();
         for file in PACKETS {
             let bytes = std::fs::read(dir.join(file))?;
-            anyhow::ensure!(bytes.len() > 5 && bytes[0] == 0, "{file}: not a Rubin packet");
+            anyhow::ensure!(
+                bytes.len() > 5 && bytes[0] == 0,
+                "{file}: not a Rubin packet"
+            );
             let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
             let schema = schemas.get(id)?;
             let value = GenericDatumReader::builder(&schema.alert)

@@ -292,13 +292,24 @@ pub fn draw_cutouts(survey: &str, cutouts: ReadCutouts, settings: &CutoutSetting
     };
     for (kind, bytes) in cutouts {
         let drawn = bytes.and_then(|b| {
-            let png = cutouts::draw_bytes(&b, kind, orientation, settings).map_err(|error| {
+            let stamp = cutouts::draw_stamp(&b, kind, orientation, settings).map_err(|error| {
                 StampError::Cutout {
                     field: kind.field(),
                     error,
                 }
             })?;
-            Ok((png, settings.keep_fits.then_some(b)))
+            if stamp.north_up_fallback {
+                // A counter, not I/O: the one place every drawn stamp
+                // passes. Labelled by orientation: survey labels are open.
+                let label = match orientation {
+                    Orientation::Ztf => "ZTF",
+                    Orientation::Lsst => "LSST",
+                    Orientation::AsStored => "other",
+                };
+                metrics::counter!("thumbnails_cutouts_north_up_fallback_total", "survey" => label)
+                    .increment(1);
+            }
+            Ok((stamp.png, settings.keep_fits.then_some(b)))
         });
         match drawn {
             Ok((png, original)) => out.drawn.push((kind, png, original)),

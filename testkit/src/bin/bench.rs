@@ -858,6 +858,7 @@ fn bench_cutouts(seconds: f64, threads: usize) -> anyhow::Result<()> {
     for (dir, orientation) in [
         ("ztf-alerts", Orientation::Ztf),
         ("lsst-synthetic", Orientation::Lsst),
+        ("lsst-alerts", Orientation::Lsst),
     ] {
         let dir = root.join(dir);
         for entry in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
@@ -1022,7 +1023,11 @@ async fn bench_cutouts_e2e(cli: &Cli, alerts: usize, lsst: bool) -> anyhow::Resu
         .await?;
     sigterm(&mut worker).await?;
     let rate = alerts as f64 / span.max(1e-3);
-    let name = if lsst { "cutouts-e2e-lsst" } else { "cutouts-e2e" };
+    let name = if lsst {
+        "cutouts-e2e-lsst"
+    } else {
+        "cutouts-e2e"
+    };
     println!(
         "bench {name}: {rate:.0} alerts/s ({:.0} stamps/s, {alerts} alerts queued first)",
         3.0 * rate
