@@ -85,12 +85,22 @@ impl Access {
             );
         }
         let text = e.to_string();
-        // A TLS listener answers the plain AMQP header with a TLS alert or
-        // by closing: the connection ends before the AMQP handshake.
-        if uri.scheme == AMQPScheme::AMQP && ended_before_handshake(e) {
-            return format!("{text}; the port may accept only TLS: use amqps://");
+        if !ended_before_handshake(e) {
+            return text;
         }
-        text
+        match uri.scheme {
+            // A TLS listener answers the plain AMQP header with a TLS alert
+            // or by closing.
+            AMQPScheme::AMQP => format!("{text}; the port may accept only TLS: use amqps://"),
+            // Under TLS 1.3 a broker checks the client certificate after
+            // the client finished its handshake: its alert
+            // (certificate_required) can be lost to the reset that follows,
+            // leaving only the reset.
+            AMQPScheme::AMQPS if nonempty(&self.tls.cert_file).is_none() => format!(
+                "{text}; the broker may require a client certificate: set amqp.tls.cert_file and amqp.tls.key_file"
+            ),
+            AMQPScheme::AMQPS => text,
+        }
     }
 }
 
