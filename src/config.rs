@@ -423,6 +423,15 @@ impl Config {
         )
     }
 
+    /// The built-in defaults and the environment, no file: for commands
+    /// that need no service (`cutouts draw`).
+    pub fn defaults_and_env() -> Result<Self, ConfigError> {
+        Self::from_figment(
+            Figment::from(Serialized::defaults(Config::default()))
+                .merge(Env::prefixed(ENV_PREFIX).split("__")),
+        )
+    }
+
     fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
         let mut config: Config = figment
             .extract()

@@ -1,7 +1,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use thumbnails::{app, cli::Cli, config::Config, telemetry};
+use thumbnails::cli::{Cli, Command};
+use thumbnails::config::{Config, ConfigError};
+use thumbnails::{app, telemetry};
 
 /// jemalloc keeps freed pages for reuse (glibc's malloc gave each upload's
 /// decode buffers back to the kernel and faulted them in again: ~25 % of
@@ -14,6 +16,17 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
+        // `cutouts draw` needs no database: without a config file it runs
+        // on the built-in defaults (and the environment).
+        Err(ConfigError::Missing(_)) if matches!(cli.command, Command::Cutouts(_)) => {
+            match Config::defaults_and_env() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;

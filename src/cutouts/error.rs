@@ -31,8 +31,16 @@ pub enum CutoutError {
     Truncated { needed: usize, got: usize },
     #[error("every pixel of the cutout is NaN or blank")]
     AllNan,
-    #[error("the alert packet is not a readable Avro object container file: {0}")]
+    #[error("the alert packet is not readable Avro: {0}")]
     Avro(String),
+    #[error("the packet starts with byte {0}: neither an Avro container file (Obj 01) nor a Confluent-framed alert (magic byte 0)")]
+    Magic(u8),
+    #[error("schema id {0} is unknown: the service ships lsst.v7_0 to v11_0 (700 to 1100); set cutouts.schema_registry_url for others")]
+    UnknownSchema(u32),
+    #[error("the writer schema of id {0} cannot be used: {1}")]
+    Schema(u32, String),
+    #[error("the container file holds no alert records")]
+    EmptyContainer,
     #[error("the alert packet lacks {0}")]
     AlertField(&'static str),
     #[error("the alert packet holds no cutouts")]
@@ -56,6 +64,10 @@ impl CutoutError {
             Self::Truncated { .. } => "truncated",
             Self::AllNan => "all_nan",
             Self::Avro(_) => "avro",
+            Self::Magic(_) => "magic",
+            Self::UnknownSchema(_) => "unknown_schema",
+            Self::Schema(..) => "schema",
+            Self::EmptyContainer => "no_alerts",
             Self::AlertField(_) => "alert_field",
             Self::NoCutouts => "no_cutouts",
             Self::Png(_) => "png",
@@ -89,6 +101,10 @@ mod tests {
             CutoutError::Truncated { needed: 2, got: 1 },
             CutoutError::AllNan,
             CutoutError::Avro("x".into()),
+            CutoutError::Magic(1),
+            CutoutError::UnknownSchema(1203),
+            CutoutError::Schema(1203, "x".into()),
+            CutoutError::EmptyContainer,
             CutoutError::AlertField("objectId"),
             CutoutError::NoCutouts,
             CutoutError::Png("x".into()),

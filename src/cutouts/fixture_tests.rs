@@ -66,87 +66,6 @@ fn draws_what_skyportal_draws() {
     println!("worst mean |diff| {worst:.3}/255");
 }
 
-#[test]
-fn the_avro_packet_holds_the_three_stamps() {
-    let alert = read_alert(&read("ztf-alerts", "ZTF18aaxjdyr_1661382530015060001.avro"))
-        .expect("test setup");
-    assert_eq!(alert.obj_id, "ZTF18aaxjdyr");
-    assert_eq!(alert.candid, Some(1661382530015060001));
-    assert!((alert.ra - 296.8679389).abs() < 1e-6, "{}", alert.ra);
-    assert!((alert.dec - 24.08881).abs() < 1e-5, "{}", alert.dec);
-    assert_eq!(alert.survey, "ZTF");
-    let kinds: Vec<Kind> = alert.cutouts.iter().map(|(k, _)| *k).collect();
-    assert_eq!(kinds, Kind::ALL);
-    for (kind, bytes) in &alert.cutouts {
-        let name = format!("ZTF18aaxjdyr_1661382530015060001_{}.fits.gz", kind.field());
-        assert!(*bytes == read("ztf-alerts", &name), "{name}");
-    }
-}
-
-/// An alert packet of the given cutouts (None: null), in a minimal schema
-/// with the same names as ZTF's.
-fn packet(stamp: Option<&[u8]>) -> Vec<u8> {
-    use apache_avro::types::{Record, Value};
-    let cutout = r#"["null", {"type": "record", "name": "cutout", "fields": [
-        {"name": "fileName", "type": "string"}, {"name": "stampData", "type": "bytes"}]}]"#;
-    let schema = format!(
-        r#"{{"type": "record", "name": "alert", "namespace": "ztf", "fields": [
-        {{"name": "objectId", "type": "string"}},
-        {{"name": "candid", "type": "long"}},
-        {{"name": "candidate", "type": {{"type": "record", "name": "candidate", "fields": [
-            {{"name": "ra", "type": "double"}}, {{"name": "dec", "type": "double"}}]}}}},
-        {{"name": "cutoutScience", "type": {cutout}}},
-        {{"name": "cutoutTemplate", "type": "ztf.cutout"}},
-        {{"name": "cutoutDifference", "type": ["null", "ztf.cutout"]}}]}}"#
-    );
-    let schema = apache_avro::Schema::parse_str(&schema).expect("test setup");
-    let mut writer = apache_avro::Writer::new(&schema, Vec::new()).expect("test setup");
-    let mut record = Record::new(&schema).expect("test setup");
-    record.put("objectId", "ZTF00test");
-    record.put("candid", 7i64);
-    record.put(
-        "candidate",
-        Value::Record(vec![
-            ("ra".into(), Value::Double(1.5)),
-            ("dec".into(), Value::Double(-2.5)),
-        ]),
-    );
-    let c = match stamp {
-        None => Value::Union(0, Box::new(Value::Null)),
-        Some(b) => Value::Union(
-            1,
-            Box::new(Value::Record(vec![
-                ("fileName".into(), Value::String("x.fits.gz".into())),
-                ("stampData".into(), Value::Bytes(b.to_vec())),
-            ])),
-        ),
-    };
-    let template = match &c {
-        Value::Union(_, inner) if !matches!(**inner, Value::Null) => (**inner).clone(),
-        _ => Value::Record(vec![
-            ("fileName".into(), Value::String(String::new())),
-            ("stampData".into(), Value::Bytes(Vec::new())),
-        ]),
-    };
-    record.put("cutoutScience", c.clone());
-    record.put("cutoutTemplate", template);
-    record.put("cutoutDifference", c);
-    writer.append_value(record).expect("test setup");
-    writer.into_inner().expect("test setup")
-}
-
-#[test]
-fn an_alert_without_cutouts_is_refused() {
-    assert_eq!(
-        read_alert(&packet(None)).expect_err("fails"),
-        CutoutError::NoCutouts
-    );
-    let alert = read_alert(&packet(Some(b"stamp"))).expect("test setup");
-    assert_eq!(alert.obj_id, "ZTF00test");
-    assert_eq!((alert.ra, alert.dec), (1.5, -2.5));
-    assert_eq!(alert.cutouts.len(), 3);
-}
-
 fn cutout_bytes() -> Vec<Vec<u8>> {
     let gz = read(
         "ztf-alerts",
@@ -189,15 +108,6 @@ proptest! {
                 let _ = draw_bytes(&plain, Kind::Difference, Orientation::Ztf, &settings);
             }
         }
-    }
-
-    #[test]
-    fn mutated_alerts_never_panic(
-        edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
-        cut in any::<usize>(),
-    ) {
-        let packet = read("ztf-alerts", "ZTF18aaxjdyr_1661382530015060001.avro");
-        let _ = read_alert(&mutate(packet, &edits, cut));
     }
 }
 

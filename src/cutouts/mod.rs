@@ -1,12 +1,12 @@
-//! Alert cutouts, pure: bytes in (FITS, gzipped FITS, a ZTF Avro alert
-//! packet), PNG bytes out. No tokio, no database, no file system: the
+//! Alert cutouts, pure: bytes in (FITS, gzipped FITS, ZTF and Rubin/LSST
+//! alert packets), PNG bytes out. No tokio, no database, no file system: the
 //! worker, the sidecar and the CLI all call these.
 //!
 //! ```text
 //! decode(bytes, limits)            -> Image   gzip (1f 8b) or plain FITS, primary HDU
 //! draw(image, kind, orientation, settings) -> PNG bytes
 //! draw_bytes(bytes, ...)           = decode + draw
-//! read_alert(bytes)                -> Alert   objectId, ra, dec, the three stamps
+//! read_alerts(bytes, schemas, ..)  -> Alerts  ZTF / LSST packets and container files
 //! ```
 //!
 //! Drawing follows SkyPortal's broker path (`_thumbnails.py`), so stamps look
@@ -33,7 +33,7 @@
 //! Every error is permanent (the same bytes fail again) and has a short
 //! [`CutoutError::reason`].
 
-mod avro;
+pub mod alerts;
 mod colormap;
 mod error;
 mod fits;
@@ -45,11 +45,13 @@ mod rotate;
 mod settings;
 mod viridis;
 
-pub use avro::{read_alert, Alert, MAX_AVRO_ALLOCATION};
+pub use alerts::{is_packet, read_alerts, Alert, Schemas, MAX_AVRO_ALLOCATION};
 pub use error::CutoutError;
 pub use fits::{gunzip, is_gzip};
 pub use interval::{percentile, zscale};
-pub use settings::{Colormap, CutoutSettings, Facing, Interval, Limits, Percentiles, Stretch, Stretches};
+pub use settings::{
+    Colormap, CutoutSettings, Facing, Interval, Limits, Percentiles, Stretch, Stretches,
+};
 
 /// Which of an alert's three stamps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -184,6 +184,12 @@ impl RelPath {
         &self.name
     }
 
+    /// The same folder, another file (a stamp's kept FITS).
+    pub(super) fn with_file_name(mut self, name: String) -> Self {
+        self.name = name;
+        self
+    }
+
     /// `thumbnails/aa/bb/name`, with `/` separators.
     pub fn as_url_path(&self) -> String {
         let mut s = self.dirs.join("/");

@@ -2,14 +2,23 @@
 //!
 //! [`layout`] is pure path logic (hashed folders, a file name that is safe
 //! for any obj_id); [`FileStore`] does the I/O: stage to a temporary file,
-//! place it with an atomic rename, and undo on failure.
+//! place it with an atomic rename, and undo on failure. `fits` and
+//! `beside` do the same for the original FITS cutout kept beside an alert
+//! stamp's PNG (`cutouts.keep_fits`).
 
+mod beside;
 mod decode;
+mod fits;
 mod image;
 mod layout;
 mod store;
 
+pub use beside::{FitsApplied, FitsWrite};
 pub use decode::{classify_image, Classified, DecodeError};
+pub use fits::{
+    content_type, fits_beside, fits_file_name, fits_url_beside, gzip_fits, parse_fits_name,
+    png_beside, FITS_SUFFIX,
+};
 pub use image::{inspect_png, is_grayscale, ImageError, Inspected, MAX_SIDE, MIN_SIDE};
 pub use layout::{
     dirs_of_hash, file_name, hashed_dirs, parse_file_name, stamp_file_name, ParsedName, RelPath,

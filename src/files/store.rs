@@ -41,6 +41,8 @@ pub enum FileError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot gzip a FITS cutout")]
+    Gzip(#[source] std::io::Error),
     #[error("file task failed: {0}")]
     Join(String),
 }
@@ -189,6 +191,37 @@ pub struct SetAside {
 }
 
 impl SetAside {
+    /// Renames the file at `path` aside, if there is one (`None` if not).
+    /// For a path the service computed itself (a stamp's kept FITS), so no
+    /// link is followed: a link is renamed, never its target.
+    pub(super) fn rename_if_present(path: &Path) -> Result<Option<SetAside>, FileError> {
+        match fs::symlink_metadata(path) {
+            Ok(m) if m.is_file() || m.is_symlink() => {}
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(FileError::Remove {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        }
+        let aside = path.with_file_name(format!(".deleted-{}.tmp", uuid::Uuid::new_v4().simple()));
+        match fs::rename(path, &aside) {
+            Ok(()) => Ok(Some(SetAside {
+                original: path.to_path_buf(),
+                aside: Some(aside),
+            })),
+            // Gone meanwhile: nothing to set aside.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(FileError::Rename {
+                from: path.to_path_buf(),
+                to: aside,
+                source,
+            }),
+        }
+    }
+
     /// The commit succeeded: the file goes for good.
     pub fn remove(mut self) {
         if let Some(aside) = self.aside.take() {

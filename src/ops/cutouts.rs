@@ -1,25 +1,29 @@
 //! `thumbnails cutouts draw FILE... --out DIR`: draws alert cutouts (FITS,
-//! FITS.gz, ZTF Avro alert packets) as PNGs without a database, with the
-//! `cutouts` config section.
+//! FITS.gz, ZTF and Rubin/LSST alert packets, container files of many
+//! alerts) as PNGs without a database, with the `cutouts` config section
+//! (built-in defaults when there is no `config.yaml`), on every core.
 //!
-//! - An Avro packet yields its stamps as `<objectId>_<new|ref|sub>_ZTF.png`;
-//!   any other file `<stem>.png` (`.fits`/`.gz` taken off).
+//! - A packet or container file yields each alert's stamps as
+//!   `<obj_id>_<new|ref|sub>_<SURVEY>.png`; any other file `<stem>.png`
+//!   (`.fits`/`.gz` taken off). The format is read from the bytes.
 //! - The kind (`--kind new|ref|sub`) is otherwise guessed from the file name
 //!   (`cutoutScience`/`cutoutTemplate`/`cutoutDifference`, or `_new`/`_ref`/
 //!   `_sub`), science when nothing matches.
-//! - The orientation follows `--survey`; without it, Avro packets and files
-//!   named `ZTF...` are ZTF, the rest drawn as stored.
+//! - The orientation follows `--survey`; without it, packets say theirs,
+//!   files named `ZTF...` are ZTF, files whose name says `lsst` LSST, the
+//!   rest drawn as stored.
 //!
-//! One line per failed file (`<file>: <reason>: <message>`), a summary line,
-//! and a non-zero exit when any file failed.
+//! One line per failed file or alert (`<file>: <reason>: <message>`), a
+//! summary line, and a non-zero exit when any failed.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use rayon::prelude::*;
 
 use crate::config::Config;
-use crate::cutouts::{self, CutoutError, CutoutSettings, Kind, Orientation};
+use crate::cutouts::{self, CutoutError, CutoutSettings, Kind, Orientation, Schemas};
 
 #[derive(Debug, Clone, Args)]
 pub struct CutoutsArgs {
@@ -29,13 +33,13 @@ pub struct CutoutsArgs {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum CutoutsAction {
-    /// Draw FITS, FITS.gz or ZTF Avro alert files as PNGs into --out.
+    /// Draw FITS, FITS.gz, or ZTF / Rubin alert packets (and container files) as PNGs into --out.
     Draw(DrawArgs),
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct DrawArgs {
-    /// Files to draw: .fits, .fits.gz, or .avro alert packets.
+    /// Files to draw: .fits, .fits.gz, alert packets (ZTF .avro, Rubin Confluent-framed), container files.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Directory for the PNGs (created if missing).
@@ -63,64 +67,112 @@ pub async fn run(config: &Config, args: CutoutsArgs) -> anyhow::Result<()> {
         .await
         .context("drawing cutouts")??;
     println!(
-        "cutouts draw: {} PNGs written, {} files failed",
+        "cutouts draw: {} PNGs written, {} failed",
         summary.written, summary.failed
     );
-    anyhow::ensure!(summary.failed == 0, "{} files failed", summary.failed);
+    anyhow::ensure!(summary.failed == 0, "{} failed", summary.failed);
     Ok(())
 }
 
-/// Draws every file, going on past failures (each printed on stderr).
+/// Draws every file on every core, going on past failures (each printed
+/// on stderr).
 pub fn draw_files(args: &DrawArgs, settings: &CutoutSettings) -> anyhow::Result<DrawSummary> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let mut summary = DrawSummary::default();
-    for file in &args.files {
-        match draw_file(file, args, settings) {
-            Ok(n) => summary.written += n,
-            Err(e) => {
-                summary.failed += 1;
-                eprintln!("{}: {e:#}", file.display());
+    let schemas = Schemas::new();
+    let (written, failed) = args
+        .files
+        .par_iter()
+        .map(|file| {
+            let outcomes = draw_file(file, args, settings, &schemas);
+            let mut counts = (0, 0);
+            for outcome in outcomes {
+                match outcome {
+                    Ok(n) => counts.0 += n,
+                    Err(e) => {
+                        counts.1 += 1;
+                        eprintln!("{}: {e:#}", file.display());
+                    }
+                }
             }
-        }
-    }
-    Ok(summary)
+            counts
+        })
+        .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    Ok(DrawSummary { written, failed })
 }
 
-/// Draws one file; the number of PNGs written.
-fn draw_file(file: &Path, args: &DrawArgs, settings: &CutoutSettings) -> anyhow::Result<usize> {
-    let bytes = std::fs::read(file).context("reading")?;
+/// Draws one file: per alert (or for the one FITS file), the number of
+/// PNGs written or why none.
+fn draw_file(
+    file: &Path,
+    args: &DrawArgs,
+    settings: &CutoutSettings,
+    schemas: &Schemas,
+) -> Vec<anyhow::Result<usize>> {
+    let bytes = match std::fs::read(file).context("reading") {
+        Ok(b) => b,
+        Err(e) => return vec![Err(e)],
+    };
+    let survey = args.survey.as_deref();
+    if cutouts::is_packet(&bytes) {
+        let alerts = match cutouts::read_alerts(&bytes, schemas, &settings.lsst_obj_prefix) {
+            Ok(a) => a,
+            Err(e) => return vec![Err(labelled(e))],
+        };
+        return alerts
+            .into_iter()
+            .map(|alert| draw_alert(alert.map_err(labelled)?, survey, args, settings))
+            .collect();
+    }
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let survey = args.survey.as_deref();
-    if is_avro(&bytes) {
-        let alert = cutouts::read_alert(&bytes).map_err(labelled)?;
-        let orientation = Orientation::for_survey(survey.or(Some(alert.survey)));
-        let mut pngs = Vec::with_capacity(alert.cutouts.len());
-        for (kind, stamp) in &alert.cutouts {
-            let png = cutouts::draw_bytes(stamp, *kind, orientation, settings)
-                .map_err(labelled)
-                .with_context(|| kind.field())?;
-            let out = format!("{}_{}_{}.png", alert.obj_id, kind.ttype(), alert.survey);
-            pngs.push((safe_name(&out), png));
-        }
-        // All or nothing: a packet with one bad stamp writes none.
-        for (out, png) in &pngs {
-            write(&args.out.join(out), png)?;
-        }
-        return Ok(pngs.len());
-    }
     let kind = match args.kind.as_deref() {
         Some(t) => Kind::from_ttype(t).unwrap_or(Kind::Science),
         None => guess_kind(&name),
     };
-    let guessed = name.starts_with("ZTF").then_some("ZTF");
-    let orientation = Orientation::for_survey(survey.or(guessed));
-    let png = cutouts::draw_bytes(&bytes, kind, orientation, settings).map_err(labelled)?;
-    write(&args.out.join(format!("{}.png", stem(&name))), &png)?;
-    Ok(1)
+    let orientation = Orientation::for_survey(survey.or(guess_survey(&name)));
+    let drawn = cutouts::draw_bytes(&bytes, kind, orientation, settings)
+        .map_err(labelled)
+        .and_then(|png| write(&args.out.join(format!("{}.png", stem(&name))), &png));
+    vec![drawn.map(|()| 1)]
+}
+
+/// Draws one alert's stamps; all or nothing: one bad stamp writes none.
+fn draw_alert(
+    alert: cutouts::Alert,
+    survey: Option<&str>,
+    args: &DrawArgs,
+    settings: &CutoutSettings,
+) -> anyhow::Result<usize> {
+    if alert.cutouts.is_empty() {
+        anyhow::bail!("{}: no_cutouts: the alert holds no cutouts", alert.obj_id);
+    }
+    let orientation = Orientation::for_survey(survey.or(Some(alert.survey)));
+    let mut pngs = Vec::with_capacity(alert.cutouts.len());
+    for (kind, stamp) in &alert.cutouts {
+        let png = cutouts::draw_bytes(stamp, *kind, orientation, settings)
+            .map_err(labelled)
+            .with_context(|| format!("{} {}", alert.obj_id, kind.field()))?;
+        let out = format!("{}_{}_{}.png", alert.obj_id, kind.ttype(), alert.survey);
+        pngs.push((safe_name(&out), png));
+    }
+    for (out, png) in &pngs {
+        write(&args.out.join(out), png)?;
+    }
+    Ok(pngs.len())
+}
+
+/// The survey a FITS file's name says: `ZTF...`, or `lsst` anywhere.
+fn guess_survey(name: &str) -> Option<&'static str> {
+    if name.starts_with("ZTF") {
+        Some("ZTF")
+    } else if name.to_ascii_lowercase().contains("lsst") {
+        Some("LSST")
+    } else {
+        None
+    }
 }
 
 fn labelled(e: CutoutError) -> anyhow::Error {
@@ -129,11 +181,6 @@ fn labelled(e: CutoutError) -> anyhow::Error {
 
 fn write(path: &Path, png: &[u8]) -> anyhow::Result<()> {
     std::fs::write(path, png).with_context(|| format!("writing {}", path.display()))
-}
-
-/// Avro object container files start with `Obj` and version byte 1.
-fn is_avro(bytes: &[u8]) -> bool {
-    bytes.starts_with(b"Obj\x01")
 }
 
 /// The kind a file name says, science when it says none.

@@ -16,15 +16,17 @@ use utoipa::ToSchema;
 
 use super::api;
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{db_down, ApiError};
 use super::upload::{check_obj, publish_now};
 use super::AppState;
-use crate::bus::events::cutouts::draw_cutouts;
+use crate::bus::events::cutouts::{draw_cutouts, ReadCutouts};
 use crate::bus::events::CutoutsBody;
 use crate::config::Scope;
 use crate::cutouts::Colormap;
 use crate::files::RelPath;
 use crate::store::committer::{CommitError, Upload};
+use crate::store::cutouts::{create_objs, NewObj};
+use crate::store::StoreError;
 use crate::surveys::ThumbnailType;
 
 const PREFIX: &str = "Cutouts failed to post: ";
@@ -119,6 +121,19 @@ async fn store_cutouts(
         .read()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     check_obj(state, &obj_id).await?;
+    store_alert(state, obj_id, survey, None, cutouts).await
+}
+
+/// Draws one alert's cutouts and commits them into the object's stamps
+/// (`create`: the object is created first if absent, once a stamp is
+/// drawn): each cutout's answer; a 400 when none can be drawn.
+pub(super) async fn store_alert(
+    state: &AppState,
+    obj_id: String,
+    survey: String,
+    create: Option<NewObj>,
+    cutouts: ReadCutouts,
+) -> Result<BTreeMap<String, CutoutResult>, ApiError> {
     let (settings, files) = (state.cutouts.clone(), state.files.clone());
     let slot = state
         .blocking_slots
@@ -141,11 +156,15 @@ async fn store_cutouts(
         }
         let gray = settings.colormap == Colormap::Gray;
         let mut staged = Vec::new();
-        for (kind, png) in drawn.drawn {
+        for (kind, png, fits) in drawn.drawn {
             let Ok(ttype) = kind.ttype().parse::<ThumbnailType>() else {
                 continue;
             };
             let rel = RelPath::stamp(&id, ttype, Some(&label), files.depth());
+            let fits = fits
+                .map(|cutout| files.stage_fits_blocking(&id, ttype, &label, &cutout))
+                .transpose()
+                .map_err(|e| ApiError::internal("cannot write the file to storage", e))?;
             match files.stage_blocking(&rel, &png) {
                 Ok(file) => staged.push((
                     kind,
@@ -156,6 +175,7 @@ async fn store_cutouts(
                         survey: Some(label.clone()),
                         is_grayscale: gray,
                         staged: file,
+                        fits,
                     },
                 )),
                 Err(e) => return Err(ApiError::internal("cannot write the file to storage", e)),
@@ -165,6 +185,12 @@ async fn store_cutouts(
     })
     .await
     .map_err(|e| ApiError::internal("drawing failed", anyhow::anyhow!(e.to_string())))??;
+    if let Some(obj) = create {
+        create_objs(&state.db, &[obj]).await.map_err(|e| match e {
+            StoreError::Db(e) => db_down(e),
+            other => ApiError::internal("cannot record the object", other),
+        })?;
+    }
     // The committer batches the stamps (and other uploads) together.
     let committed = join_all(
         staged

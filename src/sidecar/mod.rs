@@ -10,6 +10,7 @@
 //! broker link in [`crate::bus`], the PNG checks in [`crate::files`]: this
 //! module is HTTP only.
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod cutouts;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub on_demand: Arc<crate::remote::on_demand::OnDemand>,
     /// How alert cutouts (FITS) are drawn.
     pub cutouts: Arc<crate::cutouts::CutoutSettings>,
+    /// Reads alert packets (`POST /api/alerts`), asking the schema registry.
+    pub alerts: Arc<crate::remote::schema_registry::AlertReader>,
 }
 
 /// Knobs tests turn; `run` uses the defaults.
@@ -126,9 +129,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
     };
     let (schemas, paths, upload_route) = routes!(upload::upload);
     let (c_schemas, c_paths, cutouts_route) = routes!(cutouts::post_cutouts);
+    let (a_schemas, a_paths, alerts_route) = routes!(alerts::post_alerts);
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes((schemas, paths, limited(upload_route)))
         .routes((c_schemas, c_paths, limited(cutouts_route)))
+        .routes((a_schemas, a_paths, limited(alerts_route)))
         .routes(routes!(
             thumbnails::get_thumbnail,
             thumbnails::put_thumbnail,
@@ -209,6 +214,10 @@ impl AppState {
                 crate::remote::on_demand::OnDemand::new(&config.on_demand).context("on_demand")?,
             ),
             cutouts: Arc::new(config.cutouts.clone()),
+            alerts: Arc::new(
+                crate::remote::schema_registry::AlertReader::new(&config.cutouts)
+                    .context("cutouts.schema_registry_url")?,
+            ),
         })
     }
 }

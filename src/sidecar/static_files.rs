@@ -1,5 +1,7 @@
 //! `GET /static/thumbnails/...`: stored files with `Content-Type`, `ETag`
-//! and `Cache-Control`. Only names the file store can produce are served,
+//! and `Cache-Control`. PNGs are `image/png`; an alert stamp's kept FITS
+//! (`.fits.gz`) is `application/gzip`, served as stored (no
+//! `Content-Encoding`), so a download is the gzipped file itself. Only names the file store can produce are served,
 //! so no request reaches outside `<root>/thumbnails`.
 
 use axum::extract::rejection::PathRejection;
@@ -13,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::AppState;
+use crate::files::content_type;
 
 /// Uploads can be replaced under the same URL: caches revalidate with the
 /// ETag after a minute.
@@ -42,7 +45,7 @@ pub fn safe_segments(path: &str) -> Option<Vec<&str>> {
     tag = "files",
     params(("path" = String, Path, description = "`<aa>/<bb>/<obj_id>_<type>.png`, as in public_url")),
     responses(
-        (status = 200, description = "The PNG", content_type = "image/png"),
+        (status = 200, description = "The PNG (a kept FITS cutout, `.fits.gz`, is application/gzip)", content_type = "image/png"),
         (status = 304, description = "Not modified (If-None-Match)"),
         (status = 400, description = "A path that could escape the storage root"),
         (status = 404, description = "No such file"),
@@ -92,7 +95,7 @@ pub async fn serve_file(
     }
     Ok((
         [
-            (CONTENT_TYPE, HeaderValue::from_static("image/png")),
+            (CONTENT_TYPE, HeaderValue::from_static(content_type(&path))),
             (ETAG, etag_value),
             (CACHE_CONTROL, cache),
             (X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),

@@ -20,6 +20,7 @@ use super::upload::{check_obj, publish_now};
 use super::AppState;
 use crate::bus::ROUTING_THUMBNAIL_STORED;
 use crate::config::Scope;
+use crate::files::fits_beside;
 use crate::store::entities::thumbnail;
 use crate::store::outbox;
 use crate::surveys::ThumbnailType;
@@ -147,7 +148,8 @@ pub async fn put_thumbnail(
     Ok(api::success(json!({})))
 }
 
-/// Delete a thumbnail row and its stored file (scope `manage`).
+/// Delete a thumbnail row and its stored file, with an alert stamp's kept
+/// FITS (scope `manage`).
 #[utoipa::path(
     delete,
     path = "/api/thumbnail/{id}",
@@ -178,8 +180,8 @@ pub async fn delete_thumbnail(
     Ok(api::success(json!({})))
 }
 
-/// Locks the row, deletes it, sets its file aside, commits, then removes
-/// the file (or restores it if the commit failed). The lock makes a
+/// Locks the row, deletes it, sets its file (and kept FITS) aside,
+/// commits, then removes them (or restores them if the commit failed). The lock makes a
 /// concurrent upload of the same `(obj_id, type)` wait, so its new file is
 /// never the one removed.
 async fn delete_row_and_file(state: &AppState, id: &str) -> Result<(), ApiError> {
@@ -197,21 +199,32 @@ async fn delete_row_and_file(state: &AppState, id: &str) -> Result<(), ApiError>
         .exec(&txn)
         .await
         .map_err(db_down)?;
-    let aside = match row.file_uri.as_deref() {
-        Some(uri) => state
-            .files
-            .set_aside(uri)
-            .await
-            .map_err(|e| ApiError::internal("cannot remove the file from storage", e))?,
-        None => None,
-    };
+    // The PNG, and an alert stamp's kept FITS beside it (if any).
+    let fits = row
+        .file_uri
+        .as_deref()
+        .and_then(|uri| fits_beside(std::path::Path::new(uri)))
+        .map(|p| p.to_string_lossy().into_owned());
+    let mut aside = Vec::new();
+    for uri in [row.file_uri.as_deref(), fits.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        match state.files.set_aside(uri).await {
+            Ok(a) => aside.extend(a),
+            Err(e) => {
+                // Dropping `aside` restores what was set aside already.
+                return Err(ApiError::internal("cannot remove the file from storage", e));
+            }
+        }
+    }
     if let Err(e) = txn.commit().await {
-        if let Some(a) = aside {
+        for a in aside {
             a.undo();
         }
         return Err(db_down(e));
     }
-    if let Some(a) = aside {
+    for a in aside {
         a.remove();
     }
     tracing::info!(id = row.id, obj_id = %row.obj_id, "thumbnail deleted");

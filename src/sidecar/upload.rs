@@ -140,13 +140,14 @@ fn prepare(files: &FileStore, settings: &CutoutSettings, body: &[u8]) -> Result<
     };
     // A FITS cutout (plain or gzipped) is drawn first: with its ttype's
     // stretch (sub: linear, others: log), oriented by its survey.
-    let png = if cutouts::is_gzip(&data) || data.starts_with(b"SIMPLE") {
+    let (png, cutout) = if cutouts::is_gzip(&data) || data.starts_with(b"SIMPLE") {
         let kind = Kind::from_ttype(&body.ttype).unwrap_or(Kind::Science);
         let orientation = Orientation::for_survey(body.survey.as_deref());
-        cutouts::draw_bytes(&data, kind, orientation, settings)
-            .map_err(|e| refuse(ApiError::BadRequest(format!("Invalid cutout: {e}"))))?
+        let png = cutouts::draw_bytes(&data, kind, orientation, settings)
+            .map_err(|e| refuse(ApiError::BadRequest(format!("Invalid cutout: {e}"))))?;
+        (png, Some(data))
     } else {
-        data
+        (data, None)
     };
     if !obj_id_is_possible(&body.obj_id) {
         return Err(Refused::Body(invalid_obj(&body.obj_id)));
@@ -166,6 +167,16 @@ fn prepare(files: &FileStore, settings: &CutoutSettings, body: &[u8]) -> Result<
     let staged = files
         .stage_blocking(&rel, &png)
         .map_err(|e| refuse(ApiError::internal("cannot write the file to storage", e)))?;
+    // A stamp drawn here from a cutout keeps it too, when asked; any other
+    // upload of a stamp clears the FITS an alert kept (it would be stale).
+    let fits = match (cutout, survey.as_deref()) {
+        (Some(cutout), Some(label)) if settings.keep_fits => Some(
+            files
+                .stage_fits_blocking(&body.obj_id, ttype, label, &cutout)
+                .map_err(|e| refuse(ApiError::internal("cannot write the file to storage", e)))?,
+        ),
+        _ => None,
+    };
     Ok(Prepared {
         upload: committer::Upload {
             obj_id: body.obj_id,
@@ -174,6 +185,7 @@ fn prepare(files: &FileStore, settings: &CutoutSettings, body: &[u8]) -> Result<
             survey,
             is_grayscale: inspected.is_grayscale,
             staged,
+            fits,
         },
         size: png.len(),
     })

@@ -6,7 +6,9 @@
 //! retried one upload at a time, so one bad upload never fails the others.
 //! Files are placed after the statements and before the commit; if a
 //! placement or the commit fails, every file of the batch is put back and
-//! every upload of the batch is answered with the error.
+//! every upload of the batch is answered with the error. An alert stamp's
+//! kept FITS (`Upload::fits`) goes in and comes back with its PNG; a stamp
+//! stored without one clears the FITS an earlier write kept beside it.
 
 use std::sync::Arc;
 
@@ -20,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::outbox::Pending;
 use super::waves;
 use crate::bus::{StoredThumbnail, ThumbnailStored, ORIGIN_UPLOAD, ROUTING_THUMBNAIL_STORED};
-use crate::files::{FileError, Placed, Staged};
+use crate::files::{fits_url_beside, FileError, FitsApplied, FitsWrite, Placed, Staged};
 use crate::surveys::ThumbnailType;
 
 /// Most uploads in one transaction.
@@ -37,6 +39,10 @@ pub struct Upload {
     pub survey: Option<String>,
     pub is_grayscale: bool,
     pub staged: Staged,
+    /// An alert stamp's original cutout, gzipped and staged beside the PNG
+    /// (`FileStore::stage_fits_blocking`, with `cutouts.keep_fits`). `None`
+    /// keeps none, and a stamp (with a survey) then clears a stale one.
+    pub fits: Option<Staged>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -259,15 +265,24 @@ async fn commit_batch(
     }
     // Files go into place in arrival order (a later upload of the same
     // file replaces an earlier one) and come back in reverse.
-    let mut placed: Vec<Placed> = Vec::new();
+    let mut placed: Vec<(Placed, Option<FitsApplied>)> = Vec::new();
     for (upload, row) in uploads.into_iter().zip(&rows) {
         if row.is_none() {
-            // No object: dropping the staged file removes it.
+            // No object: dropping the staged files removes them.
             continue;
         }
-        match upload.staged.place() {
-            Ok(p) => placed.push(p),
+        let fits = FitsWrite::for_stamp(upload.staged.target(), upload.fits);
+        let png = match upload.staged.place() {
+            Ok(p) => p,
             Err(e) => {
+                undo(placed);
+                return Err(Failed::Place(Arc::new(e)));
+            }
+        };
+        match fits.map(FitsWrite::apply).transpose() {
+            Ok(fits) => placed.push((png, fits)),
+            Err(e) => {
+                placed.push((png, None));
                 undo(placed);
                 return Err(Failed::Place(Arc::new(e)));
             }
@@ -277,8 +292,11 @@ async fn commit_batch(
         undo(placed);
         return Err(Failed::Commit(Arc::new(e)));
     }
-    for p in placed {
-        p.keep();
+    for (png, fits) in placed {
+        png.keep();
+        if let Some(f) = fits {
+            f.keep();
+        }
     }
     Ok(rows
         .into_iter()
@@ -302,9 +320,12 @@ fn lock_key(u: &Upload) -> (&str, &str, Option<&str>) {
     (&u.obj_id, u.ttype.as_str(), u.survey.as_deref())
 }
 
-fn undo(placed: Vec<Placed>) {
-    for p in placed.into_iter().rev() {
-        p.undo();
+fn undo(placed: Vec<(Placed, Option<FitsApplied>)>) {
+    for (png, fits) in placed.into_iter().rev() {
+        if let Some(f) = fits {
+            f.undo();
+        }
+        png.undo();
     }
 }
 
@@ -330,6 +351,7 @@ async fn upsert_wave(
         .zip(&file_uris)
         .map(|(&i, file_uri)| {
             let u = &uploads[i];
+            let fits_url = u.fits.as_ref().and_then(|_| fits_url_beside(&u.public_url));
             ThumbnailStored::split_at_id(
                 &u.obj_id,
                 StoredThumbnail::new(
@@ -339,7 +361,8 @@ async fn upsert_wave(
                     Some(file_uri),
                     Some(ORIGIN_UPLOAD),
                     u.survey.as_deref(),
-                ),
+                )
+                .with_fits_url(fits_url.as_deref()),
             )
         })
         .collect();

@@ -1,7 +1,10 @@
 //! Alert stamps drawn from cutouts, many alerts per transaction: the
 //! `objs` row when the alert says where the object is (never overwritten),
 //! the `new`/`ref`/`sub` rows of its survey (replaced in place), and their
-//! files, placed before the commit and put back if it fails.
+//! files, placed before the commit and put back if it fails. With
+//! `cutouts.keep_fits` each stamp's original cutout goes beside its PNG
+//! (gzipped) the same way; a stamp written without one clears the FITS a
+//! previous write kept (see `files::FitsWrite`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -12,7 +15,9 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Transac
 use super::writes::INSERT_OBJS_ANNOUNCED;
 use super::{waves, StoreError, StoredRow};
 use crate::bus::ORIGIN_UPLOAD;
-use crate::files::{FileStore, Placed, RelPath, Staged};
+use crate::files::{
+    gzip_fits, FileError, FileStore, FitsApplied, FitsWrite, Placed, RelPath, Staged,
+};
 use crate::surveys::ThumbnailType;
 
 /// One alert's drawn stamps.
@@ -23,8 +28,21 @@ pub struct StampJob {
     pub survey: String,
     /// Where the object is, if it may not exist yet: then it is created.
     pub position: Option<(f64, f64)>,
-    /// `(type, PNG bytes, is_grayscale)`, one per stamp drawn.
-    pub stamps: Vec<(ThumbnailType, Arc<Vec<u8>>, bool)>,
+    /// Whether an object created here is a moving one (no archival thumbnails).
+    pub is_roid: bool,
+    /// One per stamp drawn.
+    pub stamps: Vec<Stamp>,
+}
+
+/// One drawn stamp of an alert.
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    pub ttype: ThumbnailType,
+    pub png: Arc<Vec<u8>>,
+    pub is_grayscale: bool,
+    /// The original cutout (FITS or gzipped FITS) to keep beside the PNG
+    /// (`cutouts.keep_fits`); `None` keeps none and clears a stale one.
+    pub fits: Option<Arc<Vec<u8>>>,
 }
 
 /// What one job's write did.
@@ -60,33 +78,18 @@ pub async fn write_stamps(
     let now = Utc::now().naive_utc();
     let mut out = vec![StampsWritten::default(); jobs.len()];
     let txn = db.begin().await?;
-    let new_objs: Vec<(&StampJob, f64, f64)> = jobs
+    let new_objs: Vec<NewObj> = jobs
         .iter()
-        .filter_map(|j| j.position.map(|(ra, dec)| (j, ra, dec)))
+        .filter_map(|j| {
+            j.position.map(|(ra, dec)| NewObj {
+                id: j.obj_id.clone(),
+                ra,
+                dec,
+                is_roid: j.is_roid,
+            })
+        })
         .collect();
-    if !new_objs.is_empty() {
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            INSERT_OBJS_ANNOUNCED,
-            [
-                new_objs
-                    .iter()
-                    .map(|o| o.0.obj_id.clone())
-                    .collect::<Vec<_>>()
-                    .into(),
-                new_objs.iter().map(|o| o.1).collect::<Vec<_>>().into(),
-                new_objs.iter().map(|o| o.2).collect::<Vec<_>>().into(),
-                new_objs.iter().map(|_| false).collect::<Vec<_>>().into(),
-                new_objs
-                    .iter()
-                    .map(|_| uuid::Uuid::new_v4().to_string())
-                    .collect::<Vec<_>>()
-                    .into(),
-                now.into(),
-            ],
-        ))
-        .await?;
-    }
+    create_objs(&txn, &new_objs).await?;
     // Flatten to (job, stamp) rows; a DO UPDATE may touch a row once per
     // statement, so repeated objects go in later waves.
     let rows: Vec<(usize, usize)> = jobs
@@ -94,7 +97,7 @@ pub async fn write_stamps(
         .enumerate()
         .flat_map(|(j, job)| (0..job.stamps.len()).map(move |s| (j, s)))
         .collect();
-    let key = |&(j, s): &(usize, usize)| (jobs[j].obj_id.as_str(), jobs[j].stamps[s].0);
+    let key = |&(j, s): &(usize, usize)| (jobs[j].obj_id.as_str(), jobs[j].stamps[s].ttype);
     let mut placed_at: HashSet<(usize, usize)> = HashSet::new();
     for mut wave in waves(&rows, key) {
         wave.sort_by(|a, b| key(&rows[*a]).cmp(&key(&rows[*b])));
@@ -112,12 +115,12 @@ pub async fn write_stamps(
                 UPSERT,
                 [
                     pick(&|j, _| jobs[j].obj_id.clone()).into(),
-                    pick(&|j, s| jobs[j].stamps[s].0.as_str().to_owned()).into(),
-                    pick(&|j, s| staged[j][s].0.target().to_string_lossy().into_owned()).into(),
-                    pick(&|j, s| staged[j][s].1.clone()).into(),
+                    pick(&|j, s| jobs[j].stamps[s].ttype.as_str().to_owned()).into(),
+                    pick(&|j, s| staged[j][s].png.target().to_string_lossy().into_owned()).into(),
+                    pick(&|j, s| staged[j][s].public_url.clone()).into(),
                     pick(&|j, _| jobs[j].survey.clone()).into(),
                     wave.iter()
-                        .map(|&i| jobs[rows[i].0].stamps[rows[i].1].2)
+                        .map(|&i| jobs[rows[i].0].stamps[rows[i].1].is_grayscale)
                         .collect::<Vec<_>>()
                         .into(),
                     now.into(),
@@ -129,27 +132,25 @@ pub async fn write_stamps(
         let owner: HashMap<(&str, ThumbnailType), (usize, usize)> =
             wave.iter().map(|&i| (key(&rows[i]), rows[i])).collect();
         for row in stored {
-            let row = StoredRow::from_query(&row)?;
+            let mut row = StoredRow::from_query(&row)?;
             if let Some(&(j, s)) = owner.get(&(row.obj_id.as_str(), row.ttype)) {
                 placed_at.insert((j, s));
+                row.fits_url = staged[j][s].fits_url.clone();
                 out[j].stored.push(row);
             }
         }
     }
     // Files into place in job order (a later alert of the same object wins).
-    let mut placed: Vec<Placed> = Vec::new();
+    let mut placed = Applied::default();
     let mut failure = None;
-    for (j, job_files) in staged.into_iter().enumerate() {
-        for (s, (file, _)) in job_files.into_iter().enumerate() {
+    'place: for (j, job_files) in staged.into_iter().enumerate() {
+        for (s, stamp) in job_files.into_iter().enumerate() {
             if !placed_at.contains(&(j, s)) {
-                continue; // no object: dropping the staged file removes it
+                continue; // no object: dropping the staged files removes them
             }
-            match file.place() {
-                Ok(p) => placed.push(p),
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
+            if let Err(e) = placed.apply(stamp) {
+                failure = Some(e);
+                break 'place;
             }
         }
     }
@@ -158,55 +159,162 @@ pub async fn write_stamps(
         None => txn.commit().await.map_err(StoreError::from),
     };
     if let Err(e) = committed {
-        for p in placed.into_iter().rev() {
-            p.undo();
-        }
+        placed.undo();
         return Err(e);
     }
-    for p in placed {
-        p.keep();
-    }
+    placed.keep();
     for (job, written) in jobs.iter().zip(out.iter_mut()) {
         written.no_obj = written.stored.is_empty() && !job.stamps.is_empty();
     }
     Ok(out)
 }
 
-/// A staged stamp file and the public URL of where it goes.
-type StagedStamp = (Staged, String);
+/// An object an alert announces: created if absent, never overwritten.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewObj {
+    pub id: String,
+    pub ra: f64,
+    pub dec: f64,
+    pub is_roid: bool,
+}
 
-/// Stages every stamp of `jobs` (per job, in stamp order) with one syncfs
-/// for all of them, off the async threads.
+/// Creates the objects that do not exist yet (filling every column, as a
+/// SkyPortal database needs); the feed announces them like any insert.
+pub async fn create_objs(db: &impl ConnectionTrait, objs: &[NewObj]) -> Result<(), StoreError> {
+    if objs.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now().naive_utc();
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        INSERT_OBJS_ANNOUNCED,
+        [
+            objs.iter().map(|o| o.id.clone()).collect::<Vec<_>>().into(),
+            objs.iter().map(|o| o.ra).collect::<Vec<_>>().into(),
+            objs.iter().map(|o| o.dec).collect::<Vec<_>>().into(),
+            objs.iter().map(|o| o.is_roid).collect::<Vec<_>>().into(),
+            objs.iter()
+                .map(|_| uuid::Uuid::new_v4().to_string())
+                .collect::<Vec<_>>()
+                .into(),
+            now.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// A stamp's files, staged: its PNG and what becomes of its kept FITS.
+struct StagedStamp {
+    png: Staged,
+    public_url: String,
+    /// `None` only for a PNG that is no alert stamp's (never here).
+    fits: Option<FitsWrite>,
+    /// The kept FITS's public URL, when one is put.
+    fits_url: Option<String>,
+}
+
+/// The files a write has placed, pending the commit.
+#[derive(Default)]
+struct Applied {
+    pngs: Vec<Placed>,
+    fits: Vec<FitsApplied>,
+}
+
+impl Applied {
+    fn apply(&mut self, stamp: StagedStamp) -> Result<(), FileError> {
+        self.pngs.push(stamp.png.place()?);
+        if let Some(fits) = stamp.fits {
+            self.fits.push(fits.apply()?);
+        }
+        Ok(())
+    }
+
+    /// In reverse, so a file placed twice gets its first previous one back.
+    fn undo(self) {
+        for f in self.fits.into_iter().rev() {
+            f.undo();
+        }
+        for p in self.pngs.into_iter().rev() {
+            p.undo();
+        }
+    }
+
+    fn keep(self) {
+        for p in self.pngs {
+            p.keep();
+        }
+        for f in self.fits {
+            f.keep();
+        }
+    }
+}
+
+/// One file to stage: where, and its bytes (a PNG, or a cutout to gzip).
+type ToStage = (RelPath, Arc<Vec<u8>>);
+
+/// Stages every stamp of `jobs` (per job, in stamp order), kept FITS
+/// gzipped, with one syncfs for all of them, off the async threads.
 async fn stage_all(
     files: &FileStore,
     jobs: &[StampJob],
 ) -> Result<Vec<Vec<StagedStamp>>, StoreError> {
     let counts: Vec<usize> = jobs.iter().map(|j| j.stamps.len()).collect();
-    let all: Vec<(RelPath, Arc<Vec<u8>>)> = jobs
+    let all: Vec<(ToStage, Option<ToStage>)> = jobs
         .iter()
         .flat_map(|job| {
-            job.stamps.iter().map(|(ttype, png, _)| {
-                let rel = RelPath::stamp(&job.obj_id, *ttype, Some(&job.survey), files.depth());
-                (rel, png.clone())
+            job.stamps.iter().map(|stamp| {
+                let (obj, survey, depth) = (&job.obj_id, &job.survey, files.depth());
+                let rel = RelPath::stamp(obj, stamp.ttype, Some(survey), depth);
+                let fits = stamp.fits.as_ref().map(|cutout| {
+                    let rel = RelPath::stamp_fits(obj, stamp.ttype, survey, depth);
+                    (rel, cutout.clone())
+                });
+                ((rel, stamp.png.clone()), fits)
             })
         })
         .collect();
     let files = files.clone();
     tokio::task::spawn_blocking(move || {
-        let bytes: Vec<(RelPath, &[u8])> = all
+        let gzipped: Vec<Option<std::borrow::Cow<'_, [u8]>>> = all
             .iter()
-            .map(|(rel, png)| (rel.clone(), png.as_slice()))
-            .collect();
-        let staged = files.stage_many_blocking(&bytes)?;
-        let mut stamps = staged
-            .into_iter()
-            .zip(all.iter().map(|(rel, _)| rel.public_url()));
+            .map(|(_, fits)| fits.as_ref().map(|(_, c)| gzip_fits(c)).transpose())
+            .collect::<Result<_, _>>()
+            .map_err(FileError::Gzip)?;
+        let mut bytes: Vec<(RelPath, &[u8])> = Vec::with_capacity(all.len() * 2);
+        for (((rel, png), fits), gz) in all.iter().zip(&gzipped) {
+            bytes.push((rel.clone(), png.as_slice()));
+            if let (Some((fits_rel, _)), Some(gz)) = (fits, gz) {
+                bytes.push((fits_rel.clone(), gz));
+            }
+        }
+        let mut staged = files.stage_many_blocking(&bytes)?.into_iter();
+        let mut stamps = Vec::with_capacity(all.len());
+        for ((rel, _), fits) in &all {
+            let png = staged.next().ok_or_else(lost)?;
+            let kept = match fits {
+                Some(_) => Some(staged.next().ok_or_else(lost)?),
+                None => None,
+            };
+            let fits_url = fits.as_ref().map(|(r, _)| r.public_url());
+            stamps.push(StagedStamp {
+                fits: FitsWrite::for_stamp(png.target(), kept),
+                png,
+                public_url: rel.public_url(),
+                fits_url,
+            });
+        }
+        let mut stamps = stamps.into_iter();
         Ok(counts
             .iter()
             .map(|&n| stamps.by_ref().take(n).collect())
             .collect())
     })
     .await
-    .map_err(|e| StoreError::File(crate::files::FileError::Join(e.to_string())))?
+    .map_err(|e| StoreError::File(FileError::Join(e.to_string())))?
     .map_err(StoreError::File)
+}
+
+fn lost() -> FileError {
+    FileError::Join("a staged file went missing".into())
 }

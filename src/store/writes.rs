@@ -73,6 +73,9 @@ pub struct StoredRow {
     pub origin: Option<String>,
     /// The alert stream of a stamp; `None` for archival rows.
     pub survey: Option<String>,
+    /// The public URL of the original cutout this write kept beside the
+    /// stamp (`cutouts.keep_fits`); not a column: set by the writer.
+    pub fits_url: Option<String>,
 }
 
 impl<'a> From<&'a StoredRow> for crate::bus::StoredThumbnail<'a> {
@@ -85,6 +88,7 @@ impl<'a> From<&'a StoredRow> for crate::bus::StoredThumbnail<'a> {
             row.origin.as_deref(),
             row.survey.as_deref(),
         )
+        .with_fits_url(row.fits_url.as_deref())
     }
 }
 
@@ -109,6 +113,7 @@ impl StoredRow {
             file_uri: row.try_get_by_index(4)?,
             origin: row.try_get_by_index(5)?,
             survey: row.try_get_by_index(6)?,
+            fits_url: None,
         })
     }
 }
@@ -125,6 +130,7 @@ impl StoredRow {
             file_uri: m.file_uri,
             origin: m.origin,
             survey: m.survey,
+            fits_url: None,
         })
     }
 }
@@ -394,6 +400,7 @@ mod tests {
             file_uri: None,
             origin: origin.map(Into::into),
             survey: None,
+            fits_url: None,
         };
         let rows = [
             row(1, "ZTF1", Some("upload")),

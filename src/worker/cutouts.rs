@@ -1,12 +1,15 @@
-//! `alert.cutouts` deliveries, start to ack: read the message (JSON or a
-//! ZTF Avro packet), draw each cutout on a blocking thread, write the
-//! stamps and their files in a shared batch, publish one `thumbnail.stored`
-//! for the object, then ack. A message that can never succeed (unreadable,
-//! or no cutout drawable) is dead-lettered with its reason; a partly bad
-//! one stores the good stamps and counts the bad by reason.
+//! `alert.cutouts` deliveries, start to ack: read the message (JSON, a ZTF
+//! or Rubin packet, or a container file of many alerts; the registry asked
+//! for unknown schema ids, held while it does not answer), draw each cutout
+//! on a blocking thread, write the stamps and their files in a shared
+//! batch, publish one `thumbnail.stored` per object, then ack. A message
+//! that can never succeed (unreadable, or no cutout drawable) is
+//! dead-lettered with its reason; a partly bad one stores the good alerts
+//! and stamps and counts the bad by reason.
 
 use std::sync::Arc;
 
+use futures_util::future::join_all;
 use lapin::message::Delivery;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
@@ -15,12 +18,13 @@ use tracing::Instrument;
 use super::handler::{dead_letter, publish_stored};
 use super::writer::StampBatch;
 use super::{WriteError, Writer};
-use crate::bus::events::cutouts::draw_cutouts;
-use crate::bus::events::AlertCutouts;
+use crate::bus::events::cutouts::{draw_cutouts, join};
+use crate::bus::events::InvalidAlert;
 use crate::bus::{AckToken, Session};
 use crate::cutouts::{Colormap, CutoutSettings};
 use crate::files::FileStore;
-use crate::store::cutouts::StampJob;
+use crate::remote::schema_registry::{AlertReader, ReadError};
+use crate::store::cutouts::{Stamp, StampJob};
 use crate::surveys::ThumbnailType;
 
 /// Alerts per transaction at most.
@@ -44,12 +48,16 @@ pub enum AlertOutcome {
 
 pub struct CutoutsWorker {
     settings: Arc<CutoutSettings>,
+    /// Packets and their schemas (the registry asked for unknown ids).
+    reader: AlertReader,
     writer: Writer<StampBatch>,
     /// Alerts drawn at once: one per core. Without it every delivery of the
     /// prefetch window took a blocking thread of its own (hundreds of
     /// threads, each with its stack and allocator caches: 520 MiB resident
     /// in the benchmark) for no more throughput.
     drawing: Arc<tokio::sync::Semaphore>,
+    /// Fires at shutdown: a delivery waiting for the registry is left.
+    abort: CancellationToken,
 }
 
 impl CutoutsWorker {
@@ -58,35 +66,48 @@ impl CutoutsWorker {
         db: DatabaseConnection,
         files: FileStore,
         abort: CancellationToken,
-    ) -> Self {
+    ) -> Result<Self, reqwest::Error> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self {
+        Ok(Self {
+            reader: AlertReader::new(&settings)?,
             settings: Arc::new(settings),
-            writer: Writer::spawn(StampBatch { db, files }, MAX_BATCH, WRITERS, abort),
+            writer: Writer::spawn(StampBatch { db, files }, MAX_BATCH, WRITERS, abort.clone()),
             drawing: Arc::new(tokio::sync::Semaphore::new(cores)),
-        }
+            abort,
+        })
     }
 
-    /// Handles one message body; no broker involved (tests call this).
+    /// Handles one message body: one alert, or every alert of a container
+    /// file; no broker involved (tests call this).
     pub async fn handle(&self, content_type: Option<&str>, body: &[u8]) -> AlertOutcome {
-        let alert = match AlertCutouts::parse(content_type, body) {
+        let read = match self
+            .reader
+            .read(content_type, body, Some(&self.abort))
+            .await
+        {
             Ok(a) => a,
-            Err(e) => return AlertOutcome::Invalid(e.reason(), e.to_string()),
+            Err(ReadError::Invalid(e)) => return AlertOutcome::Invalid(e.reason(), e.to_string()),
+            Err(ReadError::Stopped | ReadError::Unavailable(_)) => return AlertOutcome::Stopped,
         };
-        tracing::Span::current().record("obj_id", alert.obj_id.as_str());
+        if let Some(first) = read.alerts.first() {
+            tracing::Span::current().record("obj_id", first.obj_id.as_str());
+        }
+        let single = read.alerts.len() == 1 && read.failed.is_empty();
+        let mut failed: Vec<&'static str> = read.failed.iter().map(|e| e.reason()).collect();
+        let mut invalid: Vec<InvalidAlert> = read.failed;
         let settings = self.settings.clone();
-        let AlertCutouts {
-            obj_id,
-            survey,
-            position,
-            cutouts,
-        } = alert;
-        let label = survey.clone();
         let Ok(slot) = self.drawing.clone().acquire_owned().await else {
             return AlertOutcome::Stopped;
         };
+        let alerts = read.alerts;
         let drawn = match tokio::task::spawn_blocking(move || {
-            let drawn = draw_cutouts(&label, cutouts, &settings);
+            let drawn: Vec<_> = alerts
+                .into_iter()
+                .map(|a| {
+                    let drawn = draw_cutouts(&a.survey, a.cutouts, &settings);
+                    (a.obj_id, a.survey, a.position, a.is_roid, drawn)
+                })
+                .collect();
             drop(slot);
             drawn
         })
@@ -95,38 +116,65 @@ impl CutoutsWorker {
             Ok(d) => d,
             Err(e) => return AlertOutcome::Invalid("draw", format!("drawing failed: {e}")),
         };
-        if let Some(e) = drawn.none_drawn() {
-            for (_, f) in &drawn.failed {
-                count_failed(f.reason());
-            }
-            return AlertOutcome::Invalid(e.reason(), e.to_string());
-        }
         let gray = self.settings.colormap == Colormap::Gray;
-        let job = StampJob {
-            obj_id,
-            survey,
-            position,
-            stamps: drawn
-                .drawn
-                .into_iter()
-                .filter_map(|(kind, png)| {
-                    let ttype: ThumbnailType = kind.ttype().parse().ok()?;
-                    Some((ttype, Arc::new(png), gray))
-                })
-                .collect(),
-        };
-        match self.writer.write(job).await {
-            Ok(w) if w.no_obj => AlertOutcome::Invalid(
-                "unknown_obj",
-                "the object does not exist and the message gives no ra and dec".into(),
-            ),
-            Ok(w) => AlertOutcome::Done {
-                rows: w.stored,
-                failed: drawn.failed.iter().map(|(_, e)| e.reason()).collect(),
-            },
-            Err(WriteError::Permanent(reason)) => AlertOutcome::Invalid("database", reason),
-            Err(WriteError::Stopped) => AlertOutcome::Stopped,
+        let mut jobs = Vec::with_capacity(drawn.len());
+        for (obj_id, survey, position, is_roid, drawn) in drawn {
+            failed.extend(drawn.failed.iter().map(|(_, e)| e.reason()));
+            if let Some(e) = drawn.none_drawn() {
+                invalid.push(e);
+                continue;
+            }
+            jobs.push(StampJob {
+                obj_id,
+                survey,
+                position,
+                is_roid,
+                stamps: drawn
+                    .drawn
+                    .into_iter()
+                    .filter_map(|(kind, png, fits)| {
+                        let ttype: ThumbnailType = kind.ttype().parse().ok()?;
+                        Some(Stamp {
+                            ttype,
+                            png: Arc::new(png),
+                            is_grayscale: gray,
+                            fits: fits.map(Arc::new),
+                        })
+                    })
+                    .collect(),
+            });
         }
+        if jobs.is_empty() {
+            for reason in &failed {
+                count_failed(reason);
+            }
+            return match invalid.len() {
+                1 => AlertOutcome::Invalid(invalid[0].reason(), invalid[0].to_string()),
+                n => {
+                    let e = InvalidAlert::NoneRead(n, join(&invalid));
+                    AlertOutcome::Invalid(e.reason(), e.to_string())
+                }
+            };
+        }
+        let written = join_all(jobs.into_iter().map(|job| self.writer.write(job))).await;
+        let mut rows = Vec::new();
+        for w in written {
+            match w {
+                Ok(w) if w.no_obj && single => {
+                    return AlertOutcome::Invalid(
+                        "unknown_obj",
+                        "the object does not exist and the message gives no ra and dec".into(),
+                    )
+                }
+                Ok(w) if w.no_obj => failed.push("unknown_obj"),
+                Ok(w) => rows.extend(w.stored),
+                Err(WriteError::Permanent(reason)) => {
+                    return AlertOutcome::Invalid("database", reason)
+                }
+                Err(WriteError::Stopped) => return AlertOutcome::Stopped,
+            }
+        }
+        AlertOutcome::Done { rows, failed }
     }
 
     /// The AMQP side: handle, publish, dead-letter, ack. Dropping `ack`

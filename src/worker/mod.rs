@@ -40,6 +40,8 @@ pub enum WorkerError {
     Bus(#[from] bus::BusError),
     #[error("surveys: {0}")]
     Surveys(String),
+    #[error("cutouts.schema_registry_url: {0}")]
+    Registry(String),
 }
 
 /// Runs the worker until `shutdown`, then drains in-flight deliveries.
@@ -81,12 +83,15 @@ pub async fn run(
     );
     // Alerts have a queue and a consumer of their own: a burst of them
     // never delays object events.
-    let cutouts = Arc::new(cutouts::CutoutsWorker::new(
-        config.cutouts.clone(),
-        db_for_cutouts,
-        FileStore::new(&config.storage.root, config.storage.depth),
-        abort.clone(),
-    ));
+    let cutouts = Arc::new(
+        cutouts::CutoutsWorker::new(
+            config.cutouts.clone(),
+            db_for_cutouts,
+            FileStore::new(&config.storage.root, config.storage.depth),
+            abort.clone(),
+        )
+        .map_err(|e| WorkerError::Registry(e.to_string()))?,
+    );
     let cutout_settings = consumer(
         Topology::cutouts(&config.amqp.exchange, &config.amqp.cutouts_queue),
         config.amqp.cutouts_prefetch,

@@ -36,7 +36,7 @@ pub fn cutouts_json(obj_id: &str) -> Value {
     })
 }
 
-async fn publish_alert(bus: &TestBus, body: &[u8], content_type: &str) {
+pub async fn publish_alert(bus: &TestBus, body: &[u8], content_type: &str) {
     bus.channel
         .basic_publish(
             bus.topology.exchange.as_str().into(),
@@ -188,7 +188,10 @@ async fn alerts_on_the_queue_become_stamps_files_and_one_event_per_object() {
         reasons.iter().any(|r| r.starts_with("none_drawn")),
         "{reasons:?}"
     );
-    assert!(reasons.iter().any(|r| r.starts_with("avro")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.starts_with("unknown_schema")),
+        "{reasons:?}"
+    );
 
     // Sent again: replaced in place, same ids, no new rows.
     let before = db.scalar_i64("SELECT sum(id) FROM thumbnails").await;

@@ -10,6 +10,8 @@ mod cutouts;
 mod cutouts_cli;
 mod faults;
 mod feed;
+mod kept_fits;
+mod lsst;
 mod migration;
 mod ops;
 mod remote;

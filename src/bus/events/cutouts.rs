@@ -1,17 +1,19 @@
-//! `alert.cutouts` messages and the body of `POST /api/objs/{id}/cutouts`:
-//! an alert's FITS cutouts (base64 JSON, or a whole ZTF Avro packet), read
-//! and drawn into `new`/`ref`/`sub` stamps. Pure: no I/O.
+//! `alert.cutouts` messages and the bodies of `POST /api/objs/{id}/cutouts`
+//! and `POST /api/alerts`: an alert's FITS cutouts (base64 JSON), or alert
+//! packets (ZTF's and Fink's container files, Rubin's Confluent-framed
+//! packets), read and drawn into `new`/`ref`/`sub` stamps. Pure: no I/O.
+
+use std::sync::Arc;
 
 use base64::Engine;
 use serde::Deserialize;
 
-use crate::cutouts::{self, CutoutError, CutoutSettings, Kind, Orientation};
+use crate::cutouts::{self, CutoutError, CutoutSettings, Kind, Orientation, Schemas};
 use crate::surveys::normalise_survey;
 
-/// Content type of a whole ZTF alert packet (an Avro object container file).
+/// Content type of alert packets (an Avro container file or a Rubin
+/// packet); the bytes say which, and packets are recognised without it.
 pub const CONTENT_TYPE_AVRO: &str = "avro/binary";
-/// The first bytes of every Avro object container file.
-const AVRO_MAGIC: &[u8] = b"Obj\x01";
 
 /// The cutouts of one alert, as JSON carries them (base64, FITS or gzipped
 /// FITS). The message form adds `obj_id` and, optionally, `ra` and `dec`.
@@ -72,8 +74,12 @@ pub enum InvalidAlert {
     Position,
     #[error("no cutouts: send at least one of cutoutScience, cutoutTemplate, cutoutDifference")]
     NoCutouts,
-    #[error("alert packet: {0}")]
+    #[error(transparent)]
     Packet(CutoutError),
+    #[error("the alert holds no cutouts (every cutout is null)")]
+    NoStamps,
+    #[error("none of the {0} alerts could be read: {1}")]
+    NoneRead(usize, String),
     #[error("none of the cutouts could be drawn: {0}")]
     NoneDrawn(String),
 }
@@ -87,6 +93,8 @@ impl InvalidAlert {
             InvalidAlert::Position => "position",
             InvalidAlert::NoCutouts => "no_cutouts",
             InvalidAlert::Packet(e) => e.reason(),
+            InvalidAlert::NoStamps => "no_cutouts",
+            InvalidAlert::NoneRead(..) => "no_alert_read",
             InvalidAlert::NoneDrawn(_) => "none_drawn",
         }
     }
@@ -103,13 +111,93 @@ pub struct AlertCutouts {
     pub survey: String,
     /// Given when the object may not exist yet: then it is created.
     pub position: Option<(f64, f64)>,
+    /// A moving object (an LSST solar-system source), when created.
+    pub is_roid: bool,
     pub cutouts: ReadCutouts,
+}
+
+/// What a message or a body holds: the alerts read, and why the others
+/// (records of a multi-alert file) could not be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alerts {
+    pub alerts: Vec<AlertCutouts>,
+    pub failed: Vec<InvalidAlert>,
+}
+
+/// How packets are read: the schemas known (shipped and registered,
+/// shared by the process) and the prefix of LSST object ids.
+#[derive(Debug, Clone, Default)]
+pub struct PacketReader {
+    pub schemas: Arc<Schemas>,
+    pub lsst_obj_prefix: String,
+}
+
+impl PacketReader {
+    pub fn new(settings: &CutoutSettings) -> Self {
+        Self {
+            schemas: Arc::new(Schemas::new()),
+            lsst_obj_prefix: settings.lsst_obj_prefix.clone(),
+        }
+    }
+
+    /// Every alert of a packet or container file; the file fails as a whole
+    /// only when no alert in it can be read.
+    pub fn read(&self, body: &[u8]) -> Result<Alerts, InvalidAlert> {
+        let records = cutouts::read_alerts(body, &self.schemas, &self.lsst_obj_prefix)
+            .map_err(InvalidAlert::Packet)?;
+        let mut out = Alerts {
+            alerts: Vec::with_capacity(records.len()),
+            failed: Vec::new(),
+        };
+        for record in records {
+            match record.map_err(InvalidAlert::Packet).and_then(from_packet) {
+                Ok(alert) => out.alerts.push(alert),
+                Err(e) => out.failed.push(e),
+            }
+        }
+        if out.alerts.is_empty() {
+            return Err(match out.failed.len() {
+                1 => out.failed.remove(0),
+                n => InvalidAlert::NoneRead(n, join(&out.failed)),
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn from_packet(alert: cutouts::Alert) -> Result<AlertCutouts, InvalidAlert> {
+    super::validate_id(&alert.obj_id)?;
+    let position = check_position(Some(alert.ra), Some(alert.dec))?;
+    if alert.cutouts.is_empty() {
+        return Err(InvalidAlert::NoStamps);
+    }
+    Ok(AlertCutouts {
+        obj_id: alert.obj_id,
+        survey: alert.survey.to_owned(),
+        position,
+        is_roid: alert.is_roid,
+        cutouts: alert
+            .cutouts
+            .into_iter()
+            .map(|(kind, bytes)| (kind, Ok(bytes)))
+            .collect(),
+    })
+}
+
+/// The messages of several failures, joined for one header or reply.
+pub fn join(failed: &[InvalidAlert]) -> String {
+    failed
+        .iter()
+        .map(|e| format!("{}: {e}", e.reason()))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// An alert's stamps drawn: PNGs, and the cutouts that failed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DrawnAlert {
-    pub drawn: Vec<(Kind, Vec<u8>)>,
+    /// Each stamp's PNG, with its original cutout when `cutouts.keep_fits`.
+    pub drawn: Vec<(Kind, Vec<u8>, Option<Vec<u8>>)>,
     pub failed: Vec<(Kind, StampError)>,
 }
 
@@ -143,35 +231,39 @@ impl CutoutsBody {
 }
 
 impl AlertCutouts {
-    /// Reads an `alert.cutouts` message: a ZTF Avro packet (by its content
-    /// type or its magic bytes) or the JSON form.
-    pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Self, InvalidAlert> {
-        if content_type == Some(CONTENT_TYPE_AVRO) || body.starts_with(AVRO_MAGIC) {
-            let alert = cutouts::read_alert(body).map_err(InvalidAlert::Packet)?;
-            super::validate_id(&alert.obj_id)?;
-            let position = check_position(Some(alert.ra), Some(alert.dec))?;
-            return Ok(Self {
-                obj_id: alert.obj_id,
-                survey: alert.survey.to_owned(),
-                position,
-                cutouts: alert
-                    .cutouts
-                    .into_iter()
-                    .map(|(kind, bytes)| (kind, Ok(bytes)))
-                    .collect(),
-            });
+    /// Reads an `alert.cutouts` message: alert packets (recognised from
+    /// their bytes; `avro/binary` says so too) or the JSON form.
+    pub fn parse(
+        content_type: Option<&str>,
+        body: &[u8],
+        packets: &PacketReader,
+    ) -> Result<Alerts, InvalidAlert> {
+        if content_type == Some(CONTENT_TYPE_AVRO) || cutouts::is_packet(body) {
+            return packets.read(body);
         }
         let msg: CutoutsMessage =
             serde_json::from_slice(body).map_err(|e| InvalidAlert::Json(e.to_string()))?;
         super::validate_id(&msg.obj_id)?;
         let position = check_position(msg.ra, msg.dec)?;
         let (survey, cutouts) = msg.body.read()?;
-        Ok(Self {
-            obj_id: msg.obj_id,
-            survey,
-            position,
-            cutouts,
+        Ok(Alerts {
+            alerts: vec![Self {
+                obj_id: msg.obj_id,
+                survey,
+                position,
+                is_roid: false,
+                cutouts,
+            }],
+            failed: Vec::new(),
         })
+    }
+
+    /// The schema id a registry must be asked for, if this is why `error`.
+    pub fn unknown_schema(error: &InvalidAlert) -> Option<u32> {
+        match error {
+            InvalidAlert::Packet(CutoutError::UnknownSchema(id)) => Some(*id),
+            _ => None,
+        }
     }
 }
 
@@ -200,15 +292,16 @@ pub fn draw_cutouts(survey: &str, cutouts: ReadCutouts, settings: &CutoutSetting
     };
     for (kind, bytes) in cutouts {
         let drawn = bytes.and_then(|b| {
-            cutouts::draw_bytes(&b, kind, orientation, settings).map_err(|error| {
+            let png = cutouts::draw_bytes(&b, kind, orientation, settings).map_err(|error| {
                 StampError::Cutout {
                     field: kind.field(),
                     error,
                 }
-            })
+            })?;
+            Ok((png, settings.keep_fits.then_some(b)))
         });
         match drawn {
-            Ok(png) => out.drawn.push((kind, png)),
+            Ok((png, original)) => out.drawn.push((kind, png, original)),
             Err(e) => out.failed.push((kind, e)),
         }
     }
@@ -231,108 +324,5 @@ impl DrawnAlert {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ztf-alerts");
-
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{FIXTURES}/{name}")).expect("fixture")
-    }
-
-    #[test]
-    fn an_avro_packet_is_read_by_its_magic_or_its_content_type() {
-        let packet = fixture("ZTF18aaxjdyr_1661382530015060001.avro");
-        for ct in [None, Some(CONTENT_TYPE_AVRO)] {
-            let a = AlertCutouts::parse(ct, &packet).expect("alert");
-            assert_eq!(a.obj_id, "ZTF18aaxjdyr");
-            assert_eq!(a.survey, "ZTF");
-            assert_eq!(a.cutouts.len(), 3);
-            assert!(a.position.is_some());
-        }
-        let garbage = AlertCutouts::parse(Some(CONTENT_TYPE_AVRO), b"not avro");
-        assert_eq!(garbage.map_err(|e| e.reason()), Err("avro"));
-    }
-
-    #[test]
-    fn the_json_form_reads_each_cutout_on_its_own() {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let sci = fixture("ZTF18aaxjdyr_1661382530015060001_cutoutScience.fits.gz");
-        let body = serde_json::json!({
-            "obj_id": "ZTF1", "survey": "ztf", "ra": 10.0, "dec": -5.0,
-            "cutoutScience": b64.encode(&sci),
-            "cutoutDifference": "%%% not base64",
-        });
-        let a = AlertCutouts::parse(None, body.to_string().as_bytes()).expect("alert");
-        assert_eq!(a.survey, "ZTF");
-        assert_eq!(a.position, Some((10.0, -5.0)));
-        assert_eq!(a.cutouts[0], (Kind::Science, Ok(sci)));
-        assert_eq!(
-            a.cutouts[1],
-            (
-                Kind::Difference,
-                Err(StampError::NotBase64("cutoutDifference"))
-            )
-        );
-        let drawn = draw_cutouts(&a.survey, a.cutouts, &CutoutSettings::default());
-        assert_eq!(drawn.drawn.len(), 1);
-        assert_eq!(drawn.failed[0].1.reason(), "not_base64");
-        assert!(drawn.none_drawn().is_none());
-    }
-
-    #[test]
-    fn invalid_messages_name_what_is_wrong() {
-        let reason = |v: serde_json::Value| {
-            AlertCutouts::parse(None, v.to_string().as_bytes())
-                .map(|_| ())
-                .map_err(|e| e.reason())
-        };
-        let c = "AAAA";
-        assert_eq!(
-            reason(serde_json::json!({"survey": "ZTF", "cutoutScience": c})),
-            Err("json")
-        );
-        assert_eq!(
-            reason(serde_json::json!({"obj_id": "", "survey": "ZTF", "cutoutScience": c})),
-            Err("obj_id")
-        );
-        assert_eq!(
-            reason(serde_json::json!({"obj_id": "a", "cutoutScience": c})),
-            Err("survey")
-        );
-        assert_eq!(
-            reason(serde_json::json!({"obj_id": "a", "survey": "Z T F", "cutoutScience": c})),
-            Err("survey")
-        );
-        assert_eq!(
-            reason(serde_json::json!({"obj_id": "a", "survey": "ZTF"})),
-            Err("no_cutouts")
-        );
-        assert_eq!(
-            reason(
-                serde_json::json!({"obj_id": "a", "survey": "ZTF", "ra": 1.0, "cutoutScience": c})
-            ),
-            Err("position")
-        );
-        assert_eq!(
-            reason(
-                serde_json::json!({"obj_id": "a", "survey": "ZTF", "ra": 400.0, "dec": 0.0, "cutoutScience": c})
-            ),
-            Err("position")
-        );
-        assert_eq!(
-            AlertCutouts::parse(None, b"{").map_err(|e| e.reason()),
-            Err("json")
-        );
-        // Readable but not drawable: every cutout fails.
-        let a = AlertCutouts::parse(
-            None,
-            serde_json::json!({"obj_id": "a", "survey": "ZTF", "cutoutScience": c})
-                .to_string()
-                .as_bytes(),
-        )
-        .expect("read");
-        let drawn = draw_cutouts(&a.survey, a.cutouts, &CutoutSettings::default());
-        assert_eq!(drawn.none_drawn().map(|e| e.reason()), Some("none_drawn"));
-    }
-}
+#[path = "cutouts_tests.rs"]
+mod tests;

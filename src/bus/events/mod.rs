@@ -6,7 +6,9 @@ pub mod cutouts;
 mod obj;
 mod stored;
 
-pub use cutouts::{AlertCutouts, CutoutsBody, DrawnAlert, InvalidAlert, StampError};
+pub use cutouts::{
+    AlertCutouts, Alerts, CutoutsBody, DrawnAlert, InvalidAlert, PacketReader, StampError,
+};
 pub use obj::{
     parse_types, validate_id, Archival, InvalidEvent, ObjCreated, ObjUpdated, RawObjCreated,
     MAX_ID_LEN,

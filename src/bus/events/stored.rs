@@ -17,6 +17,11 @@ pub struct StoredThumbnail<'a> {
     pub origin: &'a str,
     /// The alert stream of a stamp (`ZTF`, ...); `null` for archival rows.
     pub survey: Option<&'a str>,
+    /// The original cutout kept beside a stamp's PNG (`cutouts.keep_fits`):
+    /// `/static/thumbnails/.../<obj_id>_<type>_<SURVEY>.fits.gz`. Absent
+    /// when none was kept, so other bodies keep their exact shape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fits_url: Option<&'a str>,
 }
 
 impl<'a> StoredThumbnail<'a> {
@@ -37,7 +42,13 @@ impl<'a> StoredThumbnail<'a> {
             file_uri,
             origin: origin.unwrap_or(ORIGIN_SURVEY),
             survey,
+            fits_url: None,
         }
+    }
+
+    /// The same row naming its kept FITS (if any).
+    pub fn with_fits_url(self, fits_url: Option<&'a str>) -> Self {
+        Self { fits_url, ..self }
     }
 }
 
@@ -128,6 +139,26 @@ mod tests {
             serde_json::json!({"obj_id": "ZTF1", "thumbnails": [{"id": 12, "type": "ls",
                 "public_url": "https://x", "file_uri": null, "origin": "survey", "survey": null}]})
         );
+    }
+
+    #[test]
+    fn a_kept_fits_is_named_and_otherwise_absent() {
+        let url = "/static/thumbnails/aa/bb/ZTF1_new_ZTF.fits.gz";
+        let with = StoredThumbnail::new(
+            3,
+            "new",
+            Some("/static/thumbnails/aa/bb/ZTF1_new_ZTF.png"),
+            Some("/srv/x.png"),
+            Some("upload"),
+            Some("ZTF"),
+        );
+        let v = |row: StoredThumbnail<'_>| -> serde_json::Value {
+            serde_json::to_value(&row).expect("json")
+        };
+        assert_eq!(v(with.clone().with_fits_url(Some(url)))["fits_url"], url);
+        let without = v(with.with_fits_url(None));
+        assert!(without.get("fits_url").is_none(), "{without}");
+        assert_eq!(without.as_object().map(|o| o.len()), Some(6));
     }
 
     #[test]

@@ -9,10 +9,14 @@
 //! deleted object's cascaded rows leave theirs), once older than the grace
 //! period. Only names this service writes, under `<root>/thumbnails`, are
 //! ever moved or removed; hidden (in-flight) files never are. A missing or
-//! unmovable file is logged and counted, and the run goes on.
+//! unmovable file is logged and counted, and the run goes on. An alert
+//! stamp's kept FITS (`cutouts.keep_fits`) follows its PNG: moved along
+//! with it, kept while its stamp has a row, an orphan once none has.
 
+mod fits;
 mod plan;
 mod run;
+mod sweep;
 
 pub use plan::{classify, expected, may_remove_orphan, plan_row, FileKind, RowFile, RowPlan};
 pub use run::{files, FilesOptions, FilesSummary};

@@ -4,7 +4,9 @@
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use crate::files::{dirs_of_hash, parse_file_name, ParsedName, RelPath, SUBDIR};
+use crate::files::{
+    dirs_of_hash, parse_file_name, parse_fits_name, ParsedName, RelPath, FITS_SUFFIX, SUBDIR,
+};
 use crate::surveys::{normalise_survey, ThumbnailType};
 
 /// A row that names a stored file.
@@ -102,6 +104,9 @@ pub enum FileKind {
     Foreign,
     /// One of ours; `at_depth` if its folders are the current depth's.
     Ours { parsed: ParsedName, at_depth: bool },
+    /// An alert stamp's kept FITS (`cutouts.keep_fits`), beside its PNG.
+    /// No row names it: it is ours while a row of its stamp exists.
+    Fits { parsed: ParsedName, at_depth: bool },
 }
 
 /// Classifies a file by its folders under `<root>/thumbnails` and its name.
@@ -109,13 +114,35 @@ pub fn classify(dirs: &[String], name: &str, depth: u8) -> FileKind {
     if name.starts_with('.') {
         return FileKind::InFlight;
     }
+    let at_depth = |p: &ParsedName| dirs == dirs_of_hash(&p.hash, depth).as_slice();
+    if name.ends_with(FITS_SUFFIX) {
+        return match parse_fits_name(name) {
+            None => FileKind::Foreign,
+            Some(parsed) => FileKind::Fits {
+                at_depth: at_depth(&parsed),
+                parsed,
+            },
+        };
+    }
     match parse_file_name(name) {
         None => FileKind::Foreign,
-        Some(parsed) => {
-            let at_depth = dirs == dirs_of_hash(&parsed.hash, depth).as_slice();
-            FileKind::Ours { parsed, at_depth }
-        }
+        Some(parsed) => FileKind::Ours {
+            at_depth: at_depth(&parsed),
+            parsed,
+        },
     }
+}
+
+/// The `(obj_id, type, survey)` a row or a file name is the stamp of, for
+/// matching a kept FITS to its row (`None` for a shortened name).
+pub fn stamp_key(parsed: &ParsedName) -> Option<(String, ThumbnailType, Option<String>)> {
+    Some((parsed.obj_id.clone()?, parsed.ttype, parsed.survey.clone()))
+}
+
+/// [`stamp_key`] of a row (its survey normalised as the file name has it).
+pub fn row_key(row: &RowFile) -> Option<(String, ThumbnailType, Option<String>)> {
+    let survey = normalise_survey(row.survey.as_deref()).ok()?;
+    Some((row.obj_id.clone(), row.ttype, survey))
 }
 
 /// The row (index into `rows`) a file found without a row of its own
@@ -255,6 +282,29 @@ mod tests {
                 ..
             }
         ));
+        match classify(&dirs, "ZTF1_new_ZTF.fits.gz", 2) {
+            FileKind::Fits {
+                parsed,
+                at_depth: true,
+            } => {
+                let row = RowFile {
+                    survey: Some("ztf".into()),
+                    ..row("/x")
+                };
+                assert_eq!(stamp_key(&parsed), row_key(&row));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            classify(&dirs[..1], "ZTF1_new_ZTF.fits.gz", 2),
+            FileKind::Fits {
+                at_depth: false,
+                ..
+            }
+        ));
+        for foreign in ["ZTF1_new.fits.gz", "ZTF1_new_ZTF.fits", "x.fits.gz"] {
+            assert_eq!(classify(&dirs, foreign, 2), FileKind::Foreign, "{foreign}");
+        }
         assert_eq!(classify(&dirs, ".upload-1.tmp", 2), FileKind::InFlight);
         assert_eq!(classify(&dirs, "notes.txt", 2), FileKind::Foreign);
     }

@@ -1,26 +1,22 @@
 //! The I/O of `thumbnails files`: page the rows that name a file (by id,
-//! never OFFSET), then walk `<root>/thumbnails`.
+//! never OFFSET) and move what is misplaced, then walk `<root>/thumbnails`
+//! (`sweep`).
 
-use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use chrono::Utc;
 use sea_orm::sqlx::{self, PgPool};
 use sea_orm::DatabaseConnection;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{
-    claimant, classify, may_remove_orphan, plan_claim, plan_row, FileKind, RowFile, RowPlan,
-};
+use super::fits::{move_along, move_back, FitsMove};
+use super::plan::{plan_row, RowFile, RowPlan};
+use super::sweep::files_pass;
 use crate::files::FileStore;
 use crate::ops::{begin, pg_pool, OpsError, Progress};
 use crate::surveys::ThumbnailType;
-
-/// Files looked up in the database at once.
-const FILE_BATCH: usize = 1000;
 
 #[derive(Debug, Clone)]
 pub struct FilesOptions {
@@ -53,6 +49,8 @@ pub struct FilesSummary {
     /// Files this service writes, found at the current depth / elsewhere.
     pub files_at_depth: u64,
     pub files_off_depth: u64,
+    /// Of those, alert stamps' kept FITS (`cutouts.keep_fits`).
+    pub fits_files: u64,
     /// Hidden (in-flight) and foreign files, never touched.
     pub in_flight: u64,
     pub foreign_files: u64,
@@ -92,6 +90,9 @@ impl FilesSummary {
             self.foreign_files,
             self.orphans,
         );
+        if self.fits_files > 0 {
+            line.push_str(&format!(" ({} of the files kept FITS)", self.fits_files));
+        }
         if opts.repair && opts.delete_orphans {
             let removed = if opts.dry_run { "to remove" } else { "removed" };
             line.push_str(&format!(
@@ -104,7 +105,7 @@ impl FilesSummary {
     }
 }
 
-type Row = (i32, String, String, Option<String>, String);
+pub(super) type Row = (i32, String, String, Option<String>, String);
 
 const COUNT: &str =
     "SELECT count(*) FROM thumbnails WHERE file_uri IS NOT NULL AND type IS NOT NULL";
@@ -131,7 +132,7 @@ pub async fn files(
     Ok(summary)
 }
 
-fn is_file(p: &Path) -> bool {
+pub(super) fn is_file(p: &Path) -> bool {
     p.symlink_metadata().is_ok_and(|m| m.is_file())
 }
 
@@ -214,7 +215,7 @@ async fn rows_pass(
 /// Moves a page's files and repoints its rows in one transaction; if the
 /// commit fails the files go back. Returns the moves that failed (each
 /// logged; the others go on).
-async fn apply_page(
+pub(super) async fn apply_page(
     pool: &PgPool,
     store: &FileStore,
     changes: Vec<(RowFile, RowPlan)>,
@@ -232,7 +233,7 @@ async fn apply_page(
         .collect();
     let uploads = store.uploads_dir();
     let (moved, failed) = tokio::task::spawn_blocking(move || {
-        let mut moved: Vec<(i32, PathBuf, PathBuf, String)> = Vec::new();
+        let mut moved: Vec<Moved> = Vec::new();
         let mut failed = Vec::new();
         for (row, plan) in changes {
             match plan {
@@ -245,13 +246,28 @@ async fn apply_page(
                         .parent()
                         .map_or(Ok(()), fs::create_dir_all)
                         .and_then(|()| fs::rename(&from, &to));
-                    match done {
-                        Ok(()) => moved.push((row.id, from, to, public_url)),
+                    // The PNG's kept FITS goes along: both, or neither.
+                    let fits = done.and_then(|()| {
+                        move_along(&from, &to, true).inspect_err(|_| {
+                            if let Err(e) = fs::rename(&to, &from) {
+                                tracing::error!(path = %to.display(), error = %e, "cannot move a file back after its FITS failed to move");
+                            }
+                        })
+                    });
+                    match fits {
+                        Ok(fits) => moved.push((row.id, from, to, public_url, fits)),
                         Err(e) => failed.push((row.id, from, e)),
                     }
                 }
                 RowPlan::Repoint { to, public_url } => {
-                    moved.push((row.id, to.clone(), to, public_url));
+                    // A repair stopped after the PNG's move: its FITS may
+                    // still sit beside the old path.
+                    let fits = move_along(Path::new(&row.file_uri), &to, false)
+                        .unwrap_or_else(|e| {
+                            tracing::warn!(id = row.id, error = %e, "cannot move a kept FITS beside its file");
+                            None
+                        });
+                    moved.push((row.id, to.clone(), to, public_url, fits));
                 }
                 _ => {}
             }
@@ -280,7 +296,10 @@ async fn apply_page(
         Err(e) => Err(e),
     };
     if let Err(e) = committed {
-        for (_, from, to, _) in moved.iter().rev() {
+        for (_, from, to, _, fits) in moved.iter().rev() {
+            if let Some(f) = fits {
+                move_back(f);
+            }
             if from != to {
                 if let Err(e) = fs::rename(to, from) {
                     tracing::error!(path = %to.display(), error = %e, "cannot move a file back after a failed commit");
@@ -289,13 +308,17 @@ async fn apply_page(
         }
         return Err(e.into());
     }
-    for (_, from, to, _) in &moved {
+    for (_, from, to, _, _) in &moved {
         if from != to {
             remove_empty_dirs(from, &uploads);
         }
     }
     Ok(failed.len() as u64)
 }
+
+/// A row's file moved (or found moved): id, from, to, public URL, and its
+/// kept FITS moved along.
+type Moved = (i32, PathBuf, PathBuf, String, Option<FitsMove>);
 
 /// Removes the now empty folders above a moved file, up to `uploads`.
 fn remove_empty_dirs(file: &Path, uploads: &Path) {
@@ -306,222 +329,4 @@ fn remove_empty_dirs(file: &Path, uploads: &Path) {
         }
         dir = d.parent();
     }
-}
-
-/// A file found by the walk: its path, hashed folders, name, age and inode.
-#[derive(Debug)]
-struct Found {
-    path: PathBuf,
-    dirs: Vec<String>,
-    name: String,
-    age: Option<Duration>,
-    ino: u64,
-}
-
-/// Walks `uploads` on a blocking thread, sending files in batches.
-fn walk(uploads: PathBuf, tx: mpsc::Sender<Vec<Found>>, stop: CancellationToken) {
-    use std::os::unix::fs::MetadataExt;
-    let mut stack = vec![(uploads, Vec::<String>::new())];
-    let mut batch = Vec::with_capacity(FILE_BATCH);
-    while let Some((dir, dirs)) = stack.pop() {
-        if stop.is_cancelled() {
-            return;
-        }
-        let Ok(entries) = fs::read_dir(&dir) else {
-            tracing::warn!(dir = %dir.display(), "cannot read the folder; skipped");
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.path().symlink_metadata() else {
-                continue;
-            };
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if meta.is_dir() {
-                let mut sub = dirs.clone();
-                sub.push(name);
-                stack.push((entry.path(), sub));
-            } else {
-                batch.push(Found {
-                    path: entry.path(),
-                    dirs: dirs.clone(),
-                    name,
-                    age: meta
-                        .modified()
-                        .ok()
-                        .and_then(|m| SystemTime::now().duration_since(m).ok()),
-                    ino: if meta.is_file() { meta.ino() } else { 0 },
-                });
-                if batch.len() == FILE_BATCH
-                    && tx
-                        .blocking_send(std::mem::replace(
-                            &mut batch,
-                            Vec::with_capacity(FILE_BATCH),
-                        ))
-                        .is_err()
-                {
-                    return;
-                }
-            }
-        }
-    }
-    let _ = tx.blocking_send(batch);
-}
-
-async fn files_pass(
-    pool: &PgPool,
-    store: &FileStore,
-    opts: &FilesOptions,
-    summary: &mut FilesSummary,
-) -> Result<(), OpsError> {
-    let mut progress = Progress::new("files: files", "files", summary.rows, opts.progress);
-    let (tx, mut rx) = mpsc::channel(4);
-    let uploads = store.uploads_dir();
-    let walker = {
-        let (uploads, stop) = (uploads.clone(), opts.stop.clone());
-        tokio::task::spawn_blocking(move || walk(uploads, tx, stop))
-    };
-    let remove = opts.repair && opts.delete_orphans;
-    while let Some(batch) = rx.recv().await {
-        let n = batch.len() as u64;
-        let mut ours = Vec::new();
-        for f in batch {
-            // Only regular files: a link is nobody's upload.
-            if f.ino == 0 {
-                summary.foreign_files += 1;
-                continue;
-            }
-            match classify(&f.dirs, &f.name, store.depth()) {
-                FileKind::InFlight => summary.in_flight += 1,
-                FileKind::Foreign => summary.foreign_files += 1,
-                FileKind::Ours { parsed, at_depth } => {
-                    if at_depth {
-                        summary.files_at_depth += 1;
-                    } else {
-                        summary.files_off_depth += 1;
-                    }
-                    ours.push((f, parsed));
-                }
-            }
-        }
-        let (owned, mut bereft) = owned_paths(pool, store, &ours).await?;
-        let mut claimed = Vec::new();
-        for (f, parsed) in ours {
-            if owned.contains(f.path.to_string_lossy().as_ref()) {
-                continue;
-            }
-            // A row whose file is missing claims it: put back, never removed.
-            if let Some(i) = claimant(&parsed, &bereft) {
-                let row = bereft.swap_remove(i);
-                if let Some(plan) = plan_claim(&row, &f.path, store.root(), store.depth()) {
-                    summary.missing = summary.missing.saturating_sub(1);
-                    summary.misplaced += 1;
-                    claimed.push((row, plan));
-                    continue;
-                }
-            }
-            summary.orphans += 1;
-            if !remove {
-                continue;
-            }
-            if !may_remove_orphan(f.age, opts.grace) {
-                summary.orphans_recent += 1;
-                continue;
-            }
-            if opts.dry_run {
-                summary.orphans_removed += 1;
-                continue;
-            }
-            match remove_orphan(&f) {
-                Ok(true) => summary.orphans_removed += 1,
-                Ok(false) => summary.orphans_recent += 1,
-                Err(e) => {
-                    progress.suspend(|| tracing::error!(path = %f.path.display(), error = %e, "cannot remove an orphan file"));
-                    summary.failed += 1;
-                }
-            }
-        }
-        if opts.repair && !opts.dry_run && !claimed.is_empty() {
-            summary.failed += apply_page(pool, store, claimed, &progress).await?;
-        }
-        progress.inc(n);
-    }
-    walker
-        .await
-        .map_err(|e| OpsError::Invalid(format!("file walk failed: {e}")))?;
-    if opts.stop.is_cancelled() {
-        summary.interrupted = true;
-    }
-    progress.finish();
-    Ok(())
-}
-
-/// Removes an orphan unless it was replaced since the walk saw it (same
-/// inode, still past the grace: an upload renames a new file into place).
-fn remove_orphan(f: &Found) -> std::io::Result<bool> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = f.path.symlink_metadata()?;
-    if meta.ino() != f.ino {
-        return Ok(false);
-    }
-    fs::remove_file(&f.path)?;
-    tracing::info!(path = %f.path.display(), "removed a file without a row");
-    Ok(true)
-}
-
-/// The paths among `ours` that a row names, and the rows of their objects
-/// whose file the rows pass found [`RowPlan::Missing`] (which may claim one
-/// of `ours`).
-async fn owned_paths(
-    pool: &PgPool,
-    store: &FileStore,
-    ours: &[(Found, crate::files::ParsedName)],
-) -> Result<(HashSet<String>, Vec<RowFile>), OpsError> {
-    let ids: Vec<String> = ours
-        .iter()
-        .filter_map(|(_, p)| p.obj_id.clone())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let mut owned: HashSet<String> = HashSet::new();
-    let mut bereft = Vec::new();
-    if !ids.is_empty() {
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, obj_id, type::text, survey, file_uri FROM thumbnails
-             WHERE obj_id = ANY($1) AND file_uri IS NOT NULL AND type IS NOT NULL",
-        )
-        .bind(&ids)
-        .fetch_all(pool)
-        .await?;
-        for (id, obj_id, ttype, survey, file_uri) in rows {
-            owned.insert(file_uri.clone());
-            let Ok(ttype) = ttype.parse() else { continue };
-            let row = RowFile {
-                id,
-                obj_id,
-                ttype,
-                survey,
-                file_uri,
-            };
-            if plan_row(&row, store.root(), store.depth(), is_file) == RowPlan::Missing {
-                bereft.push(row);
-            }
-        }
-    }
-    // A shortened name does not give its obj_id back: look up by path, all
-    // of them in one statement (no index on file_uri: one scan, not one per
-    // file; such names need obj_ids over 150 characters).
-    let paths: Vec<String> = ours
-        .iter()
-        .filter(|(_, p)| p.obj_id.is_none())
-        .map(|(f, _)| f.path.to_string_lossy().into_owned())
-        .collect();
-    if !paths.is_empty() {
-        let found: Vec<(String,)> =
-            sqlx::query_as("SELECT file_uri FROM thumbnails WHERE file_uri = ANY($1)")
-                .bind(&paths)
-                .fetch_all(pool)
-                .await?;
-        owned.extend(found.into_iter().map(|(u,)| u));
-    }
-    Ok((owned, bereft))
 }

@@ -204,6 +204,7 @@ async fn files_of_a_deleted_objects_rows_are_swept() {
             survey: survey.map(str::to_string),
             is_grayscale: false,
             staged: store.stage(&rel, b"png".to_vec()).await.expect("stage"),
+            fits: None,
         });
     }
     for r in commit_all(&db.db, uploads).await {

@@ -1,6 +1,7 @@
 //! The operator tools against the real PostgreSQL and RabbitMQ.
 
 mod files;
+mod kept_fits;
 mod replay;
 mod resurvey;
 

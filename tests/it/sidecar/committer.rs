@@ -27,6 +27,7 @@ async fn upload(files: &FileStore, obj_id: &str, ttype: ThumbnailType, bytes: &[
         survey,
         is_grayscale: bytes.len().is_multiple_of(3),
         staged: files.stage(&rel, bytes.to_vec()).await.expect("stage"),
+        fits: None,
     }
 }
 
