@@ -10,6 +10,7 @@ use crate::{feed, ops, remote, shutdown, sidecar, store, worker};
 
 pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
     let stop = shutdown::on_signal();
+    config.announce_secret_files();
     match command {
         Command::Migrate => {
             let db = migrated(&config, 2).await?;
@@ -117,7 +118,7 @@ async fn healthcheck(config: &Config) -> anyhow::Result<()> {
 /// the tables have the columns it writes.
 async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
     announce(config);
-    let db = store::connect(&config.database.url, config.database.max_connections).await?;
+    let db = store::open(&config.database, config.database.max_connections).await?;
     store::schema::check_columns(db.get_postgres_connection_pool()).await?;
     Ok(db)
 }
@@ -128,8 +129,8 @@ async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
 /// first relay is left for the sweep).
 async fn migrated(config: &Config, connections: u32) -> anyhow::Result<DatabaseConnection> {
     announce(config);
-    store::ensure_database(&config.database.url).await?;
-    let db = store::connect(&config.database.url, connections).await?;
+    store::ensure_database(&config.database).await?;
+    let db = store::open(&config.database, connections).await?;
     let pool = db.get_postgres_connection_pool();
     store::schema::check_privileges(pool).await?;
     store::schema::check_columns(pool).await?;
@@ -146,4 +147,43 @@ fn announce(config: &Config) {
         broker = %crate::config::redact_urls(&config.amqp.url),
         "connecting"
     );
+}
+
+/// The one line printed for a failure at the edge: each cause of the chain
+/// once (a driver's message often repeats its source's, and a context may
+/// already quote it).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let text = text.trim();
+        if text.is_empty() || line.contains(text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(text);
+    }
+    line.replace(['\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_said_is_not_repeated() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("TLS upgrade required")]
+        struct Inner;
+        #[derive(Debug, thiserror::Error)]
+        #[error("Connection Error: {0}")]
+        struct Middle(#[source] Inner);
+        let e = anyhow::Error::new(Middle(Inner)).context("cannot connect");
+        assert_eq!(
+            one_line(&e),
+            "cannot connect: Connection Error: TLS upgrade required"
+        );
+    }
 }

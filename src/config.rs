@@ -7,6 +7,9 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+mod secrets;
+pub use secrets::{libpq_param, Secret};
+
 /// Prefix of the environment variables that override config keys.
 pub const ENV_PREFIX: &str = "THUMBNAILS_";
 
@@ -78,8 +81,16 @@ impl Default for ReconcileConfig {
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
+    /// libpq-style URL; `sslmode`, `sslrootcert`, `sslcert` and `sslkey`
+    /// apply to every connection (pool, feed listener, migrate, tools).
     pub url: String,
     pub max_connections: u32,
+    /// A file holding the password (a Docker or Kubernetes secret); its
+    /// content wins over a password in `url`.
+    pub password_file: Option<PathBuf>,
+    /// `password_file`'s content, read at load.
+    #[serde(skip)]
+    pub password: Option<Secret>,
 }
 
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -98,6 +109,30 @@ pub struct AmqpConfig {
     pub cutouts_queue: String,
     /// Unacknowledged alerts the worker holds at once.
     pub cutouts_prefetch: u16,
+    /// A file holding the password for every node of `url`; its content
+    /// wins over a password in the URLs.
+    pub password_file: Option<PathBuf>,
+    /// For `amqps://` nodes.
+    pub tls: AmqpTlsConfig,
+    /// `password_file`'s content, read at load.
+    #[serde(skip)]
+    pub password: Option<Secret>,
+}
+
+/// TLS to `amqps://` nodes. The files are read at each connection, so
+/// renewed certificates are picked up on the next reconnect.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmqpTlsConfig {
+    /// CA certificates (PEM) trusted besides the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain (PEM), for brokers that require one.
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// Log in with the SASL EXTERNAL mechanism (the broker takes the user
+    /// name from the client certificate) instead of a user and password.
+    pub external: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -105,6 +140,9 @@ pub struct AmqpConfig {
 pub struct HttpConfig {
     pub listen: String,
     pub tokens: Vec<TokenConfig>,
+    /// A YAML or JSON file holding more tokens, a list as in `tokens`
+    /// (a Docker or Kubernetes secret); added to `tokens` at load.
+    pub tokens_file: Option<PathBuf>,
     pub max_body_bytes: usize,
 }
 
@@ -124,6 +162,8 @@ impl std::fmt::Debug for DatabaseConfig {
         f.debug_struct("DatabaseConfig")
             .field("url", &redact(&self.url))
             .field("max_connections", &self.max_connections)
+            .field("password_file", &self.password_file)
+            .field("password", &self.password)
             .finish()
     }
 }
@@ -135,6 +175,11 @@ impl std::fmt::Debug for AmqpConfig {
             .field("exchange", &self.exchange)
             .field("queue", &self.queue)
             .field("prefetch", &self.prefetch)
+            .field("cutouts_queue", &self.cutouts_queue)
+            .field("cutouts_prefetch", &self.cutouts_prefetch)
+            .field("password_file", &self.password_file)
+            .field("tls", &self.tls)
+            .field("password", &self.password)
             .finish()
     }
 }
@@ -253,6 +298,8 @@ impl Default for DatabaseConfig {
         Self {
             url: "postgres://postgres@127.0.0.1:5432/thumbnails".into(),
             max_connections: 10,
+            password_file: None,
+            password: None,
         }
     }
 }
@@ -266,6 +313,9 @@ impl Default for AmqpConfig {
             prefetch: 4096,
             cutouts_queue: "thumbnails.alert-cutouts".into(),
             cutouts_prefetch: 256,
+            password_file: None,
+            tls: AmqpTlsConfig::default(),
+            password: None,
         }
     }
 }
@@ -275,6 +325,7 @@ impl Default for HttpConfig {
         Self {
             listen: "127.0.0.1:8642".into(),
             tokens: Vec::new(),
+            tokens_file: None,
             max_body_bytes: 10 * 1024 * 1024,
         }
     }
@@ -382,10 +433,11 @@ impl Config {
     }
 
     fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
-        let config: Config = figment
+        let mut config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Invalid(one_line(&e)))?;
         config.validate()?;
+        config.read_secret_files()?;
         Ok(config)
     }
 
@@ -412,6 +464,7 @@ impl Config {
         }
         check_amqp_urls(&self.amqp.url)
             .map_err(|why| ConfigError::Invalid(format!("amqp.url: {why}")))?;
+        secrets::check_amqp_tls(&self.amqp)?;
         if self.amqp.exchange.is_empty() {
             return bad("amqp.exchange", "must not be empty");
         }

@@ -30,4 +30,5 @@ pub mod sidecar;
 pub mod store;
 pub mod surveys;
 pub mod telemetry;
+pub mod tls;
 pub mod worker;

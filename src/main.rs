@@ -36,9 +36,10 @@ async fn main() -> ExitCode {
     match app::dispatch(cli.command, config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line at the edge, with the cause chain.
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
+            // One line at the edge, with the cause chain (each cause once).
+            let line = app::one_line(&e);
+            tracing::error!("{line}");
+            eprintln!("error: {line}");
             ExitCode::FAILURE
         }
     }

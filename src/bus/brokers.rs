@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use lapin::{Connection, ConnectionProperties};
 
+use super::access::Access;
 use super::BusError;
-use crate::config::{redact, split_urls};
+use crate::config::{redact, split_urls, AmqpConfig};
 
 /// How long one node may take to accept a connection before the next is
 /// tried (a dead host on a real network can hold a TCP connect for minutes).
@@ -22,6 +23,7 @@ const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Brokers {
     urls: Arc<[String]>,
     next: Arc<AtomicUsize>,
+    access: Arc<Access>,
 }
 
 impl std::fmt::Debug for Brokers {
@@ -33,11 +35,23 @@ impl std::fmt::Debug for Brokers {
 }
 
 impl Brokers {
-    /// `list` is `amqp.url`: URLs separated by commas (validated by the config).
+    /// The service's nodes: `amqp.url` with `amqp.tls` and
+    /// `amqp.password_file`.
+    pub fn from_config(amqp: &AmqpConfig) -> Self {
+        Self {
+            access: Arc::new(Access::from_config(amqp)),
+            ..Self::new(&amqp.url)
+        }
+    }
+
+    /// Nodes from URLs alone (`amqps://` ones checked against the system's
+    /// roots, without a client certificate): for tests and tools that hold
+    /// only a URL. `list` is URLs separated by commas.
     pub fn new(list: &str) -> Self {
         Self {
             urls: split_urls(list).into(),
             next: Arc::new(AtomicUsize::new(0)),
+            access: Arc::new(Access::default()),
         }
     }
 
@@ -57,7 +71,7 @@ impl Brokers {
             let url = &self.urls[i];
             let props = ConnectionProperties::default().with_connection_name(name.into());
             let outcome =
-                tokio::time::timeout(NODE_CONNECT_TIMEOUT, Connection::connect(url, props)).await;
+                tokio::time::timeout(NODE_CONNECT_TIMEOUT, self.connect_one(url, props)).await;
             match outcome {
                 Ok(Ok(conn)) => {
                     // The next connection (a reconnect: this one was lost)
@@ -68,7 +82,7 @@ impl Brokers {
                     }
                     return Ok(conn);
                 }
-                Ok(Err(e)) => failures.push(format!("{} ({e})", redact(url))),
+                Ok(Err(why)) => failures.push(format!("{} ({why})", redact(url))),
                 Err(_) => failures.push(format!(
                     "{} (no answer within {NODE_CONNECT_TIMEOUT:?})",
                     redact(url)
@@ -81,6 +95,20 @@ impl Brokers {
         Err(BusError::Connect {
             tried: failures.join(", "),
         })
+    }
+
+    /// One node; the failure in words (never with the password).
+    async fn connect_one(
+        &self,
+        url: &str,
+        props: ConnectionProperties,
+    ) -> Result<Connection, String> {
+        let uri = self.access.uri(url)?;
+        let tls = self.access.tls_config(&uri)?;
+        let runtime = lapin::runtime::default_runtime().map_err(|e| e.to_string())?;
+        Connection::connect_uri_with_config(uri.clone(), props, tls, runtime)
+            .await
+            .map_err(|e| self.access.describe(&uri, &e))
     }
 }
 

@@ -19,9 +19,9 @@ use super::{declare, Brokers, BusError, Publisher, Topology};
 
 #[derive(Clone)]
 pub struct ConsumerSettings {
-    /// `amqp.url`: one node or several, comma-separated; a reconnect tries
-    /// the node after the one it lost first.
-    pub url: String,
+    /// `amqp.url` (one node or several) with its TLS and password
+    /// settings; a reconnect tries the node after the one it lost first.
+    pub brokers: Brokers,
     /// Connection name shown by the broker, so one connection can be found.
     pub connection_name: String,
     pub topology: Topology,
@@ -33,7 +33,7 @@ pub struct ConsumerSettings {
 impl std::fmt::Debug for ConsumerSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConsumerSettings")
-            .field("url", &crate::config::redact_urls(&self.url))
+            .field("brokers", &self.brokers)
             .field("connection_name", &self.connection_name)
             .field("topology", &self.topology)
             .field("prefetch", &self.prefetch)
@@ -74,7 +74,7 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let tracker = TaskTracker::new();
-    let brokers = Brokers::new(&settings.url);
+    let brokers = settings.brokers.clone();
     let mut conn = Some(brokers.connect(&settings.connection_name).await?);
     let mut lost_at: Option<tokio::time::Instant> = None;
     let mut backoff = Backoff::default();

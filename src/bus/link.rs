@@ -31,7 +31,7 @@ impl BusLink {
     /// Connects at once, so that a wrong address is reported at start.
     pub async fn connect(amqp: &AmqpConfig, name: &str) -> Result<Self, BusError> {
         let me = Self {
-            brokers: Brokers::new(&amqp.url),
+            brokers: Brokers::from_config(amqp),
             topology: Topology::new(&amqp.exchange, &amqp.queue),
             name: name.to_string(),
             link: Mutex::new(None),

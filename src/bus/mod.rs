@@ -1,6 +1,7 @@
 //! RabbitMQ through lapin: connection, topology, publisher with confirms and
 //! a supervised consumer loop.
 
+mod access;
 mod acker;
 mod brokers;
 mod consumer;
@@ -22,6 +23,8 @@ pub use topology::{
 };
 
 use lapin::Connection;
+
+use crate::config::AmqpConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -60,4 +63,9 @@ impl BusError {
 /// with another node.
 pub async fn connect(urls: &str, name: &str) -> Result<Connection, BusError> {
     Brokers::new(urls).connect(name).await
+}
+
+/// [`connect`] to the service's nodes, with `amqp.tls` and `amqp.password_file`.
+pub async fn connect_config(amqp: &AmqpConfig, name: &str) -> Result<Connection, BusError> {
+    Brokers::from_config(amqp).connect(name).await
 }

@@ -23,11 +23,21 @@ pub struct PublisherConnection {
 }
 
 impl PublisherConnection {
-    /// Connects (`url` is `amqp.url`: the first node that answers),
-    /// declares the topology (so that the worker's queue exists and
-    /// mandatory publishes are routed) and opens a confirm channel.
+    /// Connects (`url`: URLs alone, see [`Brokers::new`]; the first node
+    /// that answers), declares the topology (so that the worker's queue
+    /// exists and mandatory publishes are routed) and opens a confirm channel.
     pub async fn open(url: &str, name: &str, topology: &Topology) -> Result<Self, BusError> {
         Self::open_on(&Brokers::new(url), name, topology).await
+    }
+
+    /// [`Self::open`] on the service's nodes (`amqp.url` with `amqp.tls`
+    /// and `amqp.password_file`).
+    pub async fn open_config(
+        amqp: &crate::config::AmqpConfig,
+        name: &str,
+        topology: &Topology,
+    ) -> Result<Self, BusError> {
+        Self::open_on(&Brokers::from_config(amqp), name, topology).await
     }
 
     /// [`Self::open`] on a kept node list: a reopen after a lost connection

@@ -28,7 +28,7 @@ pub enum DeadLettersAction {
 
 pub async fn run(config: &Config, args: DeadLettersArgs) -> anyhow::Result<()> {
     let DeadLettersAction::Migrate { dry_run } = args.action;
-    let conn = Brokers::new(&config.amqp.url)
+    let conn = Brokers::from_config(&config.amqp)
         .connect("thumbnails dead-letters")
         .await?;
     let topologies = [

@@ -2,6 +2,7 @@
 //! service needs.
 
 pub mod committer;
+mod connect;
 pub mod cutouts;
 pub mod entities;
 pub mod on_demand;
@@ -13,14 +14,11 @@ pub mod stamps;
 pub mod sweep;
 mod writes;
 
+pub use connect::{connect, ensure_database, open};
 pub use writes::{waves, write_batch, ObjRow, StoredRow, SurveyRow, WriteJob, Written};
 
-use std::time::Duration;
-
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
 
 /// Key of the advisory lock that serialises concurrent `migrate` runs
 /// (sea-orm-migration has no lock of its own, sea-orm#1378).
@@ -28,12 +26,10 @@ const MIGRATION_LOCK: i64 = 0x7468_756d_626e_6c73; // "thumbnls"
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot connect to the database at {url}: {source}")]
-    Connect {
-        url: String,
-        #[source]
-        source: DbErr,
-    },
+    /// Where (host, port, database) and why, in words ([`connect`]
+    /// classifies the driver's error: TLS, pg_hba, refused...).
+    #[error("cannot connect to the database {at}: {cause}")]
+    Connect { at: String, cause: String },
     #[error("database migration failed: {0}")]
     Migrate(#[source] DbErr),
     #[error("building the per-survey thumbnail indexes failed: {0}")]
@@ -73,69 +69,6 @@ pub fn pg_pool<'a>(
         return Err(NotPostgres(who));
     }
     Ok(db.get_postgres_connection_pool())
-}
-
-/// Opens the pool. Per-statement logging is off; slow statements are logged.
-pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, StoreError> {
-    let mut opts = ConnectOptions::new(url.to_owned());
-    opts.max_connections(max_connections)
-        .min_connections(1)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(10))
-        .sqlx_logging(true)
-        .sqlx_logging_level(tracing::log::LevelFilter::Trace)
-        .sqlx_slow_statements_logging_settings(
-            tracing::log::LevelFilter::Warn,
-            Duration::from_secs(1),
-        );
-    Database::connect(opts)
-        .await
-        .map_err(|source| StoreError::Connect {
-            url: crate::config::redact(url),
-            source,
-        })
-}
-
-/// Creates the database named in `url` if the server does not have it yet
-/// (so `thumbnails run` works on a fresh server). Connects to the server's
-/// `postgres` database for that.
-pub async fn ensure_database(url: &str) -> Result<(), StoreError> {
-    let Some((server, name)) = url.split('?').next().and_then(|u| u.rsplit_once('/')) else {
-        return Ok(());
-    };
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        return Ok(());
-    }
-    let admin_url = format!("{server}/postgres");
-    let admin = connect(&admin_url, 1).await?;
-    let exists = |admin: DatabaseConnection| async move {
-        admin
-            .query_one_raw(sea_orm::Statement::from_sql_and_values(
-                sea_orm::DatabaseBackend::Postgres,
-                "SELECT 1 FROM pg_database WHERE datname = $1",
-                [name.into()],
-            ))
-            .await
-            .map(|row| row.is_some())
-    };
-    if !exists(admin.clone()).await? {
-        tracing::info!(database = name, "creating the database");
-        let created = admin
-            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-            .await;
-        // Another process may have created it meanwhile.
-        if let Err(e) = created {
-            if !exists(admin.clone()).await? {
-                return Err(e.into());
-            }
-        }
-    }
-    let _ = admin.close().await;
-    Ok(())
 }
 
 /// Applies pending migrations under an advisory lock, then the per-survey

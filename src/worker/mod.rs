@@ -71,7 +71,7 @@ pub async fn run(
     let sweep = tokio::spawn(reconcile::run(config.clone(), pool, sweep_stop.clone()));
     // A named connection per queue, so either can be found on the broker.
     let consumer = |topology: Topology, prefetch| ConsumerSettings {
-        url: config.amqp.url.clone(),
+        brokers: bus::Brokers::from_config(&config.amqp),
         connection_name: format!("thumbnails-worker {}", topology.queue),
         topology,
         prefetch,

@@ -51,7 +51,7 @@ pub struct Sweeper {
     batch: i64,
     ps1_retry_after: Duration,
     max_queued: u64,
-    amqp_url: String,
+    amqp: crate::config::AmqpConfig,
     topology: Topology,
 }
 
@@ -62,7 +62,7 @@ impl Sweeper {
             batch: i64::from(config.reconcile.batch.max(1)),
             ps1_retry_after: Duration::from_secs(config.reconcile.ps1_retry_after_s),
             max_queued: u64::from(config.reconcile.max_queued),
-            amqp_url: config.amqp.url.clone(),
+            amqp: config.amqp.clone(),
             topology: Topology::new(&config.amqp.exchange, &config.amqp.queue),
         }
     }
@@ -101,7 +101,7 @@ impl Sweeper {
 
     /// Events waiting in the worker's queue (a passive declare).
     async fn queued(&self) -> Result<u32, BusError> {
-        let conn = crate::bus::connect(&self.amqp_url, "thumbnails-reconcile").await?;
+        let conn = crate::bus::connect_config(&self.amqp, "thumbnails-reconcile").await?;
         let result = async {
             let channel = conn.create_channel().await?;
             let queue = crate::bus::passive_declare(&channel, &self.topology.queue).await;
@@ -156,8 +156,8 @@ impl Sweeper {
             if !bodies.is_empty() {
                 if link.is_none() {
                     *link = Some(
-                        PublisherConnection::open(
-                            &self.amqp_url,
+                        PublisherConnection::open_config(
+                            &self.amqp,
                             "thumbnails-reconcile",
                             &self.topology,
                         )

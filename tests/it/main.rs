@@ -17,4 +17,5 @@ mod ops;
 mod remote;
 mod sidecar;
 mod skyportal;
+mod tls;
 mod worker;

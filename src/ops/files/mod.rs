@@ -93,7 +93,7 @@ pub async fn run(
         },
     };
     let store = FileStore::new(&config.storage.root, config.storage.depth);
-    let db = store::connect(&config.database.url, 2).await?;
+    let db = store::open(&config.database, 2).await?;
     let summary = files(&db, &store, &opts).await.context("files")?;
     println!("{}", summary.line(&opts));
     if summary.interrupted {

@@ -95,7 +95,7 @@ pub async fn run(
     args: ReplayArgs,
     stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
-    let db = store::connect(&config.database.url, 2).await?;
+    let db = store::open(&config.database, 2).await?;
     let opts = ReplayOptions {
         selection: Selection {
             missing: args.missing,
@@ -114,8 +114,8 @@ pub async fn run(
     let summary = if args.dry_run {
         replay(&db, None, &opts).await
     } else {
-        let link = PublisherConnection::open(
-            &config.amqp.url,
+        let link = PublisherConnection::open_config(
+            &config.amqp,
             "thumbnails-replay",
             &Topology::new(&config.amqp.exchange, &config.amqp.queue),
         )

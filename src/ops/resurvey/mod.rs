@@ -62,11 +62,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let s = &config.surveys;
     let templates = Templates::new(&s.sdss.template, &s.ls.template).context("surveys")?;
-    let db = store::connect(&config.database.url, 2).await?;
+    let db = store::open(&config.database, 2).await?;
     let publisher = if args.publish && !args.dry_run {
         Some(
-            PublisherConnection::open(
-                &config.amqp.url,
+            PublisherConnection::open_config(
+                &config.amqp,
                 "thumbnails-resurvey",
                 &Topology::new(&config.amqp.exchange, &config.amqp.queue),
             )
