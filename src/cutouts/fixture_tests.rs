@@ -154,7 +154,9 @@ fn cutout_bytes() -> Vec<Vec<u8>> {
         "ZTF18aagtxuc_396522680015040001_cutoutScience.fits.gz",
     );
     let plain = read("lsst-synthetic", "lsst_synthetic_rotpa30_science.fits");
-    vec![gz, plain]
+    // Three HDUs: mutations that empty the primary walk the extensions.
+    let rubin = read("lsst-alerts", "170094456272322680_cutoutTemplate.fits");
+    vec![gz, plain, rubin]
 }
 
 fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8)], cut: usize) -> Vec<u8> {
@@ -174,7 +176,7 @@ proptest! {
 
     #[test]
     fn mutated_cutouts_never_panic(
-        which in 0usize..2,
+        which in 0usize..3,
         edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
         cut in any::<usize>(),
     ) {
@@ -209,5 +211,24 @@ fn hostile_fits_headers_fail_cleanly() {
             .expect_err("fails")
             .reason(),
         "truncated"
+    );
+}
+
+#[test]
+fn a_rubin_stamp_whose_primary_is_emptied_draws_its_next_image() {
+    let mut bytes = read("lsst-alerts", "7912941781254298_cutoutTemplate.fits");
+    let card = b"NAXIS   =                    2";
+    let at = bytes
+        .windows(card.len())
+        .position(|w| w == card)
+        .expect("test setup");
+    bytes[at + card.len() - 1] = b'0';
+    // The primary's data now reads as the next header: not an XTENSION, so
+    // nothing else is drawn and the empty primary is the reason.
+    assert_eq!(
+        decode(&bytes, &Limits::default())
+            .expect_err("fails")
+            .reason(),
+        "naxis"
     );
 }
