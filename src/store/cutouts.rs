@@ -12,7 +12,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 
-use super::writes::INSERT_OBJS_ANNOUNCED;
+use super::writes::{insert_objs_statement, INSERT_OBJS_ANNOUNCED};
 use super::{waves, StoreError, StoredRow};
 use crate::bus::ORIGIN_UPLOAD;
 use crate::files::{
@@ -184,21 +184,11 @@ pub async fn create_objs(db: &impl ConnectionTrait, objs: &[NewObj]) -> Result<(
     if objs.is_empty() {
         return Ok(());
     }
-    let now = Utc::now().naive_utc();
-    db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
+    let rows = objs.iter().map(|o| (o.id.as_str(), o.ra, o.dec, o.is_roid));
+    db.execute_raw(insert_objs_statement(
         INSERT_OBJS_ANNOUNCED,
-        [
-            objs.iter().map(|o| o.id.clone()).collect::<Vec<_>>().into(),
-            objs.iter().map(|o| o.ra).collect::<Vec<_>>().into(),
-            objs.iter().map(|o| o.dec).collect::<Vec<_>>().into(),
-            objs.iter().map(|o| o.is_roid).collect::<Vec<_>>().into(),
-            objs.iter()
-                .map(|_| uuid::Uuid::new_v4().to_string())
-                .collect::<Vec<_>>()
-                .into(),
-            now.into(),
-        ],
+        rows,
+        Utc::now().naive_utc(),
     ))
     .await?;
     Ok(())

@@ -164,6 +164,36 @@ pub(super) const INSERT_OBJS: &str =
 /// other insert, so they get their archival thumbnails too.
 pub(super) const INSERT_OBJS_ANNOUNCED: &str = insert_objs!("");
 
+/// One of the `insert_objs!` statements over `(id, ra, dec, is_roid)` rows,
+/// each object given a new `internal_key`.
+pub(super) fn insert_objs_statement<'a>(
+    sql: &str,
+    rows: impl Iterator<Item = (&'a str, f64, f64, bool)>,
+    now: chrono::NaiveDateTime,
+) -> Statement {
+    let (mut ids, mut ras, mut decs, mut roids, mut keys) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (id, ra, dec, is_roid) in rows {
+        ids.push(id.to_owned());
+        ras.push(ra);
+        decs.push(dec);
+        roids.push(is_roid);
+        keys.push(uuid::Uuid::new_v4().to_string());
+    }
+    Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        [
+            ids.into(),
+            ras.into(),
+            decs.into(),
+            roids.into(),
+            keys.into(),
+            now.into(),
+        ],
+    )
+}
+
 /// Survey rows are the archival ones (survey NULL), so the conflict names
 /// the partial index of those (src/store/stamps.rs).
 /// On `(obj_id, type)` conflict the URL is overwritten only when asked to
@@ -273,22 +303,9 @@ pub async fn write_batch(
             if objs.is_empty() {
                 continue;
             }
-            txn.execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                INSERT_OBJS,
-                [
-                    objs.iter().map(|o| o.id.clone()).collect::<Vec<_>>().into(),
-                    objs.iter().map(|o| o.ra).collect::<Vec<_>>().into(),
-                    objs.iter().map(|o| o.dec).collect::<Vec<_>>().into(),
-                    objs.iter().map(|o| o.is_roid).collect::<Vec<_>>().into(),
-                    objs.iter()
-                        .map(|_| uuid::Uuid::new_v4().to_string())
-                        .collect::<Vec<_>>()
-                        .into(),
-                    now.into(),
-                ],
-            ))
-            .await?;
+            let rows = objs.iter().map(|o| (o.id.as_str(), o.ra, o.dec, o.is_roid));
+            txn.execute_raw(insert_objs_statement(INSERT_OBJS, rows, now))
+                .await?;
         }
         for replace in [false, true] {
             let rows: Vec<(&str, &SurveyRow, usize)> = wave

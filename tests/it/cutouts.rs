@@ -36,14 +36,19 @@ pub fn cutouts_json(obj_id: &str) -> Value {
     })
 }
 
-pub async fn publish_alert(bus: &TestBus, body: &[u8], content_type: &str) {
+/// Publishes an `alert.cutouts` message, with a content type if given.
+pub async fn publish_alert(bus: &TestBus, body: &[u8], content_type: Option<&str>) {
+    let mut properties = BasicProperties::default();
+    if let Some(ct) = content_type {
+        properties = properties.with_content_type(ct.into());
+    }
     bus.channel
         .basic_publish(
             bus.topology.exchange.as_str().into(),
             ROUTING_ALERT_CUTOUTS.into(),
             BasicPublishOptions::default(),
             body,
-            BasicProperties::default().with_content_type(content_type.into()),
+            properties,
         )
         .await
         .expect("publish")
@@ -52,7 +57,7 @@ pub async fn publish_alert(bus: &TestBus, body: &[u8], content_type: &str) {
 }
 
 /// `(type, survey, file_uri, public_url)` of an object's rows, by type.
-async fn stamps(db: &TestDb, obj_id: &str) -> Vec<(String, Option<String>, String, String)> {
+pub async fn stamps(db: &TestDb, obj_id: &str) -> Vec<(String, Option<String>, String, String)> {
     let rows = db
         .db
         .query_all_raw(sea_orm::Statement::from_sql_and_values(
@@ -93,22 +98,32 @@ async fn alerts_on_the_queue_become_stamps_files_and_one_event_per_object() {
 
     // A whole ZTF packet; the JSON form (object created from ra/dec); a
     // message with one bad cutout of three; one with nothing drawable; junk.
-    publish_alert(&bus, &fixture(AVRO_ALERT), "avro/binary").await;
+    publish_alert(&bus, &fixture(AVRO_ALERT), Some("avro/binary")).await;
     publish_alert(
         &bus,
         cutouts_json("ZTF-json").to_string().as_bytes(),
-        "application/json",
+        Some("application/json"),
     )
     .await;
     let mut partly = cutouts_json("ZTF-partly");
     partly["cutoutTemplate"] = json!(b64(b"SIMPLE  = T, but nothing else"));
-    publish_alert(&bus, partly.to_string().as_bytes(), "application/json").await;
+    publish_alert(
+        &bus,
+        partly.to_string().as_bytes(),
+        Some("application/json"),
+    )
+    .await;
     let mut hopeless = cutouts_json("ZTF-hopeless");
     for k in ["cutoutScience", "cutoutTemplate", "cutoutDifference"] {
         hopeless[k] = json!("not base64 at all!");
     }
-    publish_alert(&bus, hopeless.to_string().as_bytes(), "application/json").await;
-    publish_alert(&bus, b"\x00\x01 junk", "avro/binary").await;
+    publish_alert(
+        &bus,
+        hopeless.to_string().as_bytes(),
+        Some("application/json"),
+    )
+    .await;
+    publish_alert(&bus, b"\x00\x01 junk", Some("avro/binary")).await;
 
     eventually("the stamps of three alerts", WAIT, || async {
         (db.scalar_i64("SELECT count(*) FROM thumbnails").await == 8).then_some(())
@@ -196,7 +211,7 @@ async fn alerts_on_the_queue_become_stamps_files_and_one_event_per_object() {
     // Sent again: replaced in place, same ids, no new rows.
     let before = db.scalar_i64("SELECT sum(id) FROM thumbnails").await;
     let worker = RunningWorker::start(&config).await;
-    publish_alert(&bus, &fixture(AVRO_ALERT), "avro/binary").await;
+    publish_alert(&bus, &fixture(AVRO_ALERT), Some("avro/binary")).await;
     eventually("the packet's event again", WAIT, || async {
         (bus.queue_len(&listener).await == 1).then_some(())
     })

@@ -11,12 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apache_avro::types::Value as Avro;
-use lapin::options::BasicPublishOptions;
-use lapin::BasicProperties;
-use sea_orm::ConnectionTrait;
 use serde_json::Value;
-use thumbnails::bus::ROUTING_ALERT_CUTOUTS;
 
+use crate::cutouts::{publish_alert as publish, stamps};
 use crate::helpers::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -93,47 +90,6 @@ pub fn nulled(record: Avro, names: &[&str]) -> Avro {
     )
 }
 
-async fn publish(bus: &TestBus, body: &[u8], content_type: Option<&str>) {
-    let mut props = BasicProperties::default();
-    if let Some(ct) = content_type {
-        props = props.with_content_type(ct.into());
-    }
-    bus.channel
-        .basic_publish(
-            bus.topology.exchange.as_str().into(),
-            ROUTING_ALERT_CUTOUTS.into(),
-            BasicPublishOptions::default(),
-            body,
-            props,
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
-}
-
-/// `(type, survey, file_uri)` of an object's rows, by type.
-async fn stamps(db: &TestDb, obj_id: &str) -> Vec<(String, String, String)> {
-    let rows = db
-        .db
-        .query_all_raw(sea_orm::Statement::from_sql_and_values(
-            sea_orm::DbBackend::Postgres,
-            "SELECT type::text, survey, file_uri FROM thumbnails WHERE obj_id = $1 ORDER BY type::text",
-            [obj_id.into()],
-        ))
-        .await
-        .expect("select");
-    rows.iter()
-        .map(|r| {
-            (
-                r.try_get_by_index(0).expect("type"),
-                r.try_get_by_index(1).expect("survey"),
-                r.try_get_by_index(2).expect("file_uri"),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn rubin_packets_and_finks_file_on_the_queue_become_lsst_stamps() {
     let db = TestDb::new().await;
@@ -171,8 +127,8 @@ async fn rubin_packets_and_finks_file_on_the_queue_become_lsst_stamps() {
             ["new", "ref", "sub"],
             "{obj_id}"
         );
-        for (ttype, survey, file_uri) in &rows {
-            assert_eq!(survey, "LSST");
+        for (ttype, survey, file_uri, _) in &rows {
+            assert_eq!(survey.as_deref(), Some("LSST"));
             assert!(
                 file_uri.ends_with(&format!("/{obj_id}_{ttype}_LSST.png")),
                 "{file_uri}"

@@ -90,7 +90,7 @@ async fn kept_fits_sit_beside_the_stamps_are_replaced_in_place_and_cleared_when_
     let plain = gunzip(&gz("cutoutScience"));
     let mut msg = cutouts_json("ZTF-keep");
     msg["cutoutScience"] = json!(b64(&plain));
-    publish_alert(&bus, msg.to_string().as_bytes(), "application/json").await;
+    publish_alert(&bus, msg.to_string().as_bytes(), Some("application/json")).await;
     let event = next_event(&bus, &listener).await;
     let first = rows(&db, "ZTF-keep").await;
     assert_eq!(first.len(), 3);
@@ -139,7 +139,7 @@ async fn kept_fits_sit_beside_the_stamps_are_replaced_in_place_and_cleared_when_
     // Sent again with other cutouts: replaced in place, same rows and paths.
     let mut again = cutouts_json("ZTF-keep");
     again["cutoutScience"] = json!(b64(&gz("cutoutDifference")));
-    publish_alert(&bus, again.to_string().as_bytes(), "application/json").await;
+    publish_alert(&bus, again.to_string().as_bytes(), Some("application/json")).await;
     next_event(&bus, &listener).await;
     assert_eq!(rows(&db, "ZTF-keep").await, first);
     assert_eq!(
@@ -157,7 +157,7 @@ async fn kept_fits_sit_beside_the_stamps_are_replaced_in_place_and_cleared_when_
         publish_alert(
             &bus,
             cutouts_json(obj_id).to_string().as_bytes(),
-            "application/json",
+            Some("application/json"),
         )
         .await;
         let event = next_event(&bus, &listener).await;
