@@ -13,6 +13,7 @@
 mod record;
 mod schemas;
 mod shipped;
+mod skim;
 #[cfg(test)]
 mod tests;
 
@@ -124,6 +125,9 @@ pub fn read_alerts(
         }
         Framing::Confluent(id) => {
             let schema = schemas.get(id)?;
+            if let Some(value) = skim::read(&schema, &bytes[5..]) {
+                return Ok(vec![record::alert(&value?, lsst_obj_prefix)]);
+            }
             let reader = GenericDatumReader::builder(&schema.alert)
                 .writer_schemata(schema.deps.iter().collect())
                 .map_err(avro)?

@@ -275,3 +275,30 @@ proptest! {
         let _ = read_alerts(&bytes, &Schemas::new(), "");
     }
 }
+
+#[test]
+fn a_skimmed_rubin_record_reads_as_the_whole_one() {
+    let schemas = Schemas::new();
+    for (file, id, ..) in RUBIN {
+        let bytes = read("lsst-alerts", file);
+        let schema = schemas.get(id).expect("schema");
+        let skimmed = skim::read(&schema, &bytes[5..])
+            .expect("every construct known")
+            .expect("reads");
+        let whole = GenericDatumReader::builder(&schema.alert)
+            .writer_schemata(schema.deps.iter().collect())
+            .expect("names")
+            .build()
+            .expect("reader")
+            .read_value(&mut &bytes[5..])
+            .expect("decodes");
+        let (a, b) = (record::alert(&skimmed, "p"), record::alert(&whole, "p"));
+        assert!(a.is_ok() && a == b, "{file}");
+        let cut = skim::read(&schema, &bytes[5..bytes.len() / 2]).expect("known");
+        assert_eq!(
+            cut.map(|_| ()).map_err(|e| e.reason()),
+            Err("avro"),
+            "{file}"
+        );
+    }
+}
