@@ -353,6 +353,16 @@ impl TestBus {
         out
     }
 
+    /// Drains `queue` (a dead-letter queue) and returns each message's
+    /// `x-thumbnails-error` reason.
+    pub async fn dead_reasons(&self, queue: &str) -> Vec<String> {
+        self.drain(queue)
+            .await
+            .into_iter()
+            .filter_map(|(_, reason)| reason)
+            .collect()
+    }
+
     pub async fn queue_len(&self, queue: &str) -> u32 {
         bus::passive_declare(&self.channel, queue)
             .await

@@ -197,8 +197,7 @@ async fn alerts_on_the_queue_become_stamps_files_and_one_event_per_object() {
         .expect("the packet's event");
     assert_eq!(ztf["thumbnails"].as_array().map(Vec::len), Some(3));
 
-    let dead = bus.drain(&bus.cutouts.dead_queue()).await;
-    let reasons: Vec<String> = dead.into_iter().filter_map(|(_, r)| r).collect();
+    let reasons = bus.dead_reasons(&bus.cutouts.dead_queue()).await;
     assert!(
         reasons.iter().any(|r| r.starts_with("none_drawn")),
         "{reasons:?}"

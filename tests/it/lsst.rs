@@ -212,12 +212,7 @@ async fn rubin_packets_and_finks_file_on_the_queue_become_lsst_stamps() {
     })
     .await;
     worker.stop().await;
-    let reasons: Vec<String> = bus
-        .drain(&bus.cutouts.dead_queue())
-        .await
-        .into_iter()
-        .filter_map(|(_, r)| r)
-        .collect();
+    let reasons = bus.dead_reasons(&bus.cutouts.dead_queue()).await;
     for (_, reason) in bad {
         assert!(
             reasons.iter().any(|r| r.starts_with(reason)),
@@ -374,12 +369,7 @@ async fn an_unshipped_schema_id_is_fetched_once_and_held_while_the_registry_is_d
     })
     .await;
     worker.stop().await;
-    let reasons: Vec<String> = bus
-        .drain(&bus.cutouts.dead_queue())
-        .await
-        .into_iter()
-        .filter_map(|(_, r)| r)
-        .collect();
+    let reasons = bus.dead_reasons(&bus.cutouts.dead_queue()).await;
     assert!(reasons[0].starts_with("unknown_schema"), "{reasons:?}");
     bus.delete().await;
 }
