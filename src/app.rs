@@ -20,6 +20,7 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Worker => {
             let db = connect(&config).await?;
+            check_storage(&config).await?;
             // The worker alone has no API, but its health and counters are
             // served on http.listen (free, since no sidecar runs here).
             let operations = match tokio::net::TcpListener::bind(&config.http.listen).await {
@@ -47,10 +48,12 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Sidecar => {
             let db = connect(&config).await?;
+            check_storage(&config).await?;
             sidecar::run(&config, db, stop).await.context("sidecar")
         }
         Command::Run => {
             let db = migrated(&config, config.database.max_connections).await?;
+            check_storage(&config).await?;
             // Whichever ends first (an error, or shutdown) stops the others.
             let (w, s, f, g) = tokio::join!(
                 async {
@@ -138,6 +141,19 @@ async fn migrated(config: &Config, connections: u32) -> anyhow::Result<DatabaseC
     store::schema::check_columns(pool).await?;
     feed::set_enabled(pool, config.feed.enabled).await?;
     Ok(db)
+}
+
+/// A bucket that refuses (bad key, missing bucket) or does not answer
+/// stops the service at start, before any part of it runs: one line naming
+/// the bucket and the endpoint.
+async fn check_storage(config: &Config) -> anyhow::Result<()> {
+    let files = crate::files::FileStore::from_config(&config.storage).context("storage")?;
+    files
+        .check()
+        .await
+        .with_context(|| format!("storage.url: {} is not usable", files.describe()))?;
+    tracing::info!(storage = %files.describe(), "file storage");
+    Ok(())
 }
 
 /// One line saying where the service connects (no passwords).

@@ -8,7 +8,9 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 mod secrets;
+mod storage;
 pub use secrets::{libpq_param, Secret};
+pub use storage::{parse_location, Location, S3Config, StorageConfig};
 
 /// Prefix of the environment variables that override config keys.
 pub const ENV_PREFIX: &str = "THUMBNAILS_";
@@ -200,13 +202,6 @@ pub enum Scope {
     Manage,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct StorageConfig {
-    pub root: PathBuf,
-    pub depth: u8,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct SurveysConfig {
@@ -327,15 +322,6 @@ impl Default for HttpConfig {
             tokens: Vec::new(),
             tokens_file: None,
             max_body_bytes: 10 * 1024 * 1024,
-        }
-    }
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        Self {
-            root: PathBuf::from("persistentdata"),
-            depth: 2,
         }
     }
 }
@@ -524,9 +510,7 @@ impl Config {
                 return bad(key, "must be at least 1");
             }
         }
-        if self.storage.depth > 16 {
-            return bad("storage.depth", "must be between 0 and 16");
-        }
+        self.storage.validate()?;
         if self.database.max_connections == 0 {
             return bad("database.max_connections", "must be at least 1");
         }

@@ -42,7 +42,7 @@ fn read(key: &str, path: &Path) -> Result<String, ConfigError> {
 
 /// A password file's content: one line; the trailing newline that editors
 /// and `echo` add is not part of the password.
-fn read_password(key: &str, path: &Path) -> Result<Secret, ConfigError> {
+pub(super) fn read_password(key: &str, path: &Path) -> Result<Secret, ConfigError> {
     let text = read(key, path)?;
     let value = text.trim_end_matches(['\n', '\r']);
     if value.is_empty() {
@@ -70,6 +70,7 @@ impl Config {
         if let Some(path) = named(&self.amqp.password_file) {
             self.amqp.password = Some(read_password("amqp.password_file", path)?);
         }
+        self.storage.s3.read_secret_file()?;
         if let Some(path) = named(&self.http.tokens_file) {
             let key = "http.tokens_file";
             let text = read(key, path)?;

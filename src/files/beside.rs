@@ -7,11 +7,9 @@
 //! PNG upload over an alert stamp) clears the FITS beside it: a kept FITS
 //! always belongs to the PNG next to it, never to an older drawing.
 
-use std::path::{Path, PathBuf};
-
-use super::fits::{fits_beside, gzip_fits};
+use super::fits::gzip_fits;
 use super::layout::RelPath;
-use super::store::{FileError, FileStore, Placed, SetAside, Staged};
+use super::store::{Clear, FileError, FileStore, Placed, SetAside, Staged};
 use crate::surveys::ThumbnailType;
 
 impl FileStore {
@@ -36,30 +34,30 @@ impl FileStore {
 pub enum FitsWrite {
     /// Put this staged FITS in place (replacing any there).
     Put(Staged),
-    /// Remove the FITS at this path, if there is one.
-    Clear(PathBuf),
+    /// Remove the FITS beside the PNG, if there is one.
+    Clear(Clear),
 }
 
 impl FitsWrite {
-    /// For a stamp whose PNG goes to `png`: put `fits` if given, else clear
-    /// a stale one. `None` (nothing to do) for a PNG that is not an alert
+    /// For a stamp whose PNG is `png`: put `fits` if given, else clear a
+    /// stale one. `None` (nothing to do) for a PNG that is not an alert
     /// stamp's (archival uploads have no FITS).
-    pub fn for_stamp(png: &Path, fits: Option<Staged>) -> Option<Self> {
+    pub fn for_stamp(png: &Staged, fits: Option<Staged>) -> Option<Self> {
         match fits {
             Some(staged) => Some(FitsWrite::Put(staged)),
-            None => fits_beside(png).map(FitsWrite::Clear),
+            None => png.fits_clear().map(FitsWrite::Clear),
         }
     }
 
     /// Before the commit, after the PNG is placed.
-    pub fn apply(self) -> Result<FitsApplied, FileError> {
-        match self {
-            FitsWrite::Put(staged) => staged.place().map(FitsApplied::Placed),
-            FitsWrite::Clear(path) => Ok(match SetAside::rename_if_present(&path)? {
+    pub async fn apply(self) -> Result<FitsApplied, FileError> {
+        Ok(match self {
+            FitsWrite::Put(staged) => FitsApplied::Placed(staged.place().await?),
+            FitsWrite::Clear(clear) => match clear.apply().await? {
                 Some(aside) => FitsApplied::Cleared(aside),
                 None => FitsApplied::Nothing,
-            }),
-        }
+            },
+        })
     }
 }
 
@@ -74,18 +72,18 @@ pub enum FitsApplied {
 
 impl FitsApplied {
     /// The commit succeeded.
-    pub fn keep(self) {
+    pub async fn keep(self) {
         match self {
             FitsApplied::Placed(p) => p.keep(),
-            FitsApplied::Cleared(a) => a.remove(),
+            FitsApplied::Cleared(a) => a.remove().await,
             FitsApplied::Nothing => {}
         }
     }
 
     /// The commit failed: the previous FITS (or none) is back.
-    pub fn undo(self) {
+    pub async fn undo(self) {
         match self {
-            FitsApplied::Placed(p) => p.undo(),
+            FitsApplied::Placed(p) => p.undo().await,
             FitsApplied::Cleared(a) => a.undo(),
             FitsApplied::Nothing => {}
         }
@@ -96,24 +94,27 @@ impl FitsApplied {
 mod tests {
     use std::fs;
 
-    use super::*;
+    use std::path::Path;
 
-    #[test]
-    fn put_replaces_and_clear_removes_with_undo() {
+    use super::*;
+    use crate::files::fits_beside;
+
+    #[tokio::test]
+    async fn put_replaces_and_clear_removes_with_undo() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let store = FileStore::new(tmp.path(), 2);
         let png =
             RelPath::stamp("ZTF1", ThumbnailType::New, Some("ZTF"), 2).path_under(store.root());
         let fits = fits_beside(&png).expect("a stamp");
-        let put = |bytes: &[u8]| {
+        let png_rel = RelPath::stamp("ZTF1", ThumbnailType::New, Some("ZTF"), 2);
+        let png_staged = || store.stage_blocking(&png_rel, b"png").expect("staged");
+        let put = |bytes: &'static [u8]| {
             let staged = store
                 .stage_fits_blocking("ZTF1", ThumbnailType::New, "ZTF", bytes)
                 .expect("staged");
-            assert_eq!(staged.target(), fits);
-            FitsWrite::for_stamp(&png, Some(staged))
-                .expect("put")
-                .apply()
-                .expect("applied")
+            assert_eq!(Path::new(&staged.file_uri()), fits);
+            let write = FitsWrite::for_stamp(&png_staged(), Some(staged)).expect("put");
+            async move { write.apply().await.expect("applied") }
         };
         let gunzip = |p: &Path| {
             use std::io::Read;
@@ -124,32 +125,32 @@ mod tests {
             out
         };
         // A new FITS undone leaves none; kept, it is there.
-        put(b"SIMPLE one").undo();
+        put(b"SIMPLE one").await.undo().await;
         assert!(!fits.exists());
-        put(b"SIMPLE one").keep();
+        put(b"SIMPLE one").await.keep().await;
         assert_eq!(gunzip(&fits), b"SIMPLE one");
         // Replaced then undone: the previous one is back.
-        put(b"SIMPLE two").undo();
+        put(b"SIMPLE two").await.undo().await;
         assert_eq!(gunzip(&fits), b"SIMPLE one");
         // Cleared then undone: back; cleared and kept: gone.
         let clear = || {
-            FitsWrite::for_stamp(&png, None)
-                .expect("a stamp")
-                .apply()
-                .expect("applied")
+            let write = FitsWrite::for_stamp(&png_staged(), None).expect("a stamp");
+            async move { write.apply().await.expect("applied") }
         };
-        let cleared = clear();
+        let cleared = clear().await;
         assert!(matches!(cleared, FitsApplied::Cleared(_)) && !fits.exists());
-        cleared.undo();
+        cleared.undo().await;
         assert_eq!(gunzip(&fits), b"SIMPLE one");
-        clear().keep();
+        clear().await.keep().await;
         assert!(!fits.exists());
-        assert!(matches!(clear(), FitsApplied::Nothing));
+        assert!(matches!(clear().await, FitsApplied::Nothing));
         // Only the FITS was ever in the folder: no temp file left behind.
         let dir = fits.parent().expect("folder");
         assert_eq!(fs::read_dir(dir).expect("dir").count(), 0);
         // An archival PNG has no FITS to clear.
-        let archival = RelPath::new("ZTF1", ThumbnailType::Sdss, 2).path_under(store.root());
+        let archival = store
+            .stage_blocking(&RelPath::new("ZTF1", ThumbnailType::Sdss, 2), b"png")
+            .expect("staged");
         assert!(FitsWrite::for_stamp(&archival, None).is_none());
     }
 }

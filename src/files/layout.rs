@@ -180,6 +180,12 @@ impl RelPath {
         }
     }
 
+    /// A place given by its folders (starting with `thumbnails`) and name,
+    /// as found in a stored path rather than computed.
+    pub fn from_parts(dirs: Vec<String>, name: String) -> Self {
+        Self { dirs, name }
+    }
+
     pub fn file_name(&self) -> &str {
         &self.name
     }
@@ -214,6 +220,23 @@ impl RelPath {
     pub fn path_under(&self, root: &Path) -> PathBuf {
         self.dir_under(root).join(&self.name)
     }
+}
+
+/// A stored path is folders of hex digits and a file name from the file
+/// store's alphabet; anything else (`..`, hidden names, separators, NUL)
+/// is refused before the file system is touched.
+pub fn safe_segments(path: &str) -> Option<Vec<&str>> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let ok = !segments.is_empty()
+        && segments.len() <= 17
+        && segments.iter().all(|s| {
+            !s.is_empty()
+                && !s.starts_with('.')
+                && s.len() <= 255
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-~".contains(&b))
+        });
+    ok.then_some(segments)
 }
 
 #[cfg(test)]

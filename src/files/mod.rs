@@ -1,19 +1,24 @@
-//! The upload file store rooted at `storage.root`.
+//! The file store: the files of the layout (`thumbnails/<aa>/<bb>/<name>`)
+//! in a folder (`storage.root`) or an S3-compatible bucket.
 //!
 //! [`layout`] is pure path logic (hashed folders, a file name that is safe
-//! for any obj_id); [`FileStore`] does the I/O: stage to a temporary file,
-//! place it with an atomic rename, and undo on failure. `fits` and
+//! for any obj_id); [`FileStore`] does the I/O: stage, place before the
+//! commit, keep or undo after it. [`bucket`] is the S3 backend; `fits` and
 //! `beside` do the same for the original FITS cutout kept beside an alert
-//! stamp's PNG (`cutouts.keep_fits`).
+//! stamp's PNG (`cutouts.keep_fits`); [`batch`] places many at once.
 
+mod batch;
 mod beside;
+mod bucket;
 mod decode;
 mod fits;
 mod image;
 mod layout;
 mod store;
 
+pub use batch::{apply_all, Applied, Write};
 pub use beside::{FitsApplied, FitsWrite};
+pub use bucket::{Bucket, Served};
 pub use decode::{classify_image, Classified, DecodeError};
 pub use fits::{
     content_type, fits_beside, fits_file_name, fits_url_beside, gzip_fits, parse_fits_name,
@@ -21,7 +26,7 @@ pub use fits::{
 };
 pub use image::{inspect_png, is_grayscale, ImageError, Inspected, MAX_SIDE, MIN_SIDE};
 pub use layout::{
-    dirs_of_hash, file_name, hashed_dirs, parse_file_name, stamp_file_name, ParsedName, RelPath,
-    SUBDIR,
+    dirs_of_hash, file_name, hashed_dirs, parse_file_name, safe_segments, stamp_file_name,
+    ParsedName, RelPath, SUBDIR,
 };
 pub use store::{FileError, FileStore, Placed, SetAside, Staged};

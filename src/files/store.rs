@@ -1,18 +1,28 @@
-//! File I/O for uploads: stage to a temporary file in the target folder,
-//! place it with an atomic rename (keeping the previous file aside until the
-//! caller commits), and undo on failure.
+//! File I/O for uploads and stamps, on either backend: a folder
+//! (`storage.root`, or `storage.url: file://...`) or an S3-compatible bucket
+//! (`storage.url: s3://...`, see [`super::bucket`]).
 //!
-//! The sequence an upload follows:
-//! `stage` (write + fsync a temp file) -> database work -> `place` (rename
-//! into place, the old file kept as a backup) -> commit -> `Placed::keep`;
-//! if the commit fails, `Placed::undo` puts the old file back (or removes
-//! the new one). Dropping a `Staged` removes its temp file.
+//! The sequence a write follows:
+//! `stage` (folder: write + fsync a temp file; bucket: hold the bytes) ->
+//! database work -> `place` (folder: rename into place, the old file kept
+//! as a backup; bucket: read the old object, PUT the new) -> commit ->
+//! `Placed::keep`; if the commit fails, `Placed::undo` puts the old bytes
+//! back (or removes the new file). Dropping a `Staged` removes its temp
+//! file. Removal is the same in two steps: `set_aside` before the commit,
+//! `SetAside::remove` after it.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use bytes::Bytes;
+use object_store::path::Path as Key;
+
+use super::bucket::Bucket;
+use super::fits::fits_beside;
 use super::layout::{RelPath, SUBDIR};
+use crate::config::{Location, StorageConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
@@ -45,25 +55,111 @@ pub enum FileError {
     Gzip(#[source] std::io::Error),
     #[error("file task failed: {0}")]
     Join(String),
+    /// The bucket refused or did not answer (after the client's retries).
+    #[error("cannot {op} {key} in the {at}")]
+    Bucket {
+        op: &'static str,
+        key: String,
+        /// `bucket B at ENDPOINT`.
+        at: String,
+        #[source]
+        source: Arc<object_store::Error>,
+    },
 }
 
-/// Uploads under `<root>/thumbnails/`.
+impl FileError {
+    /// The storage itself is failing (a bucket that does not answer or
+    /// refuses), not this write: an upload gets 503, a delivery waits.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, FileError::Bucket { .. })
+    }
+}
+
+/// Where the files go.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// Absolute; files under `<root>/thumbnails/`.
+    Folder(PathBuf),
+    Bucket(Arc<Bucket>),
+}
+
+/// The files of the layout (`thumbnails/<aa>/<bb>/<name>`) in a folder or a
+/// bucket.
 #[derive(Debug, Clone)]
 pub struct FileStore {
-    root: PathBuf,
+    backend: Backend,
     depth: u8,
+    /// `storage.public_base_url` without its trailing `/`.
+    public_base: Option<Arc<str>>,
 }
 
 impl FileStore {
-    /// `root` is made absolute (against the working directory) so that the
-    /// stored `file_uri` is an absolute path.
+    /// A folder store. `root` is made absolute (against the working
+    /// directory) so that the stored `file_uri` is an absolute path.
     pub fn new(root: &Path, depth: u8) -> Self {
         let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
-        Self { root, depth }
+        Self {
+            backend: Backend::Folder(root),
+            depth,
+            public_base: None,
+        }
     }
 
+    /// The store `storage` names, without touching it (a bucket's client is
+    /// built; [`FileStore::check`] makes the first request).
+    pub fn from_config(storage: &StorageConfig) -> Result<Self, FileError> {
+        let mut store = match storage.location() {
+            Ok(Location::Bucket { bucket, prefix }) => Self {
+                backend: Backend::Bucket(Arc::new(Bucket::open(storage, &bucket, &prefix)?)),
+                depth: storage.depth,
+                public_base: None,
+            },
+            Ok(Location::Folder(root)) => Self::new(&root, storage.depth),
+            // A bad URL was refused when the config was loaded.
+            Err(_) => Self::new(&storage.root, storage.depth),
+        };
+        store.public_base = storage.public_base().map(Arc::from);
+        Ok(store)
+    }
+
+    /// For a bucket: that it exists and this key may write and delete in it
+    /// (a probe object, written and removed). A folder is not checked here
+    /// (the sidecar warns if it is not writable).
+    pub async fn check(&self) -> Result<(), FileError> {
+        match &self.backend {
+            Backend::Folder(_) => Ok(()),
+            Backend::Bucket(b) => b.check().await,
+        }
+    }
+
+    /// The folder, for a folder store.
+    pub fn folder(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Folder(root) => Some(root),
+            Backend::Bucket(_) => None,
+        }
+    }
+
+    /// The bucket, for a bucket store.
+    pub fn bucket(&self) -> Option<&Arc<Bucket>> {
+        match &self.backend {
+            Backend::Folder(_) => None,
+            Backend::Bucket(b) => Some(b),
+        }
+    }
+
+    /// The folder of a folder store (`""` for a bucket: use
+    /// [`FileStore::folder`] where both can occur).
     pub fn root(&self) -> &Path {
-        &self.root
+        self.folder().unwrap_or(Path::new(""))
+    }
+
+    /// `folder /abs/path` or `bucket B at ENDPOINT`, for messages.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Folder(root) => format!("folder {}", root.display()),
+            Backend::Bucket(b) => b.describe(),
+        }
     }
 
     pub fn depth(&self) -> u8 {
@@ -72,10 +168,28 @@ impl FileStore {
 
     /// `<root>/thumbnails`, the folder served under `/static/thumbnails`.
     pub fn uploads_dir(&self) -> PathBuf {
-        self.root.join(SUBDIR)
+        self.root().join(SUBDIR)
     }
 
-    /// Writes `bytes` to a temporary file next to where `rel` will live.
+    /// The `file_uri` a row stores for `rel`: the absolute path, or
+    /// `s3://BUCKET/KEY`.
+    pub fn file_uri(&self, rel: &RelPath) -> String {
+        match &self.backend {
+            Backend::Folder(root) => rel.path_under(root).to_string_lossy().into_owned(),
+            Backend::Bucket(b) => b.uri(&b.key(rel)),
+        }
+    }
+
+    /// The `public_url` a row stores for `rel`: under
+    /// `storage.public_base_url` when set, else the sidecar's `/static/`.
+    pub fn public_url(&self, rel: &RelPath) -> String {
+        match &self.public_base {
+            Some(base) => format!("{base}/{}", rel.as_url_path()),
+            None => rel.public_url(),
+        }
+    }
+
+    /// Stages `bytes` for `rel` (folder: a temporary file beside its place).
     pub async fn stage(&self, rel: &RelPath, bytes: Vec<u8>) -> Result<Staged, FileError> {
         let store = self.clone();
         let rel = rel.clone();
@@ -85,86 +199,80 @@ impl FileStore {
     /// [`FileStore::stage`] for callers already on a blocking thread (the
     /// upload path stages in the same hop that checks the image).
     pub fn stage_blocking(&self, rel: &RelPath, bytes: &[u8]) -> Result<Staged, FileError> {
-        self.stage_one(rel, bytes, true)
+        match &self.backend {
+            Backend::Folder(root) => {
+                let (staged, file) = write_temp(root, rel, bytes)?;
+                file.sync_all().map_err(|source| FileError::Write {
+                    path: staged.temp_path().to_path_buf(),
+                    source,
+                })?;
+                Ok(staged)
+            }
+            Backend::Bucket(b) => Ok(self.hold(b, rel, bytes)),
+        }
     }
 
-    /// Stages many files with one `syncfs` for all of them instead of an
-    /// fsync each (the worker's alert stamps: three files an alert, a batch
-    /// of hundreds of alerts per transaction). On error, nothing staged is
-    /// left behind.
+    /// Stages many files, flushing them together (folder: each file's data
+    /// synced by a pool of threads, so that the filesystem journal commits
+    /// them in a few groups instead of once a file: the worker's alert
+    /// stamps, three files an alert, hundreds of alerts per transaction; a
+    /// `syncfs` would also flush everything else on the filesystem). On
+    /// error, nothing staged is left behind.
     pub fn stage_many_blocking(
         &self,
         files: &[(RelPath, &[u8])],
     ) -> Result<Vec<Staged>, FileError> {
-        let staged = files
-            .iter()
-            .map(|(rel, bytes)| self.stage_one(rel, bytes, false))
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(first) = staged.first() {
-            let dir = first
-                .target
-                .parent()
-                .map_or_else(|| self.root.clone(), Path::to_path_buf);
-            let sync = fs::File::open(&dir)
-                .and_then(|d| rustix::fs::syncfs(&d).map_err(std::io::Error::from));
-            sync.map_err(|source| FileError::Write { path: dir, source })?;
-        }
-        Ok(staged)
-    }
-
-    fn stage_one(&self, rel: &RelPath, bytes: &[u8], sync: bool) -> Result<Staged, FileError> {
-        let dir = rel.dir_under(&self.root);
-        let target = rel.path_under(&self.root);
-        fs::create_dir_all(&dir).map_err(|source| FileError::CreateDir {
-            path: dir.clone(),
-            source,
-        })?;
-        let temp = dir.join(format!(".upload-{}.tmp", uuid::Uuid::new_v4().simple()));
-        // The Staged guard exists before the first byte, so any failure
-        // below removes the partial file.
-        let staged = Staged {
-            temp: Some(temp.clone()),
-            target,
-        };
-        let write = |path: &Path| -> std::io::Result<()> {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)?;
-            f.write_all(bytes)?;
-            if sync {
-                f.sync_all()?;
+        match &self.backend {
+            Backend::Folder(root) => {
+                let written = files
+                    .iter()
+                    .map(|(rel, bytes)| write_temp(root, rel, bytes))
+                    .collect::<Result<Vec<_>, _>>()?;
+                sync_all_data(&written)?;
+                Ok(written.into_iter().map(|(staged, _)| staged).collect())
             }
-            Ok(())
-        };
-        write(&temp).map_err(|source| FileError::Write { path: temp, source })?;
-        Ok(staged)
+            Backend::Bucket(b) => Ok(files
+                .iter()
+                .map(|(rel, bytes)| self.hold(b, rel, bytes))
+                .collect()),
+        }
     }
 
-    /// Renames a stored file aside (to a hidden name in its folder) until
-    /// the caller's commit: [`SetAside::remove`] after it, [`SetAside::undo`]
-    /// (or drop) if it fails. Only a file inside `<root>/thumbnails` is
-    /// touched: a `file_uri` edited to point elsewhere gives `None`.
+    fn hold(&self, bucket: &Arc<Bucket>, rel: &RelPath, bytes: &[u8]) -> Staged {
+        Staged {
+            inner: StagedInner::Bucket {
+                bucket: bucket.clone(),
+                key: bucket.key(rel),
+                bytes: Bytes::copy_from_slice(bytes),
+            },
+        }
+    }
+
+    /// Sets a stored file aside until the caller's commit:
+    /// [`SetAside::remove`] after it, [`SetAside::undo`] (or drop) if it
+    /// fails. Only a file of the layout is touched: a `file_uri` edited to
+    /// point elsewhere gives `None`. Folder: the file is renamed to a hidden
+    /// name now; bucket: the object is removed by `remove`.
     pub async fn set_aside(&self, file_uri: &str) -> Result<Option<SetAside>, FileError> {
-        let uploads = self.uploads_dir();
-        let path = PathBuf::from(file_uri);
-        blocking(move || {
-            let Some(real) = stored_file(&uploads, &path) else {
-                return Ok(None);
-            };
-            let aside =
-                real.with_file_name(format!(".deleted-{}.tmp", uuid::Uuid::new_v4().simple()));
-            fs::rename(&real, &aside).map_err(|source| FileError::Rename {
-                from: real.clone(),
-                to: aside.clone(),
-                source,
-            })?;
-            Ok(Some(SetAside {
-                original: real,
-                aside: Some(aside),
-            }))
-        })
-        .await
+        match &self.backend {
+            Backend::Folder(_) => {
+                let uploads = self.uploads_dir();
+                let path = PathBuf::from(file_uri);
+                blocking(move || {
+                    let Some(real) = stored_file(&uploads, &path) else {
+                        return Ok(None);
+                    };
+                    SetAside::rename_if_present(&real)
+                })
+                .await
+            }
+            Backend::Bucket(b) => Ok(b.key_of_uri(file_uri).map(|key| SetAside {
+                inner: AsideInner::Bucket {
+                    bucket: b.clone(),
+                    key,
+                },
+            })),
+        }
     }
 
     /// The real path (links resolved) of `path` if it is a file inside
@@ -175,6 +283,150 @@ impl FileStore {
     }
 }
 
+/// Files addressed by their path under `thumbnails/` (`aa/bb/name`, the
+/// part a row's `file_uri` and `public_url` share): what moving files from
+/// one store to another needs (`thumbnails files migrate`).
+impl FileStore {
+    /// `aa/bb/name` if `file_uri` names a file of this store's layout.
+    pub fn layout_path_of(&self, file_uri: &str) -> Option<String> {
+        let path = match &self.backend {
+            Backend::Folder(root) => {
+                let top = format!("{}/", root.join(SUBDIR).to_string_lossy());
+                file_uri.strip_prefix(top.as_str())?.to_string()
+            }
+            Backend::Bucket(b) => b.layout_path(&b.key_of_uri(file_uri)?)?.to_string(),
+        };
+        super::layout::safe_segments(&path)
+            .is_some()
+            .then_some(path)
+    }
+
+    /// The `file_uri` of `aa/bb/name` here.
+    pub fn uri_of_layout(&self, path: &str) -> String {
+        match &self.backend {
+            Backend::Folder(root) => root.join(SUBDIR).join(path).to_string_lossy().into_owned(),
+            Backend::Bucket(b) => b.uri(&b.key_of_segments(&path.split('/').collect::<Vec<_>>())),
+        }
+    }
+
+    /// The `public_url` of `aa/bb/name` here.
+    pub fn public_url_of_layout(&self, path: &str) -> String {
+        match &self.public_base {
+            Some(base) => format!("{base}/{SUBDIR}/{path}"),
+            None => format!("/static/{SUBDIR}/{path}"),
+        }
+    }
+
+    /// The bytes of `aa/bb/name`, `None` if there is no such file.
+    pub async fn read_layout(&self, path: &str) -> Result<Option<Bytes>, FileError> {
+        match &self.backend {
+            Backend::Folder(root) => {
+                let file = root.join(SUBDIR).join(path);
+                match tokio::fs::read(&file).await {
+                    Ok(b) => Ok(Some(Bytes::from(b))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(source) => Err(FileError::Write { path: file, source }),
+                }
+            }
+            Backend::Bucket(b) => {
+                b.get(&b.key_of_segments(&path.split('/').collect::<Vec<_>>()))
+                    .await
+            }
+        }
+    }
+
+    /// Writes `aa/bb/name` whole (folder: a synced temp file renamed into
+    /// place; bucket: one PUT), replacing what is there.
+    pub async fn write_layout(&self, path: &str, bytes: Bytes) -> Result<(), FileError> {
+        match &self.backend {
+            Backend::Folder(_) => {
+                let segments: Vec<String> = path.split('/').map(str::to_owned).collect();
+                let Some((name, dirs)) = segments.split_last() else {
+                    return Err(FileError::Join(format!("no file name in {path:?}")));
+                };
+                let rel = RelPath::from_parts(
+                    std::iter::once(SUBDIR.to_string())
+                        .chain(dirs.iter().cloned())
+                        .collect(),
+                    name.clone(),
+                );
+                let staged = self.stage(&rel, bytes.to_vec()).await?;
+                staged.place().await?.keep();
+                Ok(())
+            }
+            Backend::Bucket(b) => {
+                b.put(
+                    &b.key_of_segments(&path.split('/').collect::<Vec<_>>()),
+                    bytes,
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// Writes `bytes` to a new temporary file beside `rel`'s place under
+/// `root`, unsynced; the open file is returned for the caller to sync.
+fn write_temp(root: &Path, rel: &RelPath, bytes: &[u8]) -> Result<(Staged, fs::File), FileError> {
+    let dir = rel.dir_under(root);
+    let target = rel.path_under(root);
+    fs::create_dir_all(&dir).map_err(|source| FileError::CreateDir {
+        path: dir.clone(),
+        source,
+    })?;
+    let temp = dir.join(format!(".upload-{}.tmp", uuid::Uuid::new_v4().simple()));
+    // The Staged guard exists before the first byte, so any failure below
+    // removes the partial file.
+    let staged = Staged {
+        inner: StagedInner::Folder {
+            temp: Some(temp.clone()),
+            target,
+        },
+    };
+    let write = |path: &Path| -> std::io::Result<fs::File> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        f.write_all(bytes)?;
+        Ok(f)
+    };
+    let file = write(&temp).map_err(|source| FileError::Write { path: temp, source })?;
+    Ok((staged, file))
+}
+
+/// Threads that sync one batch's files: enough for the journal to gather
+/// their flushes into a few commits.
+const SYNC_THREADS: usize = 16;
+
+/// `fdatasync` of every file, spread over up to [`SYNC_THREADS`] threads.
+fn sync_all_data(files: &[(Staged, fs::File)]) -> Result<(), FileError> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let per_thread = files.len().div_ceil(SYNC_THREADS);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .chunks(per_thread)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    for (staged, file) in chunk {
+                        file.sync_data().map_err(|source| FileError::Write {
+                            path: staged.temp_path().to_path_buf(),
+                            source,
+                        })?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .map_err(|_| FileError::Join("a sync thread panicked".into()))?
+        })
+    })
+}
+
 /// See [`FileStore::resolve_stored`].
 fn stored_file(uploads: &Path, path: &Path) -> Option<PathBuf> {
     let (Ok(base), Ok(real)) = (fs::canonicalize(uploads), fs::canonicalize(path)) else {
@@ -183,11 +435,29 @@ fn stored_file(uploads: &Path, path: &Path) -> Option<PathBuf> {
     (real.starts_with(&base) && real.is_file()).then_some(real)
 }
 
-/// A stored file renamed aside, pending a commit. Dropping it restores it.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, FileError> + Send + 'static,
+) -> Result<T, FileError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| FileError::Join(e.to_string()))?
+}
+
+/// A stored file set aside, pending a commit. Dropping it restores it.
 #[derive(Debug)]
 pub struct SetAside {
-    original: PathBuf,
-    aside: Option<PathBuf>,
+    inner: AsideInner,
+}
+
+#[derive(Debug)]
+enum AsideInner {
+    /// Renamed to `aside` (until removed or restored).
+    Folder {
+        original: PathBuf,
+        aside: Option<PathBuf>,
+    },
+    /// Untouched until [`SetAside::remove`].
+    Bucket { bucket: Arc<Bucket>, key: Key },
 }
 
 impl SetAside {
@@ -209,8 +479,10 @@ impl SetAside {
         let aside = path.with_file_name(format!(".deleted-{}.tmp", uuid::Uuid::new_v4().simple()));
         match fs::rename(path, &aside) {
             Ok(()) => Ok(Some(SetAside {
-                original: path.to_path_buf(),
-                aside: Some(aside),
+                inner: AsideInner::Folder {
+                    original: path.to_path_buf(),
+                    aside: Some(aside),
+                },
             })),
             // Gone meanwhile: nothing to set aside.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -222,11 +494,21 @@ impl SetAside {
         }
     }
 
-    /// The commit succeeded: the file goes for good.
-    pub fn remove(mut self) {
-        if let Some(aside) = self.aside.take() {
-            if let Err(e) = fs::remove_file(&aside) {
-                tracing::warn!(path = %aside.display(), error = %e, "cannot remove a deleted thumbnail's file");
+    /// The commit succeeded: the file goes for good. A failure is logged
+    /// (the object is then an orphan for `files audit`).
+    pub async fn remove(mut self) {
+        match &mut self.inner {
+            AsideInner::Folder { aside, .. } => {
+                if let Some(aside) = aside.take() {
+                    if let Err(e) = fs::remove_file(&aside) {
+                        tracing::warn!(path = %aside.display(), error = %e, "cannot remove a deleted thumbnail's file");
+                    }
+                }
+            }
+            AsideInner::Bucket { bucket, key } => {
+                if let Err(e) = bucket.delete(key).await {
+                    tracing::warn!(error = %crate::telemetry::cause_chain(&e), "cannot remove a deleted thumbnail's object");
+                }
             }
         }
     }
@@ -237,124 +519,260 @@ impl SetAside {
 
 impl Drop for SetAside {
     fn drop(&mut self) {
-        if let Some(aside) = self.aside.take() {
-            if let Err(e) = fs::rename(&aside, &self.original) {
-                tracing::error!(path = %self.original.display(), error = %e, "cannot restore a file set aside");
+        if let AsideInner::Folder { original, aside } = &mut self.inner {
+            if let Some(aside) = aside.take() {
+                if let Err(e) = fs::rename(&aside, &*original) {
+                    tracing::error!(path = %original.display(), error = %e, "cannot restore a file set aside");
+                }
             }
         }
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, FileError> + Send + 'static,
-) -> Result<T, FileError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| FileError::Join(e.to_string()))?
+/// A file to remove before a commit (a stale kept FITS beside a stamp), at
+/// a place the service computed itself.
+#[derive(Debug)]
+pub struct Clear {
+    inner: ClearInner,
 }
 
-/// A fully written temporary file, not yet in place. Dropping it removes it.
+#[derive(Debug)]
+enum ClearInner {
+    Folder(PathBuf),
+    Bucket(Arc<Bucket>, Key),
+}
+
+impl Clear {
+    /// Folder: renames the file aside (no link followed). Bucket: the
+    /// object goes at [`SetAside::remove`]. `None`: nothing there.
+    pub(super) async fn apply(self) -> Result<Option<SetAside>, FileError> {
+        match self.inner {
+            ClearInner::Folder(path) => SetAside::rename_if_present(&path),
+            ClearInner::Bucket(bucket, key) => Ok(Some(SetAside {
+                inner: AsideInner::Bucket { bucket, key },
+            })),
+        }
+    }
+}
+
+/// A file ready to go into place. Dropping it removes its temp file.
 #[derive(Debug)]
 pub struct Staged {
-    temp: Option<PathBuf>,
-    target: PathBuf,
+    inner: StagedInner,
+}
+
+#[derive(Debug)]
+enum StagedInner {
+    Folder {
+        temp: Option<PathBuf>,
+        target: PathBuf,
+    },
+    Bucket {
+        bucket: Arc<Bucket>,
+        key: Key,
+        bytes: Bytes,
+    },
 }
 
 impl Staged {
-    /// Where the file will live.
-    pub fn target(&self) -> &Path {
-        &self.target
+    /// The `file_uri` the row stores: the file's absolute path, or
+    /// `s3://BUCKET/KEY`.
+    pub fn file_uri(&self) -> String {
+        match &self.inner {
+            StagedInner::Folder { target, .. } => target.to_string_lossy().into_owned(),
+            StagedInner::Bucket { bucket, key, .. } => bucket.uri(key),
+        }
     }
 
-    /// Renames the temp file into place. An existing file there is first
-    /// renamed aside, so that [`Placed::undo`] can restore it.
-    pub fn place(mut self) -> Result<Placed, FileError> {
-        let Some(temp) = self.temp.take() else {
-            return Err(FileError::Join("staged file already placed".into()));
-        };
-        let target = self.target.clone();
-        let backup =
-            target.with_file_name(format!(".replaced-{}.tmp", uuid::Uuid::new_v4().simple()));
-        let had_old = match fs::rename(&target, &backup) {
-            Ok(()) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            Err(source) => {
-                let _ = fs::remove_file(&temp);
-                return Err(FileError::Rename {
-                    from: target,
-                    to: backup,
-                    source,
-                });
+    /// The removal of the kept FITS beside this PNG, if it is an alert
+    /// stamp's (see `FitsWrite`).
+    pub(super) fn fits_clear(&self) -> Option<Clear> {
+        let inner = match &self.inner {
+            StagedInner::Folder { target, .. } => ClearInner::Folder(fits_beside(target)?),
+            StagedInner::Bucket { bucket, key, .. } => {
+                let fits = fits_beside(Path::new(key.as_ref()))?;
+                ClearInner::Bucket(bucket.clone(), Key::from(fits.to_string_lossy().as_ref()))
             }
         };
-        if let Err(source) = fs::rename(&temp, &target) {
+        Some(Clear { inner })
+    }
+
+    /// Whether the file goes to a bucket (placed with network round trips).
+    pub fn is_remote(&self) -> bool {
+        matches!(self.inner, StagedInner::Bucket { .. })
+    }
+
+    /// The temporary file of a folder staging (its target once placed).
+    fn temp_path(&self) -> &Path {
+        match &self.inner {
+            StagedInner::Folder { temp, target } => temp.as_deref().unwrap_or(target),
+            StagedInner::Bucket { .. } => Path::new(""),
+        }
+    }
+
+    /// Puts the file in place. What was there before is kept (folder: a
+    /// hidden file; bucket: its bytes) so that [`Placed::undo`] can restore
+    /// it.
+    pub async fn place(mut self) -> Result<Placed, FileError> {
+        match &mut self.inner {
+            StagedInner::Folder { temp, target } => {
+                let Some(temp) = temp.take() else {
+                    return Err(FileError::Join("staged file already placed".into()));
+                };
+                place_file(temp, target.clone())
+            }
+            StagedInner::Bucket { bucket, key, bytes } => {
+                let previous = bucket.get(key).await?;
+                bucket.put(key, bytes.clone()).await?;
+                Ok(Placed {
+                    inner: PlacedInner::Bucket {
+                        bucket: bucket.clone(),
+                        key: key.clone(),
+                        previous,
+                    },
+                    settled: false,
+                })
+            }
+        }
+    }
+}
+
+/// Renames `temp` into `target`, an existing file there renamed aside first.
+fn place_file(temp: PathBuf, target: PathBuf) -> Result<Placed, FileError> {
+    let backup = target.with_file_name(format!(".replaced-{}.tmp", uuid::Uuid::new_v4().simple()));
+    let had_old = match fs::rename(&target, &backup) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(source) => {
             let _ = fs::remove_file(&temp);
-            if had_old {
-                let _ = fs::rename(&backup, &target);
-            }
             return Err(FileError::Rename {
-                from: temp,
-                to: target,
+                from: target,
+                to: backup,
                 source,
             });
         }
-        Ok(Placed {
+    };
+    if let Err(source) = fs::rename(&temp, &target) {
+        let _ = fs::remove_file(&temp);
+        if had_old {
+            let _ = fs::rename(&backup, &target);
+        }
+        return Err(FileError::Rename {
+            from: temp,
+            to: target,
+            source,
+        });
+    }
+    Ok(Placed {
+        inner: PlacedInner::Folder {
             target,
             backup: had_old.then_some(backup),
-            settled: false,
-        })
-    }
+        },
+        settled: false,
+    })
 }
 
 impl Drop for Staged {
     fn drop(&mut self) {
-        if let Some(temp) = self.temp.take() {
-            let _ = fs::remove_file(temp);
+        if let StagedInner::Folder { temp, .. } = &mut self.inner {
+            if let Some(temp) = temp.take() {
+                let _ = fs::remove_file(temp);
+            }
         }
     }
 }
 
 /// A file in place whose database commit is pending. Dropping it without
-/// [`Placed::keep`] undoes the placement.
+/// [`Placed::keep`] undoes the placement (a bucket's in a task).
 #[derive(Debug)]
 pub struct Placed {
-    target: PathBuf,
-    backup: Option<PathBuf>,
+    inner: PlacedInner,
     settled: bool,
+}
+
+#[derive(Debug)]
+enum PlacedInner {
+    Folder {
+        target: PathBuf,
+        backup: Option<PathBuf>,
+    },
+    Bucket {
+        bucket: Arc<Bucket>,
+        key: Key,
+        /// The object's bytes before the placement (`None`: there was none).
+        previous: Option<Bytes>,
+    },
 }
 
 impl Placed {
     /// The commit succeeded: drop the previous file.
     pub fn keep(mut self) {
         self.settled = true;
-        if let Some(backup) = self.backup.take() {
-            if let Err(e) = fs::remove_file(&backup) {
-                tracing::warn!(path = %backup.display(), error = %e, "cannot remove the replaced file");
+        if let PlacedInner::Folder { backup, .. } = &mut self.inner {
+            if let Some(backup) = backup.take() {
+                if let Err(e) = fs::remove_file(&backup) {
+                    tracing::warn!(path = %backup.display(), error = %e, "cannot remove the replaced file");
+                }
             }
         }
     }
 
     /// The commit failed: restore the previous file, or remove the new one.
-    pub fn undo(mut self) {
+    pub async fn undo(mut self) {
         self.settled = true;
-        self.restore();
-    }
-
-    fn restore(&mut self) {
-        let result = match self.backup.take() {
-            Some(backup) => fs::rename(&backup, &self.target),
-            None => fs::remove_file(&self.target),
-        };
-        if let Err(e) = result {
-            tracing::error!(path = %self.target.display(), error = %e, "cannot undo a file placement");
+        match &mut self.inner {
+            PlacedInner::Folder { target, backup } => restore_file(target, backup.take()),
+            PlacedInner::Bucket {
+                bucket,
+                key,
+                previous,
+            } => restore_object(bucket, key, previous.take()).await,
         }
+    }
+}
+
+fn restore_file(target: &Path, backup: Option<PathBuf>) {
+    let result = match backup {
+        Some(backup) => fs::rename(&backup, target),
+        None => fs::remove_file(target),
+    };
+    if let Err(e) = result {
+        tracing::error!(path = %target.display(), error = %e, "cannot undo a file placement");
+    }
+}
+
+async fn restore_object(bucket: &Bucket, key: &Key, previous: Option<Bytes>) {
+    let result = match previous {
+        Some(bytes) => bucket.put(key, bytes).await,
+        None => bucket.delete(key).await,
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %crate::telemetry::cause_chain(&e), "cannot undo an object placement");
     }
 }
 
 impl Drop for Placed {
     fn drop(&mut self) {
-        if !self.settled {
-            self.restore();
+        if self.settled {
+            return;
+        }
+        match &mut self.inner {
+            PlacedInner::Folder { target, backup } => restore_file(target, backup.take()),
+            PlacedInner::Bucket {
+                bucket,
+                key,
+                previous,
+            } => {
+                let (bucket, key, previous) = (bucket.clone(), key.clone(), previous.take());
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => {
+                        rt.spawn(async move { restore_object(&bucket, &key, previous).await });
+                    }
+                    Err(_) => {
+                        tracing::error!(key = %key, "cannot undo an object placement outside the runtime");
+                    }
+                }
+            }
         }
     }
 }
@@ -379,8 +797,8 @@ mod tests {
         out
     }
 
-    #[test]
-    fn many_files_are_staged_with_one_sync_and_left_nowhere_when_dropped() {
+    #[tokio::test]
+    async fn many_files_are_staged_synced_together_and_left_nowhere_when_dropped() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let store = FileStore::new(tmp.path(), 2);
         let files = [
@@ -395,9 +813,9 @@ mod tests {
         ];
         let staged = store.stage_many_blocking(&files).expect("staged");
         assert_eq!(staged.len(), 2);
-        let targets: Vec<PathBuf> = staged.iter().map(|s| s.target().to_path_buf()).collect();
+        let targets: Vec<PathBuf> = staged.iter().map(|s| PathBuf::from(s.file_uri())).collect();
         for s in staged {
-            s.place().expect("placed").keep();
+            s.place().await.expect("placed").keep();
         }
         assert_eq!(std::fs::read(&targets[1]).expect("file"), b"sub");
         let again = store.stage_many_blocking(&files).expect("staged");
@@ -426,6 +844,7 @@ mod tests {
             .await
             .expect("stage")
             .place()
+            .await
             .expect("place");
         placed.keep();
         let target = rel.path_under(store.root());
@@ -437,9 +856,10 @@ mod tests {
             .await
             .expect("stage")
             .place()
+            .await
             .expect("place");
         assert_eq!(fs::read(&target).expect("read"), b"two");
-        placed.undo();
+        placed.undo().await;
         assert_eq!(fs::read(&target).expect("read"), b"one");
         assert_eq!(files_in(tmp.path()), vec![target.clone()]);
 
@@ -449,6 +869,7 @@ mod tests {
             .await
             .expect("stage")
             .place()
+            .await
             .expect("place");
         placed.keep();
         assert_eq!(files_in(tmp.path()), vec![target.clone()]);
@@ -460,6 +881,7 @@ mod tests {
             .await
             .expect("stage")
             .place()
+            .await
             .expect("place");
         drop(placed);
         assert_eq!(files_in(tmp.path()), vec![target.clone()]);
@@ -488,7 +910,7 @@ mod tests {
             .await
             .expect("aside")
             .expect("inside");
-        aside.remove();
+        aside.remove().await;
         assert!(!target.exists());
         assert_eq!(files_in(tmp.path()), vec![outside.clone()]);
     }

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use super::api;
 use super::auth::Caller;
-use super::error::{db_down, ApiError};
+use super::error::{db_down, storage_failed, ApiError};
 use super::upload::{check_obj, publish_now};
 use super::AppState;
 use crate::bus::events::cutouts::{draw_cutouts, ReadCutouts};
@@ -171,7 +171,7 @@ pub(super) async fn store_alert(
                     Upload {
                         obj_id: id.clone(),
                         ttype,
-                        public_url: rel.public_url(),
+                        public_url: files.public_url(&rel),
                         survey: Some(label.clone()),
                         is_grayscale: gray,
                         staged: file,
@@ -211,6 +211,7 @@ pub(super) async fn store_alert(
             Err(CommitError::NoSuchObj) => {
                 return Err(ApiError::BadRequest(format!("Invalid obj_id: {obj_id}")))
             }
+            Err(CommitError::File(e)) => return Err(storage_failed(e)),
             Err(e) => return Err(ApiError::internal("cannot record the stamps", e)),
         };
         answers.insert(kind.field().to_owned(), answer);

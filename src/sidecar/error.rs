@@ -37,6 +37,16 @@ pub fn db_down(e: sea_orm::DbErr) -> ApiError {
     ApiError::internal("the database is unavailable", e)
 }
 
+/// A file that could not be stored: 503 when the storage itself fails (a
+/// bucket that does not answer or refuses; the cause is logged), else 500.
+pub fn storage_failed(e: std::sync::Arc<crate::files::FileError>) -> ApiError {
+    if e.is_unavailable() {
+        tracing::warn!(error = %crate::telemetry::cause_chain(&*e), "file storage unavailable");
+        return ApiError::Unavailable("The file storage does not answer; try again later".into());
+    }
+    ApiError::internal("cannot write the file to storage", e)
+}
+
 impl ApiError {
     pub fn internal(public: impl Into<String>, cause: impl Into<anyhow::Error>) -> Self {
         Self::Internal {

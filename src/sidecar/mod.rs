@@ -206,7 +206,7 @@ impl AppState {
                 4 * std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
             db,
-            files: FileStore::new(&config.storage.root, config.storage.depth),
+            files: FileStore::from_config(&config.storage).context("storage")?,
             bus: Arc::new(bus),
             tokens: Arc::new(Tokens::new(&config.http.tokens)),
             openapi: Arc::new(OnceLock::new()),
@@ -238,15 +238,17 @@ pub async fn serve(
     }
     // Not fatal (files may be served from a mount that appears later), but
     // said at once rather than at the first upload.
-    let uploads = state.files.uploads_dir();
-    if let Err(e) = tokio::fs::create_dir_all(&uploads).await {
-        tracing::warn!(path = %uploads.display(), error = %e, "storage.root is not writable: uploads will fail until it is");
+    if state.files.folder().is_some() {
+        let uploads = state.files.uploads_dir();
+        if let Err(e) = tokio::fs::create_dir_all(&uploads).await {
+            tracing::warn!(path = %uploads.display(), error = %e, "storage.root is not writable: uploads will fail until it is");
+        }
     }
     let app = router(state.clone(), config.http.max_body_bytes);
     let addr = listener
         .local_addr()
         .map_or_else(|_| "unknown".into(), |a| a.to_string());
-    tracing::info!(address = %addr, root = %state.files.root().display(), "sidecar listening");
+    tracing::info!(address = %addr, storage = %state.files.describe(), "sidecar listening");
 
     let relay = tokio::spawn(outbox::relay_loop(
         state.db.clone(),

@@ -6,37 +6,23 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
+use std::sync::Arc;
+
+use axum::body::Body;
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, X_CONTENT_TYPE_OPTIONS,
+    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH, X_CONTENT_TYPE_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use super::error::ApiError;
+use super::error::{storage_failed, ApiError};
 use super::AppState;
-use crate::files::content_type;
+use crate::files::{content_type, safe_segments, Bucket, Served};
 
 /// Uploads can be replaced under the same URL: caches revalidate with the
 /// ETag after a minute.
 const CACHE_CONTROL_VALUE: &str = "public, max-age=60";
-
-/// A stored path is folders of hex digits and a file name from the file
-/// store's alphabet; anything else (`..`, hidden names, separators, NUL)
-/// is refused before the file system is touched.
-pub fn safe_segments(path: &str) -> Option<Vec<&str>> {
-    let segments: Vec<&str> = path.split('/').collect();
-    let ok = !segments.is_empty()
-        && segments.len() <= 17
-        && segments.iter().all(|s| {
-            !s.is_empty()
-                && !s.starts_with('.')
-                && s.len() <= 255
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.-~".contains(&b))
-        });
-    ok.then_some(segments)
-}
 
 /// A stored thumbnail file.
 #[utoipa::path(
@@ -63,6 +49,9 @@ pub async fn serve_file(
             path.escape_default()
         )));
     };
+    if let Some(bucket) = state.files.bucket() {
+        return serve_object(bucket, &path, &segments, &headers).await;
+    }
     let mut file = state.files.uploads_dir();
     file.extend(&segments);
     let missing = || ApiError::NotFound("File not found".into());
@@ -103,6 +92,51 @@ pub async fn serve_file(
         bytes,
     )
         .into_response())
+}
+
+/// The same from the bucket, streamed: the store's ETag, and a 304 when
+/// the store says the client's copy is current.
+async fn serve_object(
+    bucket: &Bucket,
+    path: &str,
+    segments: &[&str],
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = bucket.key_of_segments(segments);
+    let if_none_match = headers
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let cache = HeaderValue::from_static(CACHE_CONTROL_VALUE);
+    let got = match bucket.get_for_serving(&key, if_none_match.clone()).await {
+        Ok(Served::Found(got)) => got,
+        Ok(Served::Missing) => return Err(ApiError::NotFound("File not found".into())),
+        Ok(Served::NotModified) => {
+            let mut response = (StatusCode::NOT_MODIFIED, [(CACHE_CONTROL, cache)]).into_response();
+            if let Some(tag) = if_none_match.and_then(|t| HeaderValue::from_str(&t).ok()) {
+                response.headers_mut().insert(ETAG, tag);
+            }
+            return Ok(response);
+        }
+        Err(e) => return Err(storage_failed(Arc::new(e))),
+    };
+    let etag = got.meta.e_tag.clone();
+    let size = got.meta.size;
+    let mut response = (
+        [
+            (CONTENT_TYPE, HeaderValue::from_static(content_type(path))),
+            (CACHE_CONTROL, cache),
+            (X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        ],
+        Body::from_stream(got.into_stream()),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    if let Some(tag) = etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        headers.insert(ETAG, tag);
+    }
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(size));
+    Ok(response)
 }
 
 #[cfg(test)]

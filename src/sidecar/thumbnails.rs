@@ -225,7 +225,7 @@ async fn delete_row_and_file(state: &AppState, id: &str) -> Result<(), ApiError>
         return Err(db_down(e));
     }
     for a in aside {
-        a.remove();
+        a.remove().await;
     }
     tracing::info!(id = row.id, obj_id = %row.obj_id, "thumbnail deleted");
     Ok(())

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::api::{self, UploadBody};
 use super::auth::Caller;
-use super::error::{db_down, ApiError};
+use super::error::{db_down, storage_failed, ApiError};
 use super::{metrics, AppState};
 use crate::config::Scope;
 use crate::cutouts::{self, CutoutSettings, Kind, Orientation};
@@ -181,7 +181,7 @@ fn prepare(files: &FileStore, settings: &CutoutSettings, body: &[u8]) -> Result<
         upload: committer::Upload {
             obj_id: body.obj_id,
             ttype,
-            public_url: rel.public_url(),
+            public_url: files.public_url(&rel),
             survey,
             is_grayscale: inspected.is_grayscale,
             staged,
@@ -218,7 +218,7 @@ async fn store_upload(state: &AppState, body: Bytes) -> Result<i32, ApiError> {
     let (obj_id, ttype) = (upload.obj_id.clone(), upload.ttype);
     let (id, event) = state.committer.commit(upload).await.map_err(|e| match e {
         CommitError::NoSuchObj => invalid_obj(&obj_id),
-        CommitError::File(e) => ApiError::internal("cannot write the file to storage", e),
+        CommitError::File(e) => storage_failed(e),
         e => ApiError::internal("cannot record the thumbnail in the database", e),
     })?;
     metrics::counter_bytes(size);

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::outbox::Pending;
 use super::waves;
 use crate::bus::{StoredThumbnail, ThumbnailStored, ORIGIN_UPLOAD, ROUTING_THUMBNAIL_STORED};
-use crate::files::{fits_url_beside, FileError, FitsApplied, FitsWrite, Placed, Staged};
+use crate::files::{apply_all, fits_url_beside, FileError, FitsWrite, Staged, Write};
 use crate::surveys::ThumbnailType;
 
 /// Most uploads in one transaction.
@@ -263,41 +263,25 @@ async fn commit_batch(
             }
         }
     }
-    // Files go into place in arrival order (a later upload of the same
-    // file replaces an earlier one) and come back in reverse.
-    let mut placed: Vec<(Placed, Option<FitsApplied>)> = Vec::new();
-    for (upload, row) in uploads.into_iter().zip(&rows) {
-        if row.is_none() {
-            // No object: dropping the staged files removes them.
-            continue;
-        }
-        let fits = FitsWrite::for_stamp(upload.staged.target(), upload.fits);
-        let png = match upload.staged.place() {
-            Ok(p) => p,
-            Err(e) => {
-                undo(placed);
-                return Err(Failed::Place(Arc::new(e)));
-            }
-        };
-        match fits.map(FitsWrite::apply).transpose() {
-            Ok(fits) => placed.push((png, fits)),
-            Err(e) => {
-                placed.push((png, None));
-                undo(placed);
-                return Err(Failed::Place(Arc::new(e)));
-            }
-        }
-    }
+    // Files go into place (a later upload of the same file wins).
+    let writes: Vec<Write> = uploads
+        .into_iter()
+        .zip(&rows)
+        // No object: dropping the staged files removes them.
+        .filter(|(_, row)| row.is_some())
+        .map(|(upload, _)| Write {
+            fits: FitsWrite::for_stamp(&upload.staged, upload.fits),
+            png: upload.staged,
+        })
+        .collect();
+    let placed = apply_all(writes)
+        .await
+        .map_err(|e| Failed::Place(Arc::new(e)))?;
     if let Err(e) = txn.commit().await {
-        undo(placed);
+        placed.undo().await;
         return Err(Failed::Commit(Arc::new(e)));
     }
-    for (png, fits) in placed {
-        png.keep();
-        if let Some(f) = fits {
-            f.keep();
-        }
-    }
+    placed.keep().await;
     Ok(rows
         .into_iter()
         .map(|row| {
@@ -320,15 +304,6 @@ fn lock_key(u: &Upload) -> (&str, &str, Option<&str>) {
     (&u.obj_id, u.ttype.as_str(), u.survey.as_deref())
 }
 
-fn undo(placed: Vec<(Placed, Option<FitsApplied>)>) {
-    for (png, fits) in placed.into_iter().rev() {
-        if let Some(f) = fits {
-            f.undo();
-        }
-        png.undo();
-    }
-}
-
 /// Runs `sql` ([`UPSERT_UPLOADS`] or [`UPSERT_STAMPS`]) for the uploads at
 /// `wave`'s indexes; returns, per stored upload, its index, row id, outbox
 /// id and event body around the id.
@@ -342,10 +317,7 @@ async fn upsert_wave(
     // Sorted, so that concurrent transactions lock rows in the same order.
     let mut wave = wave.to_vec();
     wave.sort_by(|&a, &b| lock_key(&uploads[a]).cmp(&lock_key(&uploads[b])));
-    let file_uris: Vec<String> = wave
-        .iter()
-        .map(|&i| uploads[i].staged.target().to_string_lossy().into_owned())
-        .collect();
+    let file_uris: Vec<String> = wave.iter().map(|&i| uploads[i].staged.file_uri()).collect();
     let bodies: Vec<Body> = wave
         .iter()
         .zip(&file_uris)

@@ -15,9 +15,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Transac
 use super::writes::{insert_objs_statement, INSERT_OBJS_ANNOUNCED};
 use super::{waves, StoreError, StoredRow};
 use crate::bus::ORIGIN_UPLOAD;
-use crate::files::{
-    gzip_fits, FileError, FileStore, FitsApplied, FitsWrite, Placed, RelPath, Staged,
-};
+use crate::files::{apply_all, gzip_fits, FileError, FileStore, FitsWrite, RelPath, Staged, Write};
 use crate::surveys::ThumbnailType;
 
 /// One alert's drawn stamps.
@@ -116,7 +114,7 @@ pub async fn write_stamps(
                 [
                     pick(&|j, _| jobs[j].obj_id.clone()).into(),
                     pick(&|j, s| jobs[j].stamps[s].ttype.as_str().to_owned()).into(),
-                    pick(&|j, s| staged[j][s].png.target().to_string_lossy().into_owned()).into(),
+                    pick(&|j, s| staged[j][s].png.file_uri()).into(),
                     pick(&|j, s| staged[j][s].public_url.clone()).into(),
                     pick(&|j, _| jobs[j].survey.clone()).into(),
                     wave.iter()
@@ -140,29 +138,29 @@ pub async fn write_stamps(
             }
         }
     }
-    // Files into place in job order (a later alert of the same object wins).
-    let mut placed = Applied::default();
-    let mut failure = None;
-    'place: for (j, job_files) in staged.into_iter().enumerate() {
-        for (s, stamp) in job_files.into_iter().enumerate() {
-            if !placed_at.contains(&(j, s)) {
-                continue; // no object: dropping the staged files removes them
-            }
-            if let Err(e) = placed.apply(stamp) {
-                failure = Some(e);
-                break 'place;
-            }
-        }
+    // Files into place (a later alert of the same object wins).
+    let writes: Vec<Write> = staged
+        .into_iter()
+        .enumerate()
+        .flat_map(|(j, job_files)| {
+            job_files
+                .into_iter()
+                .enumerate()
+                .map(move |(s, f)| (j, s, f))
+        })
+        // No object: dropping the staged files removes them.
+        .filter(|(j, s, _)| placed_at.contains(&(*j, *s)))
+        .map(|(_, _, f)| Write {
+            png: f.png,
+            fits: f.fits,
+        })
+        .collect();
+    let placed = apply_all(writes).await.map_err(StoreError::File)?;
+    if let Err(e) = txn.commit().await {
+        placed.undo().await;
+        return Err(e.into());
     }
-    let committed = match failure {
-        Some(e) => Err(StoreError::File(e)),
-        None => txn.commit().await.map_err(StoreError::from),
-    };
-    if let Err(e) = committed {
-        placed.undo();
-        return Err(e);
-    }
-    placed.keep();
+    placed.keep().await;
     for (job, written) in jobs.iter().zip(out.iter_mut()) {
         written.no_obj = written.stored.is_empty() && !job.stamps.is_empty();
     }
@@ -204,47 +202,11 @@ struct StagedStamp {
     fits_url: Option<String>,
 }
 
-/// The files a write has placed, pending the commit.
-#[derive(Default)]
-struct Applied {
-    pngs: Vec<Placed>,
-    fits: Vec<FitsApplied>,
-}
-
-impl Applied {
-    fn apply(&mut self, stamp: StagedStamp) -> Result<(), FileError> {
-        self.pngs.push(stamp.png.place()?);
-        if let Some(fits) = stamp.fits {
-            self.fits.push(fits.apply()?);
-        }
-        Ok(())
-    }
-
-    /// In reverse, so a file placed twice gets its first previous one back.
-    fn undo(self) {
-        for f in self.fits.into_iter().rev() {
-            f.undo();
-        }
-        for p in self.pngs.into_iter().rev() {
-            p.undo();
-        }
-    }
-
-    fn keep(self) {
-        for p in self.pngs {
-            p.keep();
-        }
-        for f in self.fits {
-            f.keep();
-        }
-    }
-}
-
 /// One file to stage: where, and its bytes (a PNG, or a cutout to gzip).
 type ToStage = (RelPath, Arc<Vec<u8>>);
 
 /// Stages every stamp of `jobs` (per job, in stamp order), kept FITS
-/// gzipped, with one syncfs for all of them, off the async threads.
+/// gzipped, synced together, off the async threads.
 async fn stage_all(
     files: &FileStore,
     jobs: &[StampJob],
@@ -286,11 +248,11 @@ async fn stage_all(
                 Some(_) => Some(staged.next().ok_or_else(lost)?),
                 None => None,
             };
-            let fits_url = fits.as_ref().map(|(r, _)| r.public_url());
+            let fits_url = fits.as_ref().map(|(r, _)| files.public_url(r));
             stamps.push(StagedStamp {
-                fits: FitsWrite::for_stamp(png.target(), kept),
+                fits: FitsWrite::for_stamp(&png, kept),
                 png,
-                public_url: rel.public_url(),
+                public_url: files.public_url(rel),
                 fits_url,
             });
         }

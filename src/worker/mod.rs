@@ -42,6 +42,8 @@ pub enum WorkerError {
     Surveys(String),
     #[error("cutouts.schema_registry_url: {0}")]
     Registry(String),
+    #[error("storage: {0}")]
+    Storage(#[source] crate::files::FileError),
 }
 
 /// Runs the worker until `shutdown`, then drains in-flight deliveries.
@@ -87,7 +89,7 @@ pub async fn run(
         cutouts::CutoutsWorker::new(
             config.cutouts.clone(),
             db_for_cutouts,
-            FileStore::new(&config.storage.root, config.storage.depth),
+            FileStore::from_config(&config.storage).map_err(WorkerError::Storage)?,
             abort.clone(),
         )
         .map_err(|e| WorkerError::Registry(e.to_string()))?,

@@ -14,10 +14,12 @@
 //! with it, kept while its stamp has a row, an orphan once none has.
 
 mod fits;
+mod migrate;
 mod plan;
 mod run;
 mod sweep;
 
+pub use migrate::{migrate, MigrateOptions, MigrateSummary};
 pub use plan::{classify, expected, may_remove_orphan, plan_row, FileKind, RowFile, RowPlan};
 pub use run::{files, FilesOptions, FilesSummary};
 
@@ -42,6 +44,21 @@ pub enum FilesAction {
     Audit(PageArgs),
     /// Move files to the current storage.depth and fix their rows; optionally remove files without a row.
     Repair(RepairArgs),
+    /// Copy every stored file to another storage (s3://BUCKET/PREFIX or file://PATH) and point its row there; resumable.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// Where the files go: s3://BUCKET/PREFIX (with the storage.s3 keys or
+    /// AWS_* variables) or file://PATH.
+    #[arg(long)]
+    pub to: String,
+    /// Count what would move; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub page: PageArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -73,6 +90,7 @@ pub async fn run(
     stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     let opts = match args.action {
+        FilesAction::Migrate(m) => return run_migrate(config, m, stop).await,
         FilesAction::Audit(page) => FilesOptions {
             repair: false,
             dry_run: true,
@@ -92,13 +110,61 @@ pub async fn run(
             stop,
         },
     };
-    let store = FileStore::new(&config.storage.root, config.storage.depth);
+    let store = FileStore::from_config(&config.storage).context("storage")?;
+    if let Some(bucket) = store.bucket() {
+        anyhow::bail!(
+            "files audit|repair work on a folder; the {} is checked by `files audit` in a later version",
+            bucket.describe()
+        );
+    }
     let db = store::open(&config.database, 2).await?;
     let summary = files(&db, &store, &opts).await.context("files")?;
     println!("{}", summary.line(&opts));
     if summary.interrupted {
         anyhow::bail!(
             "files interrupted; the counts above cover what was done, run it again to finish"
+        );
+    }
+    Ok(())
+}
+
+/// `files migrate`: the configured storage to `--to`, whose bucket is
+/// checked first (a refusal stops it before any row is read).
+async fn run_migrate(
+    config: &Config,
+    args: MigrateArgs,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    let from = FileStore::from_config(&config.storage).context("storage")?;
+    let mut target = config.storage.clone();
+    target.url = Some(args.to.clone());
+    crate::config::parse_location(&args.to).map_err(|why| anyhow::anyhow!("--to: {why}"))?;
+    let to = FileStore::from_config(&target).context("--to")?;
+    if from.describe() == to.describe() {
+        anyhow::bail!("--to {} is the storage already configured", args.to);
+    }
+    to.check()
+        .await
+        .with_context(|| format!("--to: {} is not usable", to.describe()))?;
+    let db = store::open(&config.database, 2).await?;
+    let pool = store::pg_pool(&db, "files migrate")?;
+    let opts = MigrateOptions {
+        dry_run: args.dry_run,
+        batch_size: args.page.batch_size as usize,
+        progress: true,
+        stop,
+    };
+    let summary = migrate(pool, &from, &to, &opts)
+        .await
+        .context("files migrate")?;
+    println!("{}", summary.line(&from, &to, opts.dry_run));
+    if summary.interrupted {
+        anyhow::bail!("files migrate interrupted; run it again to go on");
+    }
+    if summary.failed > 0 {
+        anyhow::bail!(
+            "{} files could not be copied (see the log); run it again",
+            summary.failed
         );
     }
     Ok(())
