@@ -10,6 +10,7 @@ mod cutouts;
 mod cutouts_cli;
 mod faults;
 mod feed;
+mod garage;
 mod kept_fits;
 mod lsst;
 mod migration;

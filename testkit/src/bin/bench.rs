@@ -94,6 +94,12 @@ enum What {
         /// with an object of its own), as Rubin's stream sends them.
         #[arg(long, default_value = "ztf", value_parser = ["ztf", "lsst"])]
         survey: String,
+        /// Where the worker writes: `file` (a temporary folder) or an
+        /// `s3://BUCKET/PREFIX` URL (a fresh prefix is added under it),
+        /// reached with the `THUMBNAILS_STORAGE__S3__*` or `AWS_*`
+        /// variables of the environment (`eval "$(scripts/garage env)"`).
+        #[arg(long, default_value = "file")]
+        storage: String,
     },
     /// N objects inserted into objs in one statement, `thumbnails run` with
     /// the feed on, a PS1 stand-in answering after D ms: seconds until every
@@ -137,9 +143,11 @@ async fn main() -> anyhow::Result<()> {
         What::Migrate { rows } => bench_migrate(&cli, *rows).await?,
         What::FeedTrigger { rows } => bench_feed_trigger(&cli, *rows).await?,
         What::Cutouts { seconds, threads } => bench_cutouts(*seconds, *threads)?,
-        What::CutoutsE2e { alerts, survey } => {
-            bench_cutouts_e2e(&cli, *alerts, survey == "lsst").await?
-        }
+        What::CutoutsE2e {
+            alerts,
+            survey,
+            storage,
+        } => bench_cutouts_e2e(&cli, *alerts, survey == "lsst", storage).await?,
         What::Ps1Burst { n, delay_ms } => bench_ps1_burst(&cli, *n, *delay_ms).await?,
         What::All => {
             scale(&cli).await?;
@@ -163,8 +171,8 @@ async fn main() -> anyhow::Result<()> {
             bench_feed_trigger(&cli, 100_000).await?;
             bench_cutouts(5.0, 1)?;
             bench_cutouts(5.0, 2)?;
-            bench_cutouts_e2e(&cli, 20_000, false).await?;
-            bench_cutouts_e2e(&cli, 20_000, true).await?;
+            bench_cutouts_e2e(&cli, 20_000, false, "file").await?;
+            bench_cutouts_e2e(&cli, 20_000, true, "file").await?;
             bench_ps1_burst(&cli, 5_000, 200).await?;
         }
     }
@@ -957,7 +965,12 @@ fn ztf_bodies(alerts: usize) -> anyhow::Result<Vec<Vec<u8>>> {
 }
 
 /// See [`What::CutoutsE2e`].
-async fn bench_cutouts_e2e(cli: &Cli, alerts: usize, lsst: bool) -> anyhow::Result<()> {
+async fn bench_cutouts_e2e(
+    cli: &Cli,
+    alerts: usize,
+    lsst: bool,
+    storage_url: &str,
+) -> anyhow::Result<()> {
     let db = TestDb::create_on(&cli.pg, "thumbnails_bench").await?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let exchange = format!("bench-{id}");
@@ -988,8 +1001,12 @@ async fn bench_cutouts_e2e(cli: &Cli, alerts: usize, lsst: bool) -> anyhow::Resu
     }
     drop(ztf);
     let storage = tempfile::tempdir()?;
+    let url = match storage_url {
+        "file" => format!("file://{}", storage.path().display()),
+        bucket => format!("{}/bench-{id}", bucket.trim_end_matches('/')),
+    };
     let mut worker = thumbnails("worker", &db.url, &cli.amqp, &objects, &topology.queue)?
-        .env("THUMBNAILS_STORAGE__ROOT", storage.path())
+        .env("THUMBNAILS_STORAGE__URL", &url)
         .env("THUMBNAILS_SURVEYS__PS1__LOOKUP_URL", "")
         .env(
             "THUMBNAILS_HTTP__LISTEN",
@@ -1023,10 +1040,11 @@ async fn bench_cutouts_e2e(cli: &Cli, alerts: usize, lsst: bool) -> anyhow::Resu
         .await?;
     sigterm(&mut worker).await?;
     let rate = alerts as f64 / span.max(1e-3);
-    let name = if lsst {
-        "cutouts-e2e-lsst"
-    } else {
-        "cutouts-e2e"
+    let name = match (lsst, storage_url) {
+        (true, "file") => "cutouts-e2e-lsst".to_string(),
+        (false, "file") => "cutouts-e2e".to_string(),
+        (true, _) => "cutouts-e2e-lsst-s3".to_string(),
+        (false, _) => "cutouts-e2e-s3".to_string(),
     };
     println!(
         "bench {name}: {rate:.0} alerts/s ({:.0} stamps/s, {alerts} alerts queued first)",
