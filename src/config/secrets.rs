@@ -120,6 +120,9 @@ impl Config {
                 .any(|u| url_has_password(u));
             tracing::info!(file = %path.display(), replaces_url_password = replaces, "broker password from amqp.password_file");
         }
+        if let Some(path) = named(&self.storage.s3.secret_access_key_file) {
+            tracing::info!(file = %path.display(), "bucket secret key from storage.s3.secret_access_key_file");
+        }
         if let Some(path) = named(&self.http.tokens_file) {
             tracing::info!(file = %path.display(), tokens = self.http.tokens.len(), "API tokens include http.tokens_file");
         }
@@ -245,6 +248,31 @@ mod tests {
             jail.set_env("THUMBNAILS_DATABASE__PASSWORD_FILE", "empty_pw");
             let e = Config::load(Path::new("c.yaml")).expect_err("empty");
             assert!(e.to_string().contains("is empty"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_bucket_secret_file_wins_and_never_shows() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.yaml",
+                "storage:\n  url: s3://b-1/p\n  s3:\n    secret_access_key: in-yaml\n",
+            )?;
+            jail.create_file("s3_secret", "from-file\n")?;
+            jail.set_env("THUMBNAILS_STORAGE__S3__SECRET_ACCESS_KEY_FILE", "s3_secret");
+            let c = Config::load(Path::new("c.yaml")).expect("loads");
+            assert_eq!(c.storage.s3.secret(), Some("from-file"));
+            let shown = format!("{c:?}");
+            for secret in ["from-file", "in-yaml"] {
+                assert!(!shown.contains(secret), "{secret} in {shown}");
+            }
+            jail.set_env("THUMBNAILS_STORAGE__S3__SECRET_ACCESS_KEY_FILE", "nowhere");
+            let e = Config::load(Path::new("c.yaml")).expect_err("unreadable");
+            assert!(
+                e.to_string().contains("storage.s3.secret_access_key_file"),
+                "{e}"
+            );
             Ok(())
         });
     }
