@@ -260,7 +260,10 @@ mod tests {
                 "storage:\n  url: s3://b-1/p\n  s3:\n    secret_access_key: in-yaml\n",
             )?;
             jail.create_file("s3_secret", "from-file\n")?;
-            jail.set_env("THUMBNAILS_STORAGE__S3__SECRET_ACCESS_KEY_FILE", "s3_secret");
+            jail.set_env(
+                "THUMBNAILS_STORAGE__S3__SECRET_ACCESS_KEY_FILE",
+                "s3_secret",
+            );
             let c = Config::load(Path::new("c.yaml")).expect("loads");
             assert_eq!(c.storage.s3.secret(), Some("from-file"));
             let shown = format!("{c:?}");

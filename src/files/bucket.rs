@@ -194,6 +194,15 @@ impl Bucket {
         }
     }
 
+    /// Whether the object exists.
+    pub async fn exists(&self, key: &Key) -> Result<bool, FileError> {
+        match self.store.head(key).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.error("read", key, e)),
+        }
+    }
+
     pub async fn put(&self, key: &Key, bytes: Bytes) -> Result<(), FileError> {
         self.store
             .put(key, bytes.into())

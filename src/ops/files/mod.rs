@@ -13,6 +13,7 @@
 //! stamp's kept FITS (`cutouts.keep_fits`) follows its PNG: moved along
 //! with it, kept while its stamp has a row, an orphan once none has.
 
+mod bucket;
 mod fits;
 mod migrate;
 mod plan;
@@ -111,12 +112,6 @@ pub async fn run(
         },
     };
     let store = FileStore::from_config(&config.storage).context("storage")?;
-    if let Some(bucket) = store.bucket() {
-        anyhow::bail!(
-            "files audit|repair work on a folder; the {} is checked by `files audit` in a later version",
-            bucket.describe()
-        );
-    }
     let db = store::open(&config.database, 2).await?;
     let summary = files(&db, &store, &opts).await.context("files")?;
     println!("{}", summary.line(&opts));

@@ -124,6 +124,9 @@ pub async fn files(
     opts: &FilesOptions,
 ) -> Result<FilesSummary, OpsError> {
     let pool = pg_pool(db)?;
+    if store.bucket().is_some() {
+        return super::bucket::files(pool, store, opts).await;
+    }
     let mut summary = FilesSummary::default();
     rows_pass(pool, store, opts, &mut summary).await?;
     if !summary.interrupted {

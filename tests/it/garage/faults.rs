@@ -36,7 +36,10 @@ async fn run_with(vars: &[(&str, String)]) -> (std::process::ExitStatus, String)
         .expect("stops in time")
         .expect("run");
     bus.delete().await;
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test]
@@ -48,13 +51,23 @@ async fn a_store_that_refuses_stops_the_service_at_start_in_one_line() {
             ("THUMBNAILS_STORAGE__URL", url),
             ("THUMBNAILS_STORAGE__S3__ENDPOINT", S3.to_string()),
             ("THUMBNAILS_STORAGE__S3__REGION", "garage".to_string()),
-            ("THUMBNAILS_STORAGE__S3__ACCESS_KEY_ID", garage.key_id.clone()),
-            ("THUMBNAILS_STORAGE__S3__SECRET_ACCESS_KEY", secret.to_string()),
+            (
+                "THUMBNAILS_STORAGE__S3__ACCESS_KEY_ID",
+                garage.key_id.clone(),
+            ),
+            (
+                "THUMBNAILS_STORAGE__S3__SECRET_ACCESS_KEY",
+                secret.to_string(),
+            ),
             ("THUMBNAILS_STORAGE__S3__RETRY_S", "1".to_string()),
         ]
     };
     let cases = [
-        ("a bad key", base(format!("s3://{BUCKET}/refused"), "not-the-secret"), BUCKET),
+        (
+            "a bad key",
+            base(format!("s3://{BUCKET}/refused"), "not-the-secret"),
+            BUCKET,
+        ),
         (
             "a missing bucket",
             base("s3://no-such-bucket-here/x".into(), &garage.secret),
@@ -147,18 +160,22 @@ async fn a_store_that_does_not_answer_holds_deliveries_and_uploads_get_503() {
         Some("application/json"),
     )
     .await;
-    eventually("retries of the held write", Duration::from_secs(60), || async {
-        (stall.connections.load(Ordering::SeqCst) >= before + 4).then_some(())
-    })
+    eventually(
+        "retries of the held write",
+        Duration::from_secs(60),
+        || async { (stall.connections.load(Ordering::SeqCst) >= before + 4).then_some(()) },
+    )
     .await;
     assert_eq!(app.count("thumbnails").await, 0, "nothing committed");
     assert_eq!(app.bus.queue_len(&app.bus.cutouts.dead_queue()).await, 0);
 
     // The store answers again: the held alert is stored, nothing lost.
     stall.answer.store(true, Ordering::SeqCst);
-    eventually("the held alert's stamps", Duration::from_secs(60), || async {
-        (app.count("thumbnails").await == 3).then_some(())
-    })
+    eventually(
+        "the held alert's stamps",
+        Duration::from_secs(60),
+        || async { (app.count("thumbnails").await == 3).then_some(()) },
+    )
     .await;
     let (status, body) = app.upload_png("ZTF1", "new", &png(40, 40, true)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -234,7 +251,10 @@ async fn a_failed_commit_puts_the_previous_objects_back() {
             .await
             .expect_err("the commit is refused");
         assert_eq!(objects(&store).await, before, "nothing added or left");
-        assert_eq!(object(&store, &uri_x).await.as_deref(), Some(&b"png X1"[..]));
+        assert_eq!(
+            object(&store, &uri_x).await.as_deref(),
+            Some(&b"png X1"[..])
+        );
         let fits = object(&store, &fits_of(&uri_x)).await.expect("X's FITS");
         assert_eq!(gunzip(&fits), b"SIMPLE X1");
     }

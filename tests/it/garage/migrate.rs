@@ -21,7 +21,9 @@ async fn a_folder_deployment_moves_to_the_bucket_resumably() {
     let mut ids = Vec::new();
     for (i, obj) in ["A", "B", "C"].iter().enumerate() {
         app.add_obj(obj).await;
-        let (status, body) = app.upload_png(obj, "new", &png(20 + i as u32, 20, true)).await;
+        let (status, body) = app
+            .upload_png(obj, "new", &png(20 + i as u32, 20, true))
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         ids.push(body["data"]["id"].as_i64().expect("id"));
     }
@@ -52,18 +54,36 @@ async fn a_folder_deployment_moves_to_the_bucket_resumably() {
         stop: CancellationToken::new(),
     };
 
-    let dry = migrate(&pool, &from, &to, &opts(true)).await.expect("dry run");
+    let dry = migrate(&pool, &from, &to, &opts(true))
+        .await
+        .expect("dry run");
     assert_eq!((dry.rows, dry.moved, dry.missing), (6, 5, 1), "{dry:?}");
-    assert_eq!(app.db.thumbnails().await, rows_before, "a dry run changes no row");
+    assert_eq!(
+        app.db.thumbnails().await,
+        rows_before,
+        "a dry run changes no row"
+    );
     assert!(objects(&to).await.is_empty(), "a dry run writes nothing");
 
-    let done = migrate(&pool, &from, &to, &opts(false)).await.expect("migrate");
-    assert_eq!((done.moved, done.missing, done.fits, done.failed), (5, 1, 3, 0), "{done:?}");
+    let done = migrate(&pool, &from, &to, &opts(false))
+        .await
+        .expect("migrate");
+    assert_eq!(
+        (done.moved, done.missing, done.fits, done.failed),
+        (5, 1, 3, 0),
+        "{done:?}"
+    );
     assert_eq!(objects(&to).await.len(), 5 + 3);
     for id in [ids[0], ids[1]] {
         let (uri, url) = row(&app, id).await;
-        assert!(uri.starts_with(&format!("s3://{BUCKET}/{prefix}/thumbnails/")), "{uri}");
-        assert!(url.starts_with(&format!("{WEB}/{prefix}/thumbnails/")), "{url}");
+        assert!(
+            uri.starts_with(&format!("s3://{BUCKET}/{prefix}/thumbnails/")),
+            "{uri}"
+        );
+        assert!(
+            url.starts_with(&format!("{WEB}/{prefix}/thumbnails/")),
+            "{url}"
+        );
         assert!(object(&to, &uri).await.is_some(), "{uri}");
     }
     let stamp_uris = app
@@ -80,13 +100,25 @@ async fn a_folder_deployment_moves_to_the_bucket_resumably() {
             .await;
         row(&app, id).await
     };
-    assert!(object(&to, &fits_of(&stamp_uri)).await.is_some(), "the FITS went along");
-    assert_eq!(row(&app, ids[2]).await.0, lost_uri, "the missing file's row is left");
+    assert!(
+        object(&to, &fits_of(&stamp_uri)).await.is_some(),
+        "the FITS went along"
+    );
+    assert_eq!(
+        row(&app, ids[2]).await.0,
+        lost_uri,
+        "the missing file's row is left"
+    );
 
     // Resumable: a second run (here the CLI's) finds nothing more to move.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_thumbnails"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["files", "migrate", "--to", &format!("s3://{BUCKET}/{prefix}")])
+        .args([
+            "files",
+            "migrate",
+            "--to",
+            &format!("s3://{BUCKET}/{prefix}"),
+        ])
         .env("THUMBNAILS_DATABASE__URL", &app.db.url)
         .env("THUMBNAILS_STORAGE__ROOT", app.storage.path())
         .env("THUMBNAILS_STORAGE__S3__ENDPOINT", S3)
@@ -98,8 +130,15 @@ async fn a_folder_deployment_moves_to_the_bucket_resumably() {
         .await
         .expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("1 rows with a source file, 0 moved"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("1 rows with a source file, 0 moved"),
+        "{stdout}"
+    );
     let (moved_uri, _) = row(&app, ids[0]).await;
     app.stop().await;
 
@@ -111,7 +150,12 @@ async fn a_folder_deployment_moves_to_the_bucket_resumably() {
     .await;
     let path = to.layout_path_of(&moved_uri).expect("a bucket uri");
     let (status, _, bytes) = on_bucket
-        .send(Method::GET, &format!("/static/thumbnails/{path}"), None, None)
+        .send(
+            Method::GET,
+            &format!("/static/thumbnails/{path}"),
+            None,
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(bytes, png(20, 20, true));

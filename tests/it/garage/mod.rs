@@ -14,6 +14,7 @@ use bytes::Bytes;
 use thumbnails::config::{Config, StorageConfig};
 use thumbnails::files::FileStore;
 
+mod audit;
 mod faults;
 mod migrate;
 mod node_stop;

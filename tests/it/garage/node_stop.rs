@@ -56,7 +56,11 @@ async fn a_stopped_node_loses_no_stamp_and_no_upload() {
                 let app = &app;
                 async move {
                     let (status, body) = app
-                        .upload_png(&format!("UP{i}"), "new", &png(20 + (i % 30) as u32, 20, true))
+                        .upload_png(
+                            &format!("UP{i}"),
+                            "new",
+                            &png(20 + (i % 30) as u32, 20, true),
+                        )
                         .await;
                     (i, status, body)
                 }
@@ -80,9 +84,11 @@ async fn a_stopped_node_loses_no_stamp_and_no_upload() {
         assert_eq!(*status, StatusCode::OK, "upload {i}: {body}");
     }
     let want = (3 * ALERTS + UPLOADS) as i64;
-    eventually("every stamp and upload", Duration::from_secs(600), || async {
-        (app.count("thumbnails").await == want).then_some(())
-    })
+    eventually(
+        "every stamp and upload",
+        Duration::from_secs(600),
+        || async { (app.count("thumbnails").await == want).then_some(()) },
+    )
     .await;
     worker.stop().await;
     assert_eq!(app.bus.queue_len(&app.bus.cutouts.dead_queue()).await, 0);

@@ -36,7 +36,10 @@ async fn uploads_stamps_and_deletes_live_in_the_bucket() {
         file_uri.starts_with(&format!("s3://thumbnails/{prefix}/thumbnails/")),
         "{file_uri}"
     );
-    assert!(public_url.starts_with("/static/thumbnails/"), "{public_url}");
+    assert!(
+        public_url.starts_with("/static/thumbnails/"),
+        "{public_url}"
+    );
     assert_eq!(object(&store, &file_uri).await.as_deref(), Some(&first[..]));
 
     // Served from the bucket, with the store's ETag and a 304 for it.
@@ -44,7 +47,10 @@ async fn uploads_stamps_and_deletes_live_in_the_bucket() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(bytes, first);
     assert_eq!(headers["content-type"], "image/png");
-    assert!(headers["cache-control"].to_str().expect("ascii").contains("max-age"));
+    assert!(headers["cache-control"]
+        .to_str()
+        .expect("ascii")
+        .contains("max-age"));
     let etag = headers["etag"].to_str().expect("etag").to_string();
     let resp = app
         .client
@@ -55,7 +61,12 @@ async fn uploads_stamps_and_deletes_live_in_the_bucket() {
         .expect("get");
     assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
     let (status, _, _) = app
-        .send(Method::GET, "/static/thumbnails/00/00/nothing_new.png", None, None)
+        .send(
+            Method::GET,
+            "/static/thumbnails/00/00/nothing_new.png",
+            None,
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
@@ -64,7 +75,10 @@ async fn uploads_stamps_and_deletes_live_in_the_bucket() {
     let (status, body) = app.upload_png("ZTF1", "new", &second).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["id"].as_i64(), Some(id));
-    assert_eq!(object(&store, &file_uri).await.as_deref(), Some(&second[..]));
+    assert_eq!(
+        object(&store, &file_uri).await.as_deref(),
+        Some(&second[..])
+    );
 
     // Cutouts drawn over HTTP: three stamps and their FITS beside them.
     let (status, body) = app
@@ -80,9 +94,14 @@ async fn uploads_stamps_and_deletes_live_in_the_bucket() {
     let stamp_rows: Vec<_> = rows.iter().filter(|r| r.1.is_some()).collect();
     assert_eq!(stamp_rows.len(), 3, "{rows:?}");
     for (ttype, _, uri, url) in &stamp_rows {
-        let png = object(&store, uri).await.unwrap_or_else(|| panic!("{ttype}: no object"));
+        let png = object(&store, uri)
+            .await
+            .unwrap_or_else(|| panic!("{ttype}: no object"));
         assert!(png.starts_with(b"\x89PNG"), "{ttype}");
-        assert!(object(&store, &fits_of(uri)).await.is_some(), "{ttype}: FITS");
+        assert!(
+            object(&store, &fits_of(uri)).await.is_some(),
+            "{ttype}: FITS"
+        );
         let (status, _, served) = app.send(Method::GET, url, None, None).await;
         assert_eq!((status, served.len()), (StatusCode::OK, png.len()), "{url}");
     }
@@ -100,7 +119,9 @@ async fn uploads_stamps_and_deletes_live_in_the_bucket() {
             stamp.2
         ))
         .await;
-    let (status, _) = app.thumbnail(Method::DELETE, stamp_id, Some(MANAGER), None).await;
+    let (status, _) = app
+        .thumbnail(Method::DELETE, stamp_id, Some(MANAGER), None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert!(object(&store, &stamp.2).await.is_none());
     assert!(object(&store, &fits_of(&stamp.2)).await.is_none());
@@ -190,7 +211,10 @@ async fn public_urls_are_under_the_base_and_the_website_serves_them() {
     assert_eq!(resp.bytes().await.expect("body").as_ref(), &bytes[..]);
     // The event carries the same URL.
     let events: Vec<Value> = app.events(1).await;
-    assert_eq!(events[0]["thumbnails"][0]["public_url"], public_url.as_str());
+    assert_eq!(
+        events[0]["thumbnails"][0]["public_url"],
+        public_url.as_str()
+    );
     app.stop().await;
 }
 
