@@ -52,6 +52,10 @@ enum What {
         clients: usize,
         #[arg(long, default_value_t = 20_000)]
         uploads: usize,
+        /// `file` (a temporary folder) or `s3://BUCKET/PREFIX` (a fresh
+        /// prefix under it; keys from the environment, as for cutouts-e2e).
+        #[arg(long, default_value = "file")]
+        storage: String,
     },
     /// Rewriting N old-form `ls` rows to the current template.
     Resurvey {
@@ -137,7 +141,11 @@ async fn main() -> anyhow::Result<()> {
             bench_worker(&cli, run, name).await?;
         }
         What::Scale => scale(&cli).await?,
-        What::Sidecar { clients, uploads } => bench_sidecar(&cli, *clients, *uploads).await?,
+        What::Sidecar {
+            clients,
+            uploads,
+            storage,
+        } => bench_sidecar(&cli, *clients, *uploads, storage).await?,
         What::Resurvey { rows } => bench_resurvey(&cli, *rows).await?,
         What::Sweep { objs } => bench_sweep(&cli, *objs).await?,
         What::Migrate { rows } => bench_migrate(&cli, *rows).await?,
@@ -164,7 +172,7 @@ async fn main() -> anyhow::Result<()> {
                 listener: false,
             };
             bench_worker(&cli, ps1, "worker-ps1-200ms").await?;
-            bench_sidecar(&cli, 64, 20_000).await?;
+            bench_sidecar(&cli, 64, 20_000, "file").await?;
             bench_resurvey(&cli, 1_000_000).await?;
             bench_sweep(&cli, 1_000_000).await?;
             bench_migrate(&cli, 1_000_000).await?;
@@ -428,8 +436,18 @@ fn png_200(seed: u32) -> anyhow::Result<Vec<u8>> {
     Ok(out)
 }
 
-async fn bench_sidecar(cli: &Cli, clients: usize, uploads: usize) -> anyhow::Result<()> {
+async fn bench_sidecar(
+    cli: &Cli,
+    clients: usize,
+    uploads: usize,
+    storage_url: &str,
+) -> anyhow::Result<()> {
     use base64::Engine;
+    let name = if storage_url == "file" {
+        "sidecar"
+    } else {
+        "sidecar-s3"
+    };
     let db = TestDb::create_on(&cli.pg, "thumbnails_bench").await?;
     db.db
         .execute_unprepared(&format!(
@@ -453,7 +471,12 @@ async fn bench_sidecar(cli: &Cli, clients: usize, uploads: usize) -> anyhow::Res
             storage.display()
         ),
     )?;
-    let mut sidecar = Command::new(sibling_binary("thumbnails")?)
+    let mut sidecar = Command::new(sibling_binary("thumbnails")?);
+    if storage_url != "file" {
+        let url = format!("{}/bench-{id}", storage_url.trim_end_matches('/'));
+        sidecar.env("THUMBNAILS_STORAGE__URL", url);
+    }
+    let mut sidecar = sidecar
         .arg("--config")
         .arg(&config_path)
         .arg("sidecar")
@@ -542,11 +565,11 @@ async fn bench_sidecar(cli: &Cli, clients: usize, uploads: usize) -> anyhow::Res
             .unwrap_or(f64::NAN)
     };
     println!(
-        "bench sidecar: {:.0} uploads/s",
+        "bench {name}: {:.0} uploads/s",
         uploads as f64 / elapsed.as_secs_f64()
     );
-    println!("bench sidecar-p50: {:.1} ms", pct(0.50));
-    println!("bench sidecar-p99: {:.1} ms", pct(0.99));
+    println!("bench {name}-p50: {:.1} ms", pct(0.50));
+    println!("bench {name}-p99: {:.1} ms", pct(0.99));
     // CPU per upload: the sidecar's own, and the whole machine's (client,
     // PostgreSQL, RabbitMQ and kernel included), to show what limits it.
     let per_upload = |before: Option<f64>, after: Option<f64>| {
@@ -555,11 +578,11 @@ async fn bench_sidecar(cli: &Cli, clients: usize, uploads: usize) -> anyhow::Res
             .map_or(f64::NAN, |(b, a)| (a - b) * 1000.0 / uploads as f64)
     };
     println!(
-        "bench sidecar-cpu: {:.2} ms/upload",
+        "bench {name}-cpu: {:.2} ms/upload",
         per_upload(cpu_before.0, cpu_after.0)
     );
     println!(
-        "bench sidecar-machine-cpu: {:.2} ms/upload",
+        "bench {name}-machine-cpu: {:.2} ms/upload",
         per_upload(cpu_before.1, cpu_after.1)
     );
     sigterm(&mut sidecar).await?;
