@@ -96,7 +96,7 @@ async fn a_folder_deployment_moves_to_the_bucket_resumably() {
     let (stamp_uri, _) = {
         let id = app
             .db
-            .scalar_i64("SELECT id FROM thumbnails WHERE survey = 'ZTF' AND type = 'new'")
+            .scalar_i64("SELECT id::int8 FROM thumbnails WHERE survey = 'ZTF' AND type = 'new'")
             .await;
         row(&app, id).await
     };

@@ -115,7 +115,7 @@ async fn uploads_stamps_and_deletes_live_in_the_bucket() {
     let stamp_id = app
         .db
         .scalar_i64(&format!(
-            "SELECT id FROM thumbnails WHERE file_uri = '{}'",
+            "SELECT id::int8 FROM thumbnails WHERE file_uri = '{}'",
             stamp.2
         ))
         .await;
