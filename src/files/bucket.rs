@@ -74,11 +74,12 @@ impl Bucket {
             .with_client_options(client)
             .with_retry(retry)
             .build()
-            .map_err(|source| FileError::Bucket {
+            .map_err(|e| FileError::Bucket {
                 op: "configure",
                 key: String::new(),
                 at: format!("bucket {bucket} at {endpoint}"),
-                source: Arc::new(source),
+                reason: reason(&e),
+                cause: Arc::new(e),
             })?;
         Ok(Self {
             store: Arc::new(store),
@@ -230,7 +231,8 @@ impl Bucket {
                 op: "list",
                 key: top.to_string(),
                 at: at.clone(),
-                source: Arc::new(e),
+                reason: reason(&e),
+                cause: Arc::new(e),
             })
         })
     }
@@ -240,8 +242,32 @@ impl Bucket {
             op,
             key: key.to_string(),
             at: self.describe(),
-            source: Arc::new(source),
+            reason: reason(&source),
+            cause: Arc::new(source),
         }
+    }
+}
+
+/// A store's error in short: an S3 answer's status, code and message
+/// (`403 Forbidden AccessDenied: Invalid signature`) rather than the whole
+/// request and XML body; other errors (no answer, a timeout) as they are.
+fn reason(e: &object_store::Error) -> String {
+    let text = e.to_string();
+    let tag = |t: &str| {
+        let open = format!("<{t}>");
+        let rest = text.split_once(open.as_str())?.1;
+        Some(rest.split_once(&format!("</{t}>"))?.0.to_string())
+    };
+    match (tag("Code"), tag("Message")) {
+        (Some(code), Some(message)) => {
+            let status = text
+                .split_once("status code: ")
+                .and_then(|(_, s)| s.split_once(':'))
+                .map(|(s, _)| format!("{s} "))
+                .unwrap_or_default();
+            format!("{status}{code}: {message}")
+        }
+        _ => text,
     }
 }
 
@@ -296,6 +322,20 @@ mod tests {
         ] {
             assert_eq!(b.key_of_uri(foreign), None, "{foreign}");
         }
+    }
+
+    #[test]
+    fn an_s3_answer_is_said_in_short() {
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: "Error performing PUT http://h/b/k in 1ms - Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Forbidden: Invalid signature</Message></Error>".into(),
+        };
+        assert_eq!(reason(&e), "403 Forbidden AccessDenied: Forbidden: Invalid signature");
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: "error sending request".into(),
+        };
+        assert_eq!(reason(&e), "Generic S3 error: error sending request");
     }
 
     #[test]

@@ -56,14 +56,16 @@ pub enum FileError {
     #[error("file task failed: {0}")]
     Join(String),
     /// The bucket refused or did not answer (after the client's retries).
-    #[error("cannot {op} {key} in the {at}")]
+    /// `reason` is the store's answer in short (`403 AccessDenied: ...`);
+    /// `cause` the whole error, for debugging.
+    #[error("cannot {op} {key} in the {at}: {reason}")]
     Bucket {
         op: &'static str,
         key: String,
         /// `bucket B at ENDPOINT`.
         at: String,
-        #[source]
-        source: Arc<object_store::Error>,
+        reason: String,
+        cause: Arc<object_store::Error>,
     },
 }
 
