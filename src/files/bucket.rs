@@ -330,7 +330,10 @@ mod tests {
             store: "S3",
             source: "Error performing PUT http://h/b/k in 1ms - Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Forbidden: Invalid signature</Message></Error>".into(),
         };
-        assert_eq!(reason(&e), "403 Forbidden AccessDenied: Forbidden: Invalid signature");
+        assert_eq!(
+            reason(&e),
+            "403 Forbidden AccessDenied: Forbidden: Invalid signature"
+        );
         let e = object_store::Error::Generic {
             store: "S3",
             source: "error sending request".into(),

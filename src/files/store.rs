@@ -246,6 +246,7 @@ impl FileStore {
                 bucket: bucket.clone(),
                 key: bucket.key(rel),
                 bytes: Bytes::copy_from_slice(bytes),
+                new: false,
             },
         }
     }
@@ -573,10 +574,22 @@ enum StagedInner {
         bucket: Arc<Bucket>,
         key: Key,
         bytes: Bytes,
+        /// Nothing is there before (see [`Staged::into_new`]).
+        new: bool,
     },
 }
 
 impl Staged {
+    /// A file known to be new (its row did not exist): a bucket does not
+    /// read what is there before placing it. A folder's rename costs
+    /// nothing more either way and is unchanged.
+    pub fn into_new(mut self) -> Self {
+        if let StagedInner::Bucket { new, .. } = &mut self.inner {
+            *new = true;
+        }
+        self
+    }
+
     /// The `file_uri` the row stores: the file's absolute path, or
     /// `s3://BUCKET/KEY`.
     pub fn file_uri(&self) -> String {
@@ -623,8 +636,13 @@ impl Staged {
                 };
                 place_file(temp, target.clone())
             }
-            StagedInner::Bucket { bucket, key, bytes } => {
-                let previous = bucket.get(key).await?;
+            StagedInner::Bucket {
+                bucket,
+                key,
+                bytes,
+                new,
+            } => {
+                let previous = if *new { None } else { bucket.get(key).await? };
                 bucket.put(key, bytes.clone()).await?;
                 Ok(Placed {
                     inner: PlacedInner::Bucket {

@@ -198,10 +198,10 @@ macro_rules! upsert_uploads {
       SET modified = EXCLUDED.modified, file_uri = EXCLUDED.file_uri,
           public_url = EXCLUDED.public_url, origin = EXCLUDED.origin,
           survey = EXCLUDED.survey, is_grayscale = EXCLUDED.is_grayscale
-    RETURNING id, obj_id, type::text AS type, survey
+    RETURNING id, obj_id, type::text AS type, survey, (xmax = 0) AS inserted
   ),
   e AS MATERIALIZED (
-    SELECT i.ord, t.id, i.head, i.tail, nextval('thumbnail_outbox_id_seq') AS eid
+    SELECT i.ord, t.id, t.inserted, i.head, i.tail, nextval('thumbnail_outbox_id_seq') AS eid
     FROM t JOIN i ON i.obj_id = t.obj_id AND i.type = t.type
       AND t.survey IS NOT DISTINCT FROM CASE WHEN i.has_survey THEN i.survey END
   ),
@@ -209,7 +209,7 @@ macro_rules! upsert_uploads {
     INSERT INTO thumbnail_outbox (id, routing_key, body, created_at)
     SELECT eid, $11, head || id || tail, now() AT TIME ZONE 'UTC' FROM e
   )
-  SELECT ord, id, eid FROM e"
+  SELECT ord, id, eid, inserted FROM e"
         )
     };
 }
@@ -230,6 +230,9 @@ async fn commit_batch(
 ) -> Result<Vec<Option<Committed>>, Failed> {
     let now = chrono::Utc::now().naive_utc();
     let mut rows: Vec<Option<(i32, i64, Body)>> = vec![None; uploads.len()];
+    // Uploads whose row this transaction inserted: nothing of theirs was
+    // stored before (see `files::Write::into_new`).
+    let mut fresh = vec![false; uploads.len()];
     // No connection: every upload would fail alike, one at a time too.
     let txn = db
         .begin()
@@ -254,8 +257,9 @@ async fn commit_batch(
             };
             match upsert_wave(&txn, &uploads, &part, now, sql).await {
                 Ok(got) => {
-                    for (i, row) in got {
+                    for (i, row, inserted) in got {
                         rows[i] = Some(row);
+                        fresh[i] = inserted;
                     }
                 }
                 Err(e) if is_connection_error(&e) => return Err(Failed::Unavailable(Arc::new(e))),
@@ -266,12 +270,19 @@ async fn commit_batch(
     // Files go into place (a later upload of the same file wins).
     let writes: Vec<Write> = uploads
         .into_iter()
-        .zip(&rows)
+        .zip(rows.iter().zip(&fresh))
         // No object: dropping the staged files removes them.
-        .filter(|(_, row)| row.is_some())
-        .map(|(upload, _)| Write {
-            fits: FitsWrite::for_stamp(&upload.staged, upload.fits),
-            png: upload.staged,
+        .filter(|(_, (row, _))| row.is_some())
+        .map(|(upload, (_, &fresh))| {
+            let write = Write {
+                fits: FitsWrite::for_stamp(&upload.staged, upload.fits),
+                png: upload.staged,
+            };
+            if fresh {
+                write.into_new()
+            } else {
+                write
+            }
         })
         .collect();
     let placed = apply_all(writes)
@@ -306,14 +317,14 @@ fn lock_key(u: &Upload) -> (&str, &str, Option<&str>) {
 
 /// Runs `sql` ([`UPSERT_UPLOADS`] or [`UPSERT_STAMPS`]) for the uploads at
 /// `wave`'s indexes; returns, per stored upload, its index, row id, outbox
-/// id and event body around the id.
+/// id and event body around the id, and whether the row is new.
 async fn upsert_wave(
     txn: &DatabaseTransaction,
     uploads: &[Upload],
     wave: &[usize],
     now: NaiveDateTime,
     sql: &str,
-) -> Result<Vec<(usize, (i32, i64, Body))>, DbErr> {
+) -> Result<Vec<(usize, (i32, i64, Body), bool)>, DbErr> {
     // Sorted, so that concurrent transactions lock rows in the same order.
     let mut wave = wave.to_vec();
     wave.sort_by(|&a, &b| lock_key(&uploads[a]).cmp(&lock_key(&uploads[b])));
@@ -389,6 +400,7 @@ async fn upsert_wave(
                     row.try_get_by_index(2)?,
                     bodies[pos].clone(),
                 ),
+                row.try_get_by_index(3)?,
             ))
         })
         .collect()

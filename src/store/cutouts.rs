@@ -62,7 +62,7 @@ const UPSERT: &str = "INSERT INTO thumbnails (created_at, modified, type, file_u
       SET modified = EXCLUDED.modified, file_uri = EXCLUDED.file_uri,
           public_url = EXCLUDED.public_url, origin = EXCLUDED.origin,
           is_grayscale = EXCLUDED.is_grayscale
-    RETURNING id, obj_id, type::text, public_url, file_uri, origin, survey";
+    RETURNING id, obj_id, type::text, public_url, file_uri, origin, survey, (xmax = 0) AS inserted";
 
 /// Writes the jobs' stamps in one transaction. Safe to call again with the
 /// same jobs after a failure (files are staged anew each time).
@@ -97,6 +97,10 @@ pub async fn write_stamps(
         .collect();
     let key = |&(j, s): &(usize, usize)| (jobs[j].obj_id.as_str(), jobs[j].stamps[s].ttype);
     let mut placed_at: HashSet<(usize, usize)> = HashSet::new();
+    // Stamps whose row this transaction inserted: nothing of theirs was
+    // stored before, so nothing need be read back for an undo, nor a stale
+    // FITS cleared (a bucket saves two requests a stamp).
+    let mut fresh: HashSet<(usize, usize)> = HashSet::new();
     for mut wave in waves(&rows, key) {
         wave.sort_by(|a, b| key(&rows[*a]).cmp(&key(&rows[*b])));
         let pick = |f: &dyn Fn(usize, usize) -> String| -> Vec<String> {
@@ -130,9 +134,13 @@ pub async fn write_stamps(
         let owner: HashMap<(&str, ThumbnailType), (usize, usize)> =
             wave.iter().map(|&i| (key(&rows[i]), rows[i])).collect();
         for row in stored {
+            let inserted: bool = row.try_get_by_index(7).unwrap_or(false);
             let mut row = StoredRow::from_query(&row)?;
             if let Some(&(j, s)) = owner.get(&(row.obj_id.as_str(), row.ttype)) {
                 placed_at.insert((j, s));
+                if inserted {
+                    fresh.insert((j, s));
+                }
                 row.fits_url = staged[j][s].fits_url.clone();
                 out[j].stored.push(row);
             }
@@ -150,9 +158,16 @@ pub async fn write_stamps(
         })
         // No object: dropping the staged files removes them.
         .filter(|(j, s, _)| placed_at.contains(&(*j, *s)))
-        .map(|(_, _, f)| Write {
-            png: f.png,
-            fits: f.fits,
+        .map(|(j, s, f)| {
+            let write = Write {
+                png: f.png,
+                fits: f.fits,
+            };
+            if fresh.contains(&(j, s)) {
+                write.into_new()
+            } else {
+                write
+            }
         })
         .collect();
     let placed = apply_all(writes).await.map_err(StoreError::File)?;

@@ -180,6 +180,10 @@ async fn rows_pass(
     Ok(())
 }
 
+/// A fix applied to the bucket: the row, the object it moved from (none
+/// for a repoint), where to, and how the copy went.
+type Copied = (RowFile, Option<String>, String, Result<(), FileError>);
+
 /// Copies the page's misplaced objects (with their kept FITS) to the
 /// current depth, repoints the rows (only those unchanged meanwhile), then
 /// deletes the old objects. Returns the copies that failed.
@@ -188,7 +192,7 @@ async fn apply(
     store: &FileStore,
     fixes: Vec<(RowFile, Plan)>,
 ) -> Result<u64, OpsError> {
-    let copied: Vec<(RowFile, Option<String>, String, Result<(), FileError>)> = stream::iter(fixes)
+    let copied: Vec<Copied> = stream::iter(fixes)
         .map(|(row, plan)| async move {
             match plan {
                 Plan::Move { from, to } => {

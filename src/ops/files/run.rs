@@ -282,6 +282,13 @@ pub(super) async fn apply_page(
     for (id, from, e) in &failed {
         progress.suspend(|| tracing::error!(id, path = %from.display(), error = %e, "cannot move the file; row left as it was"));
     }
+    // Under storage.public_base_url when set (the plan has the /static/ form).
+    let mut moved = moved;
+    for m in &mut moved {
+        if let Some(path) = store.layout_path_of(&m.2.to_string_lossy()) {
+            m.3 = store.public_url_of_layout(&path);
+        }
+    }
     let update = sqlx::query(REPOINT)
         .bind(moved.iter().map(|m| m.0).collect::<Vec<_>>())
         .bind(
