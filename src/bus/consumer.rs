@@ -78,11 +78,14 @@ where
     let mut conn = Some(brokers.connect(&settings.connection_name).await?);
     let mut lost_at: Option<tokio::time::Instant> = None;
     let mut backoff = Backoff::default();
+    // Set once the queue is consumed: a refusal before that is fatal.
+    let mut consumed = false;
+    let mut refused_wait: Option<Duration> = None;
     loop {
         let connection = match conn.take() {
             Some(c) => c,
             None => {
-                let wait = backoff.next();
+                let wait = refused_wait.take().unwrap_or_else(|| backoff.next());
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(wait) => {}
@@ -96,7 +99,10 @@ where
                 }
             }
         };
+        let queue = settings.topology.queue.clone();
         let on_consume = || {
+            consumed = true;
+            super::refusal::Refusals::clear(&queue);
             if let Some(t) = lost_at.take() {
                 tracing::info!(
                     queue = %settings.topology.queue,
@@ -119,11 +125,24 @@ where
                 let _ = connection.close(200, "shutdown".into()).await;
                 return Ok(());
             }
-            Err(e) if e.is_fatal() => {
+            Err(e) if e.is_fatal() || (e.is_refusal() && !consumed) => {
                 let _ = connection.close(200, "stopping".into()).await;
                 tracker.close();
                 let _ = tokio::time::timeout(settings.drain_timeout, tracker.wait()).await;
                 return Err(e);
+            }
+            Err(e) if e.is_refusal() => {
+                // Another service redeclared the queue (say): nothing to do
+                // but wait for the operator, saying so on each attempt.
+                let wait = backoff.next_refused();
+                tracing::warn!(queue = %settings.topology.queue, retry_in_s = wait.as_secs_f64(), "{e}");
+                super::refusal::Refusals::set(&settings.topology.queue, &e.to_string());
+                refused_wait = Some(wait);
+                lost_at.get_or_insert_with(tokio::time::Instant::now);
+                let _ = connection.close(200, "refused".into()).await;
+                if shutdown.is_cancelled() {
+                    break;
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "lost the broker; reconnecting (unacked messages return to the queue)");
@@ -236,6 +255,14 @@ impl Backoff {
     fn next(&mut self) -> Duration {
         let wait = self.current;
         self.current = (self.current * 2).min(Duration::from_secs(10));
+        self.last_failure = Some(tokio::time::Instant::now());
+        wait
+    }
+
+    /// For a refusal: doubling up to a minute (an operator must act).
+    fn next_refused(&mut self) -> Duration {
+        let wait = self.current;
+        self.current = (self.current * 2).min(Duration::from_secs(60));
         self.last_failure = Some(tokio::time::Instant::now());
         wait
     }

@@ -9,6 +9,7 @@ pub mod dead_letters;
 pub mod events;
 mod link;
 pub mod publisher;
+pub mod refusal;
 mod topology;
 
 pub use acker::{AckToken, Acker};
@@ -47,12 +48,26 @@ pub enum BusError {
     /// cannot change in place).
     #[error("{queue} is a classic queue; this version keeps dead letters in a quorum queue: run `thumbnails dead-letters migrate` (see docs/cluster.md)")]
     ClassicDeadQueue { queue: String },
+    /// A declaration the broker refuses for good (see [`refusal`]).
+    #[error("RabbitMQ refuses {what}: {message}; {way_out}")]
+    Refused {
+        what: String,
+        message: String,
+        way_out: String,
+    },
 }
 
 impl BusError {
     /// Errors that reconnecting cannot cure: the consumer stops on them.
     pub fn is_fatal(&self) -> bool {
         matches!(self, Self::ClassicDeadQueue { .. })
+    }
+
+    /// A declaration refused for good: fatal at start; while running, the
+    /// consumer waits for the operator (another service may have
+    /// redeclared the queue).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Refused { .. })
     }
 }
 

@@ -69,6 +69,9 @@ impl Topology {
 
 /// Declares everything the service uses; safe to call any number of times.
 pub async fn declare(channel: &Channel, t: &Topology) -> Result<(), BusError> {
+    use super::refusal::{classify, Declared};
+    let exchange = |name: String| move |e: lapin::Error| classify(e, Declared::Exchange, &name);
+    let queue = |name: String| move |e: lapin::Error| classify(e, Declared::Queue, &name);
     let durable = ExchangeDeclareOptions {
         durable: true,
         ..Default::default()
@@ -80,7 +83,8 @@ pub async fn declare(channel: &Channel, t: &Topology) -> Result<(), BusError> {
             durable,
             FieldTable::default(),
         )
-        .await?;
+        .await
+        .map_err(exchange(t.exchange.clone()))?;
     channel
         .exchange_declare(
             t.dead_exchange().as_str().into(),
@@ -88,7 +92,8 @@ pub async fn declare(channel: &Channel, t: &Topology) -> Result<(), BusError> {
             durable,
             FieldTable::default(),
         )
-        .await?;
+        .await
+        .map_err(exchange(t.dead_exchange()))?;
 
     let queue_opts = QueueDeclareOptions {
         durable: true,
@@ -112,7 +117,7 @@ pub async fn declare(channel: &Channel, t: &Topology) -> Result<(), BusError> {
                     queue: t.dead_queue(),
                 }
             } else {
-                e.into()
+                queue(t.dead_queue())(e)
             }
         })?;
     channel
@@ -123,7 +128,8 @@ pub async fn declare(channel: &Channel, t: &Topology) -> Result<(), BusError> {
             QueueBindOptions::default(),
             FieldTable::default(),
         )
-        .await?;
+        .await
+        .map_err(queue(t.dead_queue()))?;
 
     // The worker's queue keeps the arguments it was first declared with
     // (no x-quorum-initial-group-size: adding one to an existing queue is a
@@ -149,7 +155,8 @@ pub async fn declare(channel: &Channel, t: &Topology) -> Result<(), BusError> {
     );
     channel
         .queue_declare(t.queue.as_str().into(), queue_opts, args)
-        .await?;
+        .await
+        .map_err(queue(t.queue.clone()))?;
     // A binding is additive: queues declared before obj.updated existed
     // just gain it.
     for key in t.bindings {

@@ -37,8 +37,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("timed out".to_string()),
     };
+    // A consumer of this config whose queue the broker refuses (see
+    // bus::refusal): the broker answers, but alerts or objects are not read.
+    let refused = crate::bus::refusal::Refusals::of(state.queues.iter().map(String::as_str));
     match (db, bus) {
-        (Ok(()), Ok(())) => {
+        (Ok(()), Ok(())) if refused.is_empty() => {
             Json(json!({"status": "success", "data": {"database": "ok", "broker": "ok"}}))
                 .into_response()
         }
@@ -50,6 +53,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             if let Err(e) = bus {
                 problems.push(format!("broker unreachable: {e}"));
             }
+            problems.extend(refused);
             let message = problems.join("; ");
             tracing::warn!(%message, "not ready");
             (

@@ -67,6 +67,9 @@ pub struct AppState {
     pub cutouts: Arc<crate::cutouts::CutoutSettings>,
     /// Reads alert packets (`POST /api/alerts`), asking the schema registry.
     pub alerts: Arc<crate::remote::schema_registry::AlertReader>,
+    /// The worker's queues of this config (`amqp.queue`,
+    /// `amqp.cutouts_queue`): `/readyz` reports a refusal of either.
+    pub queues: Arc<[String]>,
 }
 
 /// Knobs tests turn; `run` uses the defaults.
@@ -218,6 +221,10 @@ impl AppState {
                 crate::remote::schema_registry::AlertReader::new(&config.cutouts)
                     .context("cutouts.schema_registry_url")?,
             ),
+            queues: Arc::from(vec![
+                config.amqp.queue.clone(),
+                config.amqp.cutouts_queue.clone(),
+            ]),
         })
     }
 }

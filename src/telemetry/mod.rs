@@ -32,18 +32,27 @@ pub fn draws_bars() -> bool {
 /// "already exists, skipping" line each at every start.
 const PG_NOTICES: &str = "sqlx::postgres::notice";
 
+/// Where lapin logs, at ERROR, every channel the broker closes with the
+/// whole `Close` method: a refusal the service reports itself, once and
+/// readably (`bus::refusal`), or a channel it closes on purpose.
+const LAPIN_CHANNEL: &str = "lapin::channel";
+
 /// The filter for `RUST_LOG` (default `info`): PostgreSQL notices are
-/// shown from WARN up unless the variable names their target itself.
+/// shown from WARN up, and lapin's channel closes not at all, unless the
+/// variable names their targets itself.
 fn filter_spec(rust_log: Option<&str>) -> String {
     let spec = rust_log
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .unwrap_or("info");
-    if spec.contains(PG_NOTICES) {
-        spec.to_string()
-    } else {
-        format!("{spec},{PG_NOTICES}=warn")
+    let mut out = spec.to_string();
+    if !spec.contains(PG_NOTICES) {
+        out.push_str(&format!(",{PG_NOTICES}=warn"));
     }
+    if !spec.contains("lapin") {
+        out.push_str(&format!(",{LAPIN_CHANNEL}=off"));
+    }
+    out
 }
 
 /// Levels from `RUST_LOG` (default `info`); text or JSON lines on stderr.
@@ -109,14 +118,17 @@ mod tests {
 
     #[test]
     fn postgres_notices_are_quiet_unless_asked_for() {
-        assert_eq!(filter_spec(None), "info,sqlx::postgres::notice=warn");
+        assert_eq!(
+            filter_spec(None),
+            "info,sqlx::postgres::notice=warn,lapin::channel=off"
+        );
         assert_eq!(
             filter_spec(Some("debug,lapin=warn")),
             "debug,lapin=warn,sqlx::postgres::notice=warn"
         );
         assert_eq!(
             filter_spec(Some("info,sqlx::postgres::notice=info")),
-            "info,sqlx::postgres::notice=info"
+            "info,sqlx::postgres::notice=info,lapin::channel=off"
         );
         assert!(EnvFilter::try_new(filter_spec(None)).is_ok());
     }

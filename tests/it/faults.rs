@@ -41,7 +41,7 @@ async fn all_complete(db: &TestDb, bus: &TestBus, n: usize) {
 }
 
 /// Broker-side pids of the connections whose name contains `name`.
-async fn connection_pids(name: &str) -> Vec<String> {
+pub async fn connection_pids(name: &str) -> Vec<String> {
     let out = Command::new("rabbitmqctl")
         .args(["-q", "list_connections", "pid", "client_properties"])
         .output()

@@ -15,6 +15,7 @@ mod kept_fits;
 mod lsst;
 mod migration;
 mod ops;
+mod refused;
 mod remote;
 mod sidecar;
 mod skyportal;
