@@ -21,15 +21,16 @@ const ELSEWHERE: &str = "some-other-deployment.dead";
 /// another deployment would have declared it. A consumer of the old queue
 /// may redeclare it between the delete and the declare: then again.
 async fn redeclare_elsewhere(bus: &TestBus, queue: &str) {
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    args.insert(
-        "x-dead-letter-exchange".into(),
-        AMQPValue::LongString(ELSEWHERE.into()),
-    );
+    let args = FieldTable::from(std::collections::BTreeMap::from([
+        (
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        ),
+        (
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(ELSEWHERE.into()),
+        ),
+    ]));
     for _ in 0..50 {
         let channel = bus._conn.create_channel().await.expect("channel");
         let deleted = channel
