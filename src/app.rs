@@ -143,15 +143,16 @@ async fn migrated(config: &Config, connections: u32) -> anyhow::Result<DatabaseC
     Ok(db)
 }
 
-/// A bucket that refuses (bad key, missing bucket) or does not answer
-/// stops the service at start, before any part of it runs: one line naming
-/// the bucket and the endpoint.
+/// A folder that cannot be written, or a bucket that refuses (bad key,
+/// missing bucket) or does not answer, stops the service at start, before
+/// any part of it runs: one line naming the folder, or the bucket and the
+/// endpoint.
 async fn check_storage(config: &Config) -> anyhow::Result<()> {
     let files = crate::files::FileStore::from_config(&config.storage).context("storage")?;
     files
         .check()
         .await
-        .with_context(|| format!("storage.url: {} is not usable", files.describe()))?;
+        .with_context(|| format!("storage: the {} is not writable", files.describe()))?;
     tracing::info!(storage = %files.describe(), "file storage");
     Ok(())
 }

@@ -124,12 +124,19 @@ impl FileStore {
         Ok(store)
     }
 
-    /// For a bucket: that it exists and this key may write and delete in it
-    /// (a probe object, written and removed). A folder is not checked here
-    /// (the sidecar warns if it is not writable).
+    /// That files can be written: a probe file (folder) or object (bucket:
+    /// it exists and this key may write and delete in it) is written and
+    /// removed.
     pub async fn check(&self) -> Result<(), FileError> {
         match &self.backend {
-            Backend::Folder(_) => Ok(()),
+            Backend::Folder(_) => {
+                let rel = RelPath::from_parts(
+                    vec![SUBDIR.to_string()],
+                    format!(".thumbnails-probe-{}", uuid::Uuid::new_v4().simple()),
+                );
+                // Dropping the staged probe removes it.
+                self.stage(&rel, b"probe".to_vec()).await.map(drop)
+            }
             Backend::Bucket(b) => b.check().await,
         }
     }

@@ -127,6 +127,80 @@ async fn unreachable_dependencies_are_named_at_start() {
     );
 }
 
+/// Bad configuration at start, one line each naming the key or the
+/// address: a bad entry in an `amqp.url` list, `cutouts.size` 0, the two
+/// queues of one name, `http.listen` taken.
+#[tokio::test]
+async fn each_bad_setting_is_one_line_at_start() {
+    let (db, bus) = (TestDb::new().await, TestBus::new().await);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_port = taken.local_addr().expect("addr").port();
+    let cases: [(&str, &str, String, &str); 4] = [
+        (
+            "worker",
+            "THUMBNAILS_AMQP__URL",
+            format!("{AMQP},not-a-url"),
+            "amqp.url: not-a-url",
+        ),
+        (
+            "worker",
+            "THUMBNAILS_CUTOUTS__SIZE",
+            "0".into(),
+            "cutouts.size",
+        ),
+        (
+            "worker",
+            "THUMBNAILS_AMQP__CUTOUTS_QUEUE",
+            bus.topology.queue.clone(),
+            "amqp.cutouts_queue",
+        ),
+        (
+            "sidecar",
+            "THUMBNAILS_HTTP__LISTEN",
+            format!("127.0.0.1:{taken_port}"),
+            "http.listen",
+        ),
+    ];
+    for (subcommand, key, value, named) in cases {
+        let out = service(subcommand, &db.url, &bus, free_port())
+            .env(key, &value)
+            .env("RUST_LOG", "off")
+            .output()
+            .await
+            .expect("run");
+        assert!(!out.status.success(), "{key}={value} must stop");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{key}: {err}");
+        assert!(err.contains(named), "{key}: names {named}: {err}");
+    }
+    drop(taken);
+    bus.delete().await;
+}
+
+#[tokio::test]
+async fn an_unwritable_storage_root_stops_the_service_at_start_in_one_line() {
+    let blocker = tempfile::NamedTempFile::new().expect("file");
+    let root = blocker.path().join("store");
+    let (db, bus) = (TestDb::new().await, TestBus::new().await);
+    for subcommand in ["worker", "sidecar"] {
+        let out = service(subcommand, &db.url, &bus, free_port())
+            .env("THUMBNAILS_STORAGE__ROOT", &root)
+            .env("RUST_LOG", "off")
+            .output()
+            .await
+            .expect("run");
+        assert!(!out.status.success(), "{subcommand} must stop");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{subcommand}: {err}");
+        assert!(err.contains("storage: the folder"), "{subcommand}: {err}");
+        assert!(
+            err.contains(&*root.to_string_lossy()),
+            "{subcommand}: {err}"
+        );
+    }
+    bus.delete().await;
+}
+
 #[tokio::test]
 async fn worker_alone_exports_its_counters_on_http_listen() {
     let (db, bus) = (TestDb::new().await, TestBus::new().await);
