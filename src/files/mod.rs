@@ -12,6 +12,7 @@ mod beside;
 mod bucket;
 mod decode;
 mod fits;
+pub mod health;
 mod image;
 mod layout;
 mod store;

@@ -208,6 +208,14 @@ impl FileStore {
     /// [`FileStore::stage`] for callers already on a blocking thread (the
     /// upload path stages in the same hop that checks the image).
     pub fn stage_blocking(&self, rel: &RelPath, bytes: &[u8]) -> Result<Staged, FileError> {
+        let staged = self.stage_blocking_unrecorded(rel, bytes);
+        if self.folder().is_some() {
+            super::health::record(&self.describe(), &staged);
+        }
+        staged
+    }
+
+    fn stage_blocking_unrecorded(&self, rel: &RelPath, bytes: &[u8]) -> Result<Staged, FileError> {
         match &self.backend {
             Backend::Folder(root) => {
                 let (staged, file) = write_temp(root, rel, bytes)?;
@@ -233,12 +241,16 @@ impl FileStore {
     ) -> Result<Vec<Staged>, FileError> {
         match &self.backend {
             Backend::Folder(root) => {
-                let written = files
+                let staged = files
                     .iter()
                     .map(|(rel, bytes)| write_temp(root, rel, bytes))
-                    .collect::<Result<Vec<_>, _>>()?;
-                sync_all_data(&written)?;
-                Ok(written.into_iter().map(|(staged, _)| staged).collect())
+                    .collect::<Result<Vec<_>, _>>()
+                    .and_then(|written| {
+                        sync_all_data(&written)?;
+                        Ok(written.into_iter().map(|(staged, _)| staged).collect())
+                    });
+                super::health::record(&self.describe(), &staged);
+                staged
             }
             Backend::Bucket(b) => Ok(files
                 .iter()
@@ -650,7 +662,9 @@ impl Staged {
                 new,
             } => {
                 let previous = if *new { None } else { bucket.get(key).await? };
-                bucket.put(key, bytes.clone()).await?;
+                let put = bucket.put(key, bytes.clone()).await;
+                super::health::record(&bucket.describe(), &put);
+                put?;
                 Ok(Placed {
                     inner: PlacedInner::Bucket {
                         bucket: bucket.clone(),

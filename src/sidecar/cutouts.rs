@@ -164,7 +164,7 @@ pub(super) async fn store_alert(
             let fits = fits
                 .map(|cutout| files.stage_fits_blocking(&id, ttype, &label, &cutout))
                 .transpose()
-                .map_err(|e| ApiError::internal("cannot write the file to storage", e))?;
+                .map_err(|e| storage_failed(std::sync::Arc::new(e)))?;
             match files.stage_blocking(&rel, &png) {
                 Ok(file) => staged.push((
                     kind,
@@ -178,7 +178,7 @@ pub(super) async fn store_alert(
                         fits,
                     },
                 )),
-                Err(e) => return Err(ApiError::internal("cannot write the file to storage", e)),
+                Err(e) => return Err(storage_failed(std::sync::Arc::new(e))),
             }
         }
         Ok((staged, answers))

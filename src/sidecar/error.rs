@@ -30,6 +30,9 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unavailable(String),
+    /// 507: the file storage is full.
+    #[error("{0}")]
+    InsufficientStorage(String),
 }
 
 /// A database error behind a request: 500, its cause logged.
@@ -37,14 +40,26 @@ pub fn db_down(e: sea_orm::DbErr) -> ApiError {
     ApiError::internal("the database is unavailable", e)
 }
 
-/// A file that could not be stored: 503 when the storage itself fails (a
-/// bucket that does not answer or refuses; the cause is logged), else 500.
+/// A file that could not be stored: 507 when the storage is full, 503 when
+/// it is read-only or (a bucket) does not answer or refuses (the cause is
+/// logged), else 500.
 pub fn storage_failed(e: std::sync::Arc<crate::files::FileError>) -> ApiError {
-    if e.is_unavailable() {
-        tracing::warn!(error = %crate::telemetry::cause_chain(&*e), "file storage unavailable");
-        return ApiError::Unavailable("The file storage does not answer; try again later".into());
+    use crate::files::health::StorageFault;
+    let Some(fault) = StorageFault::of(&e) else {
+        return ApiError::internal("cannot write the file to storage", e);
+    };
+    tracing::warn!(error = %crate::telemetry::cause_chain(&*e), "file storage refuses writes");
+    match fault {
+        StorageFault::Full => ApiError::InsufficientStorage(
+            "The file storage is full; try again once space is freed".into(),
+        ),
+        StorageFault::ReadOnly => {
+            ApiError::Unavailable("The file storage is read-only; try again later".into())
+        }
+        StorageFault::Unavailable => {
+            ApiError::Unavailable("The file storage does not answer; try again later".into())
+        }
     }
-    ApiError::internal("cannot write the file to storage", e)
 }
 
 impl ApiError {
@@ -64,6 +79,7 @@ impl ApiError {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 
@@ -78,6 +94,7 @@ impl ApiError {
                 cause,
             },
             Self::Unavailable(m) => Self::Unavailable(format!("{prefix}{m}")),
+            Self::InsufficientStorage(m) => Self::InsufficientStorage(format!("{prefix}{m}")),
             other => other,
         }
     }

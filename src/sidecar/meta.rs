@@ -39,7 +39,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     };
     // A consumer of this config whose queue the broker refuses (see
     // bus::refusal): the broker answers, but alerts or objects are not read.
-    let refused = crate::bus::refusal::Refusals::of(state.queues.iter().map(String::as_str));
+    let mut refused = crate::bus::refusal::Refusals::of(state.queues.iter().map(String::as_str));
+    // A full or read-only storage (its last write failed so).
+    refused.extend(crate::files::health::problem(&state.files.describe()));
     match (db, bus) {
         (Ok(()), Ok(())) if refused.is_empty() => {
             Json(json!({"status": "success", "data": {"database": "ok", "broker": "ok"}}))

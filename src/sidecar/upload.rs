@@ -40,6 +40,8 @@ const PREFIX: &str = "Thumbnail failed to post: ";
         (status = 403, description = "The token lacks the upload scope", body = api::ErrorReply),
         (status = 413, description = "Body larger than http.max_body_bytes"),
         (status = 500, description = "Storage or database failure; nothing was kept", body = api::ErrorReply),
+        (status = 503, description = "The file storage is read-only or does not answer; nothing was kept", body = api::ErrorReply),
+        (status = 507, description = "The file storage is full; nothing was kept", body = api::ErrorReply),
     )
 )]
 pub async fn upload(
@@ -166,14 +168,14 @@ fn prepare(files: &FileStore, settings: &CutoutSettings, body: &[u8]) -> Result<
     let rel = RelPath::stamp(&body.obj_id, ttype, survey.as_deref(), files.depth());
     let staged = files
         .stage_blocking(&rel, &png)
-        .map_err(|e| refuse(ApiError::internal("cannot write the file to storage", e)))?;
+        .map_err(|e| refuse(storage_failed(std::sync::Arc::new(e))))?;
     // A stamp drawn here from a cutout keeps it too, when asked; any other
     // upload of a stamp clears the FITS an alert kept (it would be stale).
     let fits = match (cutout, survey.as_deref()) {
         (Some(cutout), Some(label)) if settings.keep_fits => Some(
             files
                 .stage_fits_blocking(&body.obj_id, ttype, label, &cutout)
-                .map_err(|e| refuse(ApiError::internal("cannot write the file to storage", e)))?,
+                .map_err(|e| refuse(storage_failed(std::sync::Arc::new(e))))?,
         ),
         _ => None,
     };

@@ -136,7 +136,7 @@ where
             Ok(v) => return Ok(v),
             Err(e) if worth_retrying(&e) && backoff.attempts.is_none_or(|max| attempt < max) => {
                 let wait = backoff.delay(attempt);
-                tracing::warn!(error = %e, attempt, retry_in_s = wait.as_secs_f64(), "database error; retrying");
+                tracing::warn!(error = %e, attempt, retry_in_s = wait.as_secs_f64(), "write failed; retrying");
                 match stop {
                     Some(stop) => tokio::select! {
                         _ = stop.cancelled() => return Err(Gave::Stopped),

@@ -62,6 +62,10 @@ fn describe() {
     );
     metrics::describe_counter!("thumbnails_ps1_lookups_total", "PS1 lookups by outcome");
     metrics::describe_counter!(
+        "thumbnails_storage_errors_total",
+        "File writes the storage refused, by kind (full, read_only, unavailable)"
+    );
+    metrics::describe_counter!(
         "thumbnails_outbox_relay_failures_total",
         "Outbox relay rounds that failed"
     );

@@ -10,6 +10,7 @@ mod cutouts;
 mod cutouts_cli;
 mod faults;
 mod feed;
+mod full_disk;
 mod garage;
 mod kept_fits;
 mod lsst;
