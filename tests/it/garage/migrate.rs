@@ -110,7 +110,8 @@ async fn a_folder_deployment_moves_to_the_bucket_resumably() {
         "the missing file's row is left"
     );
 
-    // Resumable: a second run (here the CLI's) finds nothing more to move.
+    // Resumable: a second run (here the CLI's, with the keys in AWS_*)
+    // finds nothing more to move.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_thumbnails"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args([
@@ -121,10 +122,11 @@ async fn a_folder_deployment_moves_to_the_bucket_resumably() {
         ])
         .env("THUMBNAILS_DATABASE__URL", &app.db.url)
         .env("THUMBNAILS_STORAGE__ROOT", app.storage.path())
-        .env("THUMBNAILS_STORAGE__S3__ENDPOINT", S3)
-        .env("THUMBNAILS_STORAGE__S3__REGION", "garage")
-        .env("THUMBNAILS_STORAGE__S3__ACCESS_KEY_ID", &garage.key_id)
-        .env("THUMBNAILS_STORAGE__S3__SECRET_ACCESS_KEY", &garage.secret)
+        // The usual AWS variables, not the storage.s3 keys.
+        .env("AWS_ENDPOINT_URL", S3)
+        .env("AWS_REGION", "garage")
+        .env("AWS_ACCESS_KEY_ID", &garage.key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &garage.secret)
         .env("RUST_LOG", "off")
         .output()
         .await
