@@ -104,10 +104,43 @@ async fn a_queue_redeclared_while_running_is_waited_for_and_reported() {
     })
     .await;
 
-    // Another service redeclares the queue; the worker meets it on its
-    // next connection (here the broker closes the old one). The broker
-    // does not always cancel a consumer whose queue is deleted: seen on
-    // RabbitMQ 3.10 with a quorum queue, the consumer stays idle.
+    // The queue deleted under the worker (RabbitMQ 3.10, quorum queue): the
+    // consumer is still counted on it and alerts go on being consumed.
+    let channel = app.bus._conn.create_channel().await.expect("channel");
+    channel
+        .queue_delete(
+            app.bus.cutouts.queue.as_str().into(),
+            QueueDeleteOptions::default(),
+        )
+        .await
+        .expect("delete");
+    eventually("the queue declared again", WAIT, || async {
+        let check = app.bus._conn.create_channel().await.expect("channel");
+        thumbnails::bus::passive_declare(&check, &app.bus.cutouts.queue)
+            .await
+            .ok()
+            .filter(|q| q.consumer_count() > 0)
+            .map(drop)
+    })
+    .await;
+    publish_alert(
+        &app.bus,
+        cutouts_json("ZTF-redeclared").to_string().as_bytes(),
+        Some("application/json"),
+    )
+    .await;
+    eventually("the alert after the delete", WAIT, || async {
+        (app.db
+            .scalar_i64("SELECT count(*) FROM thumbnails WHERE obj_id = 'ZTF-redeclared'")
+            .await
+            == 3)
+            .then_some(())
+    })
+    .await;
+
+    // Another service redeclares the queue with its own arguments; the
+    // worker meets them at its next connection (here the broker closes the
+    // current one: a consumer stays on a quorum queue replaced under it).
     redeclare_elsewhere(&app.bus, &app.bus.cutouts.queue).await;
     let name = format!("thumbnails-worker {}", app.bus.cutouts.queue);
     for pid in crate::faults::connection_pids(&name).await {
