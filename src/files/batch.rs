@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use futures_util::{stream, StreamExt};
 
 use super::beside::{FitsApplied, FitsWrite};
-use super::store::{FileError, Placed, Staged};
+use super::error::FileError;
+use super::staged::{Placed, Staged};
 
 /// Bucket writes in flight at once for one batch.
 const CONCURRENT: usize = 64;

@@ -7,9 +7,11 @@
 //! PNG upload over an alert stamp) clears the FITS beside it: a kept FITS
 //! always belongs to the PNG next to it, never to an older drawing.
 
+use super::error::FileError;
 use super::fits::gzip_fits;
 use super::layout::RelPath;
-use super::store::{Clear, FileError, FileStore, Placed, SetAside, Staged};
+use super::staged::{Clear, Placed, SetAside, Staged};
+use super::store::FileStore;
 use crate::surveys::ThumbnailType;
 
 impl FileStore {

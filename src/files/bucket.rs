@@ -20,8 +20,8 @@ use object_store::{
     RetryConfig,
 };
 
+use super::error::FileError;
 use super::layout::{RelPath, SUBDIR};
-use super::store::FileError;
 use crate::config::StorageConfig;
 
 /// A bucket (and prefix) the files live in.

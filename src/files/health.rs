@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
 
-use super::store::FileError;
+use super::error::FileError;
 
 /// What went wrong with the storage itself, as the metric's `kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,16 +11,19 @@ mod batch;
 mod beside;
 mod bucket;
 mod decode;
+mod error;
 mod fits;
 pub mod health;
 mod image;
 mod layout;
+mod staged;
 mod store;
 
 pub use batch::{apply_all, Applied, Write};
 pub use beside::{FitsApplied, FitsWrite};
 pub use bucket::{Bucket, Served};
 pub use decode::{classify_image, Classified, DecodeError};
+pub use error::FileError;
 pub use fits::{
     content_type, fits_beside, fits_file_name, fits_url_beside, gzip_fits, parse_fits_name,
     png_beside, FITS_SUFFIX,
@@ -30,4 +33,5 @@ pub use layout::{
     dirs_of_hash, file_name, hashed_dirs, parse_file_name, safe_segments, stamp_file_name,
     ParsedName, RelPath, SUBDIR,
 };
-pub use store::{FileError, FileStore, Placed, SetAside, Staged};
+pub use staged::{Placed, SetAside, Staged};
+pub use store::FileStore;

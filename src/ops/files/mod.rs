@@ -22,7 +22,7 @@ mod sweep;
 
 pub use migrate::{migrate, MigrateOptions, MigrateSummary};
 pub use plan::{classify, expected, may_remove_orphan, plan_row, FileKind, RowFile, RowPlan};
-pub use run::{files, FilesOptions, FilesSummary};
+pub use run::{FilesOptions, FilesSummary};
 
 use std::time::Duration;
 
@@ -121,6 +121,21 @@ pub async fn run(
         );
     }
     Ok(())
+}
+
+/// Audits (or repairs) the files of `store`, a folder or a bucket, against
+/// the rows of `db`.
+pub async fn files(
+    db: &sea_orm::DatabaseConnection,
+    store: &FileStore,
+    opts: &FilesOptions,
+) -> Result<FilesSummary, crate::ops::OpsError> {
+    let pool = crate::ops::pg_pool(db)?;
+    if store.bucket().is_some() {
+        bucket::files(pool, store, opts).await
+    } else {
+        run::folder_files(pool, store, opts).await
+    }
 }
 
 /// `files migrate`: the configured storage to `--to`, whose bucket is

@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sea_orm::sqlx::{self, PgPool};
-use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
 use super::fits::{move_along, move_back, FitsMove};
 use super::plan::{plan_row, RowFile, RowPlan};
 use super::sweep::files_pass;
 use crate::files::FileStore;
-use crate::ops::{begin, pg_pool, OpsError, Progress};
+use crate::ops::{begin, OpsError, Progress};
 use crate::surveys::ThumbnailType;
 
 #[derive(Debug, Clone)]
@@ -117,16 +116,12 @@ const LOCK: &str = "SELECT id, file_uri FROM thumbnails WHERE id = ANY($1) FOR U
 const REPOINT: &str = "UPDATE thumbnails t SET file_uri = v.uri, public_url = v.url, modified = $4
     FROM unnest($1::int4[], $2::text[], $3::text[]) AS v(id, uri, url) WHERE t.id = v.id";
 
-/// Audits (or repairs) the files of `store` against the rows of `db`.
-pub async fn files(
-    db: &DatabaseConnection,
+/// Audits (or repairs) the files of a folder `store` against the rows.
+pub(super) async fn folder_files(
+    pool: &PgPool,
     store: &FileStore,
     opts: &FilesOptions,
 ) -> Result<FilesSummary, OpsError> {
-    let pool = pg_pool(db)?;
-    if store.bucket().is_some() {
-        return super::bucket::files(pool, store, opts).await;
-    }
     let mut summary = FilesSummary::default();
     rows_pass(pool, store, opts, &mut summary).await?;
     if !summary.interrupted {
