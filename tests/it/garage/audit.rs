@@ -36,7 +36,7 @@ fn layout(rel: &RelPath) -> String {
 }
 
 #[tokio::test]
-#[ignore = "needs Garage (scripts/garage up): cargo test --test it garage -- --ignored"]
+#[ignore = "needs Garage (scripts/garage up): cargo test --test it garage -- --ignored --test-threads=1"]
 async fn audit_counts_and_repair_moves_depth_and_removes_orphans() {
     let garage = Garage::get();
     let app = TestApp::spawn_with(|c| {

@@ -43,7 +43,7 @@ async fn run_with(vars: &[(&str, String)]) -> (std::process::ExitStatus, String)
 }
 
 #[tokio::test]
-#[ignore = "needs Garage (scripts/garage up): cargo test --test it garage -- --ignored"]
+#[ignore = "needs Garage (scripts/garage up): cargo test --test it garage -- --ignored --test-threads=1"]
 async fn a_store_that_refuses_stops_the_service_at_start_in_one_line() {
     let garage = Garage::get();
     let base = |url: String, secret: &str| {
@@ -130,7 +130,7 @@ impl Stall {
 }
 
 #[tokio::test]
-#[ignore = "needs Garage (scripts/garage up): cargo test --test it garage -- --ignored"]
+#[ignore = "needs Garage (scripts/garage up): cargo test --test it garage -- --ignored --test-threads=1"]
 async fn a_store_that_does_not_answer_holds_deliveries_and_uploads_get_503() {
     let garage = Garage::get();
     let stall = Stall::start(S3).await;
@@ -205,7 +205,7 @@ async fn a_store_that_does_not_answer_holds_deliveries_and_uploads_get_503() {
 /// A commit that fails after the objects are written puts the previous
 /// bytes back (and removes the new ones), kept FITS included.
 #[tokio::test]
-#[ignore = "needs Garage (scripts/garage up): cargo test --test it garage -- --ignored"]
+#[ignore = "needs Garage (scripts/garage up): cargo test --test it garage -- --ignored --test-threads=1"]
 async fn a_failed_commit_puts_the_previous_objects_back() {
     let garage = Garage::get();
     let db = TestDb::new().await;

@@ -14,7 +14,7 @@ use crate::kept_fits::fits_of;
 use crate::sidecar::app::{png, TestApp, UPLOADER};
 
 #[tokio::test]
-#[ignore = "needs Garage (scripts/garage up): cargo test --test it garage -- --ignored"]
+#[ignore = "needs Garage (scripts/garage up): cargo test --test it garage -- --ignored --test-threads=1"]
 async fn a_folder_deployment_moves_to_the_bucket_resumably() {
     let garage = Garage::get();
     let app = TestApp::spawn_with(|c| c.cutouts.keep_fits = true).await;

@@ -20,7 +20,7 @@ const ALERTS: usize = 3_334;
 const UPLOADS: usize = 500;
 
 #[tokio::test]
-#[ignore = "needs Garage (scripts/garage up): cargo test --test it garage -- --ignored"]
+#[ignore = "needs Garage (scripts/garage up): cargo test --test it garage -- --ignored --test-threads=1"]
 async fn a_stopped_node_loses_no_stamp_and_no_upload() {
     let garage = Garage::get();
     let app = TestApp::spawn_with(|c| {

@@ -14,7 +14,7 @@ use crate::kept_fits::fits_of;
 use crate::sidecar::app::{png, TestApp, MANAGER, UPLOADER};
 
 #[tokio::test]
-#[ignore = "needs Garage (scripts/garage up): cargo test --test it garage -- --ignored"]
+#[ignore = "needs Garage (scripts/garage up): cargo test --test it garage -- --ignored --test-threads=1"]
 async fn uploads_stamps_and_deletes_live_in_the_bucket() {
     let garage = Garage::get();
     let mut prefix = String::new();
@@ -133,7 +133,7 @@ async fn uploads_stamps_and_deletes_live_in_the_bucket() {
 }
 
 #[tokio::test]
-#[ignore = "needs Garage (scripts/garage up): cargo test --test it garage -- --ignored"]
+#[ignore = "needs Garage (scripts/garage up): cargo test --test it garage -- --ignored --test-threads=1"]
 async fn alerts_from_the_queue_are_stored_in_the_bucket() {
     let garage = Garage::get();
     let db = TestDb::new().await;
@@ -179,7 +179,7 @@ async fn alerts_from_the_queue_are_stored_in_the_bucket() {
 }
 
 #[tokio::test]
-#[ignore = "needs Garage (scripts/garage up): cargo test --test it garage -- --ignored"]
+#[ignore = "needs Garage (scripts/garage up): cargo test --test it garage -- --ignored --test-threads=1"]
 async fn public_urls_are_under_the_base_and_the_website_serves_them() {
     let garage = Garage::get();
     let mut prefix = String::new();
