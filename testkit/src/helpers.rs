@@ -185,6 +185,34 @@ impl TestDb {
         row.try_get_by_index::<i64>(0).expect("i64 column")
     }
 
+    /// Makes every later commit that touched `thumbnails` fail (a deferred
+    /// constraint trigger), for tests of what a failed commit undoes.
+    pub async fn refuse_commits(&self) {
+        self.db
+            .execute_unprepared(
+                "CREATE FUNCTION refuse_commit() RETURNS trigger LANGUAGE plpgsql AS
+                   $$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$;
+                 CREATE CONSTRAINT TRIGGER refuse_commit AFTER INSERT OR UPDATE ON thumbnails
+                   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_commit();",
+            )
+            .await
+            .expect("trigger");
+    }
+
+    /// Every thumbnail's `file_uri` (rows without one left out).
+    pub async fn file_uris(&self) -> Vec<String> {
+        self.db
+            .query_all_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                "SELECT file_uri FROM thumbnails WHERE file_uri IS NOT NULL".to_owned(),
+            ))
+            .await
+            .expect("select file_uri")
+            .iter()
+            .map(|r| r.try_get_by_index(0).expect("file_uri"))
+            .collect()
+    }
+
     /// `(obj_id, type, public_url)` of every thumbnail, sorted.
     pub async fn thumbnails(&self) -> Vec<(String, String, Option<String>)> {
         let rows = self

@@ -19,18 +19,15 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use sea_orm::sqlx::{self, PgPool};
 
 use super::plan::{classify, expected, may_remove_orphan, stamp_key, FileKind, RowFile};
-use super::run::{FilesOptions, FilesSummary, Row};
+use super::run::{row_page, FilesOptions, FilesSummary};
 use crate::files::{fits_beside, png_beside, FileError, FileStore, SUBDIR};
 use crate::ops::{OpsError, Progress};
-use crate::surveys::ThumbnailType;
 
 /// Objects looked at (and rows looked up) at once.
 const BATCH: usize = 1000;
 /// Requests in flight at once.
 const CONCURRENT: usize = 16;
 
-const PAGE: &str = "SELECT id, obj_id, type::text, survey, file_uri FROM thumbnails
-    WHERE id > $1 AND file_uri IS NOT NULL AND type IS NOT NULL ORDER BY id LIMIT $2";
 const REPOINT: &str = "UPDATE thumbnails t SET file_uri = v.uri, public_url = v.url, modified = $5
     FROM unnest($1::int4[], $2::text[], $3::text[], $4::text[]) AS v(id, old, uri, url)
     WHERE t.id = v.id AND t.file_uri = v.old";
@@ -119,26 +116,10 @@ async fn rows_pass(
             summary.interrupted = true;
             break;
         }
-        let page: Vec<Row> = sqlx::query_as(PAGE)
-            .bind(last)
-            .bind(opts.batch_size as i64)
-            .fetch_all(pool)
-            .await?;
-        let Some(&(id, ..)) = page.last() else { break };
+        let Some((id, n, rows)) = row_page(pool, last, opts.batch_size).await? else {
+            break;
+        };
         last = id;
-        let n = page.len() as u64;
-        let rows: Vec<RowFile> = page
-            .into_iter()
-            .filter_map(|(id, obj_id, ttype, survey, file_uri)| {
-                Some(RowFile {
-                    id,
-                    obj_id,
-                    ttype: ttype.parse::<ThumbnailType>().ok()?,
-                    survey,
-                    file_uri,
-                })
-            })
-            .collect();
         let plans: Vec<(RowFile, Result<Plan, FileError>)> = stream::iter(rows)
             .map(|row| async move {
                 let p = plan(store, &row).await;

@@ -116,6 +116,37 @@ const LOCK: &str = "SELECT id, file_uri FROM thumbnails WHERE id = ANY($1) FOR U
 const REPOINT: &str = "UPDATE thumbnails t SET file_uri = v.uri, public_url = v.url, modified = $4
     FROM unnest($1::int4[], $2::text[], $3::text[]) AS v(id, uri, url) WHERE t.id = v.id";
 
+/// The page of rows naming a file after id `after`: the last id, how many
+/// rows were read, and those of a known type; `None` past the last page.
+pub(super) async fn row_page(
+    pool: &PgPool,
+    after: i32,
+    batch_size: usize,
+) -> Result<Option<(i32, u64, Vec<RowFile>)>, OpsError> {
+    let page: Vec<Row> = sqlx::query_as(PAGE)
+        .bind(after)
+        .bind(batch_size as i64)
+        .fetch_all(pool)
+        .await?;
+    let Some(&(last, ..)) = page.last() else {
+        return Ok(None);
+    };
+    let n = page.len() as u64;
+    let rows = page
+        .into_iter()
+        .filter_map(|(id, obj_id, ttype, survey, file_uri)| {
+            Some(RowFile {
+                id,
+                obj_id,
+                ttype: ttype.parse::<ThumbnailType>().ok()?,
+                survey,
+                file_uri,
+            })
+        })
+        .collect();
+    Ok(Some((last, n, rows)))
+}
+
 /// Audits (or repairs) the files of a folder `store` against the rows.
 pub(super) async fn folder_files(
     pool: &PgPool,
@@ -149,27 +180,10 @@ async fn rows_pass(
             summary.interrupted = true;
             break;
         }
-        let page: Vec<Row> = sqlx::query_as(PAGE)
-            .bind(last)
-            .bind(opts.batch_size as i64)
-            .fetch_all(pool)
-            .await?;
-        let Some(&(id, ..)) = page.last() else { break };
+        let Some((id, n, rows)) = row_page(pool, last, opts.batch_size).await? else {
+            break;
+        };
         last = id;
-        let n = page.len() as u64;
-        let rows: Vec<RowFile> = page
-            .into_iter()
-            .filter_map(|(id, obj_id, ttype, survey, file_uri)| {
-                let ttype: ThumbnailType = ttype.parse().ok()?;
-                Some(RowFile {
-                    id,
-                    obj_id,
-                    ttype,
-                    survey,
-                    file_uri,
-                })
-            })
-            .collect();
         let root2 = root.clone();
         let plans = tokio::task::spawn_blocking(move || {
             rows.into_iter()

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use sea_orm::ConnectionTrait;
 use thumbnails::store::cutouts::{write_stamps, Stamp, StampJob};
 use thumbnails::surveys::ThumbnailType;
 
@@ -182,18 +181,7 @@ async fn a_store_that_does_not_answer_holds_deliveries_and_uploads_get_503() {
     worker.stop().await;
     assert_eq!(app.bus.queue_len(&app.bus.cutouts.dead_queue()).await, 0);
     assert_eq!(app.bus.queue_len(&app.bus.cutouts.queue).await, 0);
-    let uris: Vec<String> = app
-        .db
-        .db
-        .query_all_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT file_uri FROM thumbnails".to_string(),
-        ))
-        .await
-        .expect("select")
-        .iter()
-        .map(|r| r.try_get_by_index(0).expect("uri"))
-        .collect();
+    let uris: Vec<String> = app.db.file_uris().await;
     assert_eq!(uris.len(), 4);
     for uri in &uris {
         assert!(object(&store, uri).await.is_some(), "{uri}");
@@ -231,15 +219,7 @@ async fn a_failed_commit_puts_the_previous_objects_back() {
     assert!(uri_x.starts_with("s3://"), "{uri_x}");
     let before = objects(&store).await;
     assert_eq!(before.len(), 2);
-    db.db
-        .execute_unprepared(
-            "CREATE FUNCTION refuse_commit() RETURNS trigger LANGUAGE plpgsql AS
-               $$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$;
-             CREATE CONSTRAINT TRIGGER refuse_commit AFTER INSERT OR UPDATE ON thumbnails
-               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_commit();",
-        )
-        .await
-        .expect("trigger");
+    db.refuse_commits().await;
     for jobs in [
         vec![
             job("X", b"png X2", Some(b"SIMPLE X2")),

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use futures_util::{stream, StreamExt};
 use reqwest::StatusCode;
-use sea_orm::ConnectionTrait;
 use thumbnails::bus::ROUTING_ALERT_CUTOUTS;
 
 use super::{objects, script, store_of, Garage};
@@ -94,18 +93,7 @@ async fn a_stopped_node_loses_no_stamp_and_no_upload() {
     assert_eq!(app.bus.queue_len(&app.bus.cutouts.dead_queue()).await, 0);
 
     // Every row's object is there and reads back; no object lacks a row.
-    let uris: Vec<String> = app
-        .db
-        .db
-        .query_all_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT file_uri FROM thumbnails".to_string(),
-        ))
-        .await
-        .expect("select")
-        .iter()
-        .map(|r| r.try_get_by_index(0).expect("uri"))
-        .collect();
+    let uris: Vec<String> = app.db.file_uris().await;
     let named: BTreeSet<String> = uris
         .iter()
         .map(|u| store.layout_path_of(u).expect("a bucket uri"))

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sea_orm::ConnectionTrait;
 use thumbnails::store::cutouts::{write_stamps, Stamp, StampJob};
 use thumbnails::surveys::ThumbnailType;
 
@@ -52,15 +51,7 @@ async fn a_failed_commit_puts_the_kept_fits_back() {
     let before = files_under(tmp.path());
     assert_eq!(before.len(), 3);
 
-    db.db
-        .execute_unprepared(
-            "CREATE FUNCTION refuse_commit() RETURNS trigger LANGUAGE plpgsql AS
-               $$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$;
-             CREATE CONSTRAINT TRIGGER refuse_commit AFTER INSERT OR UPDATE ON thumbnails
-               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_commit();",
-        )
-        .await
-        .expect("trigger");
+    db.refuse_commits().await;
     // X: replaced, then cleared; Y: given a FITS. Each commit fails.
     for jobs in [
         vec![
