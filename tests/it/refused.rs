@@ -54,6 +54,21 @@ async fn redeclare_elsewhere(bus: &TestBus, queue: &str) {
     panic!("could not redeclare {queue}");
 }
 
+/// Publishes an alert for `obj_id` and waits for its three stamps.
+async fn alert_is_stored(app: &TestApp, obj_id: &str) {
+    publish_alert(
+        &app.bus,
+        cutouts_json(obj_id).to_string().as_bytes(),
+        Some("application/json"),
+    )
+    .await;
+    let sql = format!("SELECT count(*) FROM thumbnails WHERE obj_id = '{obj_id}'");
+    eventually(&format!("{obj_id}'s stamps"), WAIT, || async {
+        (app.db.scalar_i64(&sql).await == 3).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_queue_with_other_arguments_stops_the_worker_at_start_in_one_line() {
     let (db, bus) = (TestDb::new().await, TestBus::new().await);
@@ -123,20 +138,7 @@ async fn a_queue_redeclared_while_running_is_waited_for_and_reported() {
             .map(drop)
     })
     .await;
-    publish_alert(
-        &app.bus,
-        cutouts_json("ZTF-redeclared").to_string().as_bytes(),
-        Some("application/json"),
-    )
-    .await;
-    eventually("the alert after the delete", WAIT, || async {
-        (app.db
-            .scalar_i64("SELECT count(*) FROM thumbnails WHERE obj_id = 'ZTF-redeclared'")
-            .await
-            == 3)
-            .then_some(())
-    })
-    .await;
+    alert_is_stored(&app, "ZTF-redeclared").await;
 
     // Another service redeclares the queue with its own arguments; the
     // worker meets them at its next connection (here the broker closes the
@@ -182,20 +184,7 @@ async fn a_queue_redeclared_while_running_is_waited_for_and_reported() {
         (status == StatusCode::OK).then_some(())
     })
     .await;
-    publish_alert(
-        &app.bus,
-        cutouts_json("ZTF-after").to_string().as_bytes(),
-        Some("application/json"),
-    )
-    .await;
-    eventually("the alert's stamps", WAIT, || async {
-        (app.db
-            .scalar_i64("SELECT count(*) FROM thumbnails WHERE obj_id = 'ZTF-after'")
-            .await
-            == 3)
-            .then_some(())
-    })
-    .await;
+    alert_is_stored(&app, "ZTF-after").await;
     worker.stop().await;
     app.stop().await;
 }

@@ -51,19 +51,6 @@ enum Plan {
     },
 }
 
-pub(super) async fn files(
-    pool: &PgPool,
-    store: &FileStore,
-    opts: &FilesOptions,
-) -> Result<FilesSummary, OpsError> {
-    let mut summary = FilesSummary::default();
-    rows_pass(pool, store, opts, &mut summary).await?;
-    if !summary.interrupted {
-        files_pass(pool, store, opts, &mut summary).await?;
-    }
-    Ok(summary)
-}
-
 async fn exists(store: &FileStore, path: &str) -> Result<bool, FileError> {
     let bucket = store
         .bucket()
@@ -103,7 +90,7 @@ async fn plan(store: &FileStore, row: &RowFile) -> Result<Plan, FileError> {
     })
 }
 
-async fn rows_pass(
+pub(super) async fn rows_pass(
     pool: &PgPool,
     store: &FileStore,
     opts: &FilesOptions,
@@ -254,7 +241,7 @@ struct Listed {
     age: Option<Duration>,
 }
 
-async fn files_pass(
+pub(super) async fn files_pass(
     pool: &PgPool,
     store: &FileStore,
     opts: &FilesOptions,

@@ -131,11 +131,21 @@ pub async fn files(
     opts: &FilesOptions,
 ) -> Result<FilesSummary, crate::ops::OpsError> {
     let pool = crate::ops::pg_pool(db)?;
-    if store.bucket().is_some() {
-        bucket::files(pool, store, opts).await
+    let mut summary = FilesSummary::default();
+    let on_bucket = store.bucket().is_some();
+    if on_bucket {
+        bucket::rows_pass(pool, store, opts, &mut summary).await?;
     } else {
-        run::folder_files(pool, store, opts).await
+        run::rows_pass(pool, store, opts, &mut summary).await?;
     }
+    if !summary.interrupted {
+        if on_bucket {
+            bucket::files_pass(pool, store, opts, &mut summary).await?;
+        } else {
+            sweep::files_pass(pool, store, opts, &mut summary).await?;
+        }
+    }
+    Ok(summary)
 }
 
 /// `files migrate`: the configured storage to `--to`, whose bucket is

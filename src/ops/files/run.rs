@@ -12,7 +12,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::fits::{move_along, move_back, FitsMove};
 use super::plan::{plan_row, RowFile, RowPlan};
-use super::sweep::files_pass;
 use crate::files::FileStore;
 use crate::ops::{begin, OpsError, Progress};
 use crate::surveys::ThumbnailType;
@@ -147,25 +146,11 @@ pub(super) async fn row_page(
     Ok(Some((last, n, rows)))
 }
 
-/// Audits (or repairs) the files of a folder `store` against the rows.
-pub(super) async fn folder_files(
-    pool: &PgPool,
-    store: &FileStore,
-    opts: &FilesOptions,
-) -> Result<FilesSummary, OpsError> {
-    let mut summary = FilesSummary::default();
-    rows_pass(pool, store, opts, &mut summary).await?;
-    if !summary.interrupted {
-        files_pass(pool, store, opts, &mut summary).await?;
-    }
-    Ok(summary)
-}
-
 pub(super) fn is_file(p: &Path) -> bool {
     p.symlink_metadata().is_ok_and(|m| m.is_file())
 }
 
-async fn rows_pass(
+pub(super) async fn rows_pass(
     pool: &PgPool,
     store: &FileStore,
     opts: &FilesOptions,

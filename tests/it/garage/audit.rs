@@ -12,7 +12,7 @@ use thumbnails::surveys::ThumbnailType;
 use tokio_util::sync::CancellationToken;
 
 use super::paths::row;
-use super::{object, objects, store_of, Garage};
+use super::{object, objects, objects_settled, store_of, Garage};
 use crate::sidecar::app::{png, TestApp};
 
 fn opts(repair: bool, delete_orphans: bool, grace: Duration) -> FilesOptions {
@@ -119,7 +119,12 @@ async fn audit_counts_and_repair_moves_depth_and_removes_orphans() {
         (2, 0, 1),
         "{repair:?}"
     );
-    let left = objects(&at1).await;
+    let mut want: Vec<String> = ["A", "B"]
+        .iter()
+        .map(|o| layout(&RelPath::new(o, ThumbnailType::New, 1)))
+        .collect();
+    want.sort();
+    let left = objects_settled(&at1, |got| got == want).await;
     assert_eq!(left.len(), 2, "only A's and B's objects: {left:?}");
     assert!(!left.contains(&orphan));
     app.stop().await;

@@ -106,6 +106,23 @@ pub async fn object(store: &FileStore, file_uri: &str) -> Option<Bytes> {
     store.read_layout(&path).await.expect("read the object")
 }
 
+/// The listing once `settled` holds of it, or the last one after ten
+/// seconds: Garage's listing can show an object for a moment after its
+/// DELETE returned (seen on the 3-node cluster of `scripts/garage`).
+pub async fn objects_settled(
+    store: &FileStore,
+    settled: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = objects(store).await;
+        if settled(&got) || tokio::time::Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Every object under the store's `thumbnails/`, as `aa/bb/name`.
 pub async fn objects(store: &FileStore) -> Vec<String> {
     use futures_util::TryStreamExt;

@@ -7,7 +7,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use super::{object, objects, store_of, Garage, WEB, WEB_HOST};
+use super::{object, objects, objects_settled, store_of, Garage, WEB, WEB_HOST};
 use crate::cutouts::{cutouts_json, fixture, publish_alert, stamps, AVRO_ALERT};
 use crate::helpers::*;
 use crate::kept_fits::fits_of;
@@ -125,7 +125,7 @@ async fn uploads_stamps_and_deletes_live_in_the_bucket() {
     assert_eq!(status, StatusCode::OK);
     assert!(object(&store, &stamp.2).await.is_none());
     assert!(object(&store, &fits_of(&stamp.2)).await.is_none());
-    assert_eq!(objects(&store).await.len(), 4);
+    assert_eq!(objects_settled(&store, |got| got.len() == 4).await.len(), 4);
 
     // Nothing went to the local folder.
     assert!(app.files().is_empty(), "{:?}", app.files());

@@ -2,10 +2,8 @@
 //! fails after the files are placed.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use thumbnails::store::cutouts::{write_stamps, Stamp, StampJob};
-use thumbnails::surveys::ThumbnailType;
+use thumbnails::store::cutouts::write_stamps;
 
 use super::{fits_of, gunzip};
 use crate::helpers::TestDb;
@@ -18,18 +16,7 @@ async fn a_failed_commit_puts_the_kept_fits_back() {
     let db = TestDb::new().await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = thumbnails::files::FileStore::new(tmp.path(), 2);
-    let job = |obj_id: &str, png: &[u8], fits: Option<&[u8]>| StampJob {
-        obj_id: obj_id.into(),
-        survey: "LSST".into(),
-        position: Some((10.0, 20.0)),
-        is_roid: false,
-        stamps: vec![Stamp {
-            ttype: ThumbnailType::New,
-            png: Arc::new(png.to_vec()),
-            is_grayscale: false,
-            fits: fits.map(|f| Arc::new(f.to_vec())),
-        }],
-    };
+    let job = crate::kept_fits::lsst_job;
     // X keeps a FITS, Y none.
     let written = write_stamps(
         &db.db,

@@ -4,10 +4,13 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
 use serde_json::{json, Value};
+use thumbnails::store::cutouts::{Stamp, StampJob};
+use thumbnails::surveys::ThumbnailType;
 
 use crate::cutouts::{b64, cutouts_json, fixture, publish_alert, OTHER_ALERT};
 use crate::helpers::*;
@@ -17,6 +20,23 @@ mod commit;
 mod http;
 
 const WAIT: Duration = Duration::from_secs(60);
+
+/// One LSST alert's `new` stamp for `obj_id` (created at a fixed place),
+/// with its cutout to keep if given.
+pub fn lsst_job(obj_id: &str, png: &[u8], fits: Option<&[u8]>) -> StampJob {
+    StampJob {
+        obj_id: obj_id.into(),
+        survey: "LSST".into(),
+        position: Some((10.0, 20.0)),
+        is_roid: false,
+        stamps: vec![Stamp {
+            ttype: ThumbnailType::New,
+            png: Arc::new(png.to_vec()),
+            is_grayscale: false,
+            fits: fits.map(|f| Arc::new(f.to_vec())),
+        }],
+    }
+}
 
 pub fn gz(kind: &str) -> Vec<u8> {
     fixture(&format!("{OTHER_ALERT}_{kind}.fits.gz"))
