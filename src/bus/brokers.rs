@@ -74,6 +74,7 @@ impl Brokers {
                 tokio::time::timeout(NODE_CONNECT_TIMEOUT, self.connect_one(url, props)).await;
             match outcome {
                 Ok(Ok(conn)) => {
+                    super::blocked::watch(&conn, name);
                     // The next connection (a reconnect: this one was lost)
                     // starts with the following node.
                     self.next.store((i + 1) % n, Ordering::Relaxed);

@@ -6,10 +6,19 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
+use super::blocked::ConfirmClock;
 use super::{Brokers, BusError, Publisher, PublisherConnection, Topology};
 use crate::config::AmqpConfig;
 
-/// How long a publish may wait for the broker's confirm.
+/// What a publish does while the broker blocks its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WhenBlocked {
+    Wait,
+    Leave,
+}
+
+/// How long a publish may wait for the broker's confirm (time the broker
+/// blocks the connection under an alarm does not count).
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long (re)connecting to the broker may take before a publish gives up
 /// (the event stays in the outbox).
@@ -63,27 +72,69 @@ impl BusLink {
         }
     }
 
+    /// Publishes and waits for the confirm; while the broker blocks the
+    /// connection (a resource alarm), however long that is (the relays and
+    /// the PS1 retries: they have nothing better to do).
     pub async fn publish(&self, routing_key: &str, body: &[u8]) -> Result<(), BusError> {
+        self.send(routing_key, body, WhenBlocked::Wait).await
+    }
+
+    /// For a request that must answer (an upload): fails with
+    /// [`BusError::Blocked`] at once, without sending, while the broker
+    /// blocks the connection, and stops waiting if it starts blocking
+    /// meanwhile. The caller's event stays in its outbox for the relay (a
+    /// publish left waiting may then arrive twice, never zero times).
+    pub async fn publish_unless_blocked(
+        &self,
+        routing_key: &str,
+        body: &[u8],
+    ) -> Result<(), BusError> {
+        self.send(routing_key, body, WhenBlocked::Leave).await
+    }
+
+    async fn send(
+        &self,
+        routing_key: &str,
+        body: &[u8],
+        hold: WhenBlocked,
+    ) -> Result<(), BusError> {
         let publisher = tokio::time::timeout(CONNECT_TIMEOUT, self.publisher())
             .await
             .map_err(|_| BusError::Timeout(CONNECT_TIMEOUT))??;
+        let mut clock = ConfirmClock::start(publisher.status());
+        let leave = |clock: &ConfirmClock| hold == WhenBlocked::Leave && clock.is_blocked();
+        if leave(&clock) {
+            return Err(BusError::Blocked);
+        }
         // Not mandatory: nobody listening for thumbnail.stored is not an error.
-        let result = tokio::time::timeout(
-            PUBLISH_TIMEOUT,
-            publisher.publish_json(routing_key, body, false),
-        )
-        .await;
+        let publish = publisher.publish_json(routing_key, body, false);
+        tokio::pin!(publish);
+        let mut tick = tokio::time::interval(ConfirmClock::TICK);
+        let result = loop {
+            tokio::select! {
+                r = &mut publish => break Some(r),
+                _ = tick.tick() => {
+                    // The connection is fine, only held: no reset.
+                    if leave(&clock) {
+                        return Err(BusError::Blocked);
+                    }
+                    if clock.expired(PUBLISH_TIMEOUT) {
+                        break None;
+                    }
+                }
+            }
+        };
         match result {
-            Ok(Ok(())) => {
+            Some(Ok(())) => {
                 metrics::counter!("thumbnails_events_published_total", "routing_key" => routing_key.to_string())
                     .increment(1);
                 Ok(())
             }
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 self.reset().await;
                 Err(e)
             }
-            Err(_) => {
+            None => {
                 self.reset().await;
                 Err(BusError::Timeout(PUBLISH_TIMEOUT))
             }

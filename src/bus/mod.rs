@@ -3,6 +3,7 @@
 
 mod access;
 mod acker;
+pub mod blocked;
 mod brokers;
 mod consumer;
 pub mod dead_letters;
@@ -37,6 +38,10 @@ pub enum BusError {
     Amqp(#[from] lapin::Error),
     #[error("the broker refused the message (nack) for {0}")]
     Nacked(String),
+    #[error(
+        "the broker blocks publishing (a memory or disk alarm); the event waits for it to clear"
+    )]
+    Blocked,
     #[error("the broker did not answer within {0:?}")]
     Timeout(std::time::Duration),
     #[error("the broker cancelled the consumer")]

@@ -3,7 +3,7 @@
 use futures_util::future::try_join_all;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionStatus};
 
 use super::{declare, Brokers, BusError, Topology};
 
@@ -12,6 +12,8 @@ use super::{declare, Brokers, BusError, Topology};
 pub struct Publisher {
     channel: Channel,
     exchange: String,
+    /// The connection's state: blocked by a resource alarm or not.
+    status: ConnectionStatus,
 }
 
 /// A connection of its own with one publisher on the service exchange,
@@ -89,11 +91,18 @@ impl Publisher {
         Ok(Self {
             channel,
             exchange: exchange.into(),
+            status: conn.status().clone(),
         })
     }
 
     pub fn exchange(&self) -> &str {
         &self.exchange
+    }
+
+    /// The state of the publisher's connection (`blocked()` under a
+    /// broker's resource alarm, see [`super::blocked`]).
+    pub fn status(&self) -> &ConnectionStatus {
+        &self.status
     }
 
     /// Closes the channel (for every clone). Close publishers before their

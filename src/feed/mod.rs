@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{BusError, BusLink};
 use crate::config::Config;
+use crate::store::outage::{component, Outage};
+use crate::store::retry::{classify_sqlx, Backoff, Failure};
 
 /// The channel the triggers notify.
 pub const CHANNEL: &str = "thumbnails_feed";
@@ -33,6 +35,13 @@ pub enum FeedError {
     Bus(#[from] BusError),
     #[error(transparent)]
     NotPostgres(#[from] crate::store::NotPostgres),
+}
+
+impl FeedError {
+    /// The database could not be reached (refused, lost, restarting).
+    pub fn is_connection(&self) -> bool {
+        matches!(self, FeedError::Db(e) if classify_sqlx(e) == Failure::Connection)
+    }
 }
 
 /// Tells the triggers whether to record anything. Turning the feed off also
@@ -81,34 +90,58 @@ pub async fn run(
     set_enabled(&pool, true).await?;
     let relay = Relay::new(pool, config.feed.batch);
     let poll = Duration::from_secs_f64(config.feed.poll_interval_s);
+    let outage = Outage::new(component::FEED);
+    let mut attempt = 0;
     tracing::info!("feed: relaying objs inserts and position changes");
     loop {
-        match link.publisher().await {
-            Err(e) => tracing::warn!(error = %e, "feed: cannot reach the broker; retrying"),
+        let drained = match link.publisher().await {
+            Err(e) => {
+                tracing::warn!(error = %e, "feed: cannot reach the broker; retrying");
+                false
+            }
             Ok(publisher) => match relay.drain(&publisher, &shutdown).await {
-                Ok(Drained { published: 0, .. }) => {}
-                Ok(d) => tracing::debug!(events = d.published, rows = d.rows, "feed: published"),
+                Ok(d) => {
+                    if d.published > 0 {
+                        tracing::debug!(events = d.published, rows = d.rows, "feed: published");
+                    }
+                    true
+                }
                 Err(FeedError::Bus(e)) => {
                     tracing::warn!(error = %e, "feed: publishing failed; the rows stay for the next try");
                     link.reset().await;
+                    false
+                }
+                Err(e) if e.is_connection() => {
+                    outage.failed(&e);
+                    false
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "feed: relay failed; the rows stay for the next try")
+                    tracing::warn!(error = %e, "feed: relay failed; the rows stay for the next try");
+                    false
                 }
             },
+        };
+        if drained {
+            outage.recovered();
         }
+        // While the database is away, try again soon (doubling up to the
+        // poll interval) rather than once per poll interval: the feed
+        // resumes within about a second of the database answering.
+        attempt = if outage.is_down() { attempt + 1 } else { 0 };
+        let wait = if attempt > 0 {
+            Backoff::UNTIL_STOPPED.delay(attempt).min(poll)
+        } else {
+            poll
+        };
         let woke = tokio::select! {
             _ = shutdown.cancelled() => break,
-            n = listener.recv() => n.map(|_| ()),
-            _ = tokio::time::sleep(poll) => Ok(()),
+            n = listener.recv(), if attempt == 0 => n.map(|_| ()),
+            _ = tokio::time::sleep(wait) => Ok(()),
         };
         if let Err(e) = woke {
-            // The listener reconnects by itself; until then, poll.
-            tracing::warn!(error = %e, "feed: lost the notification connection; polling");
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(poll) => {}
-            }
+            // The listener reconnects at its next recv; until then the
+            // relay's own statements tell whether the database is back.
+            outage.failed(&e);
         }
     }
     link.close().await;

@@ -56,12 +56,17 @@ where
     Fut: std::future::Future<Output = Result<T, E>>,
     E: Into<OpsError>,
 {
-    let worth = |e: &OpsError| matches!(e, OpsError::Db(e) if retry::classify_sqlx(e).is_retryable() || also(e));
+    let judge = |e: &OpsError| match e {
+        OpsError::Db(e) if retry::classify_sqlx(e).is_retryable() || also(e) => {
+            retry::Failure::Transient
+        }
+        _ => retry::Failure::Permanent,
+    };
     let attempt = || {
         let fut = f();
         async move { fut.await.map_err(Into::into) }
     };
-    retry::retry(Backoff::FEW, None, worth, attempt)
+    retry::retry(Backoff::FEW, None, judge, None, attempt)
         .await
         .map_err(|gave| match gave {
             Gave::Up(e) => e,

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use super::api;
 use super::auth::Caller;
-use super::error::{db_down, storage_failed, ApiError};
+use super::error::{commit_failed, db_down, storage_failed, ApiError};
 use super::upload::{check_obj, publish_now};
 use super::AppState;
 use crate::bus::events::cutouts::{draw_cutouts, ReadCutouts};
@@ -212,7 +212,7 @@ pub(super) async fn store_alert(
                 return Err(ApiError::BadRequest(format!("Invalid obj_id: {obj_id}")))
             }
             Err(CommitError::File(e)) => return Err(storage_failed(e)),
-            Err(e) => return Err(ApiError::internal("cannot record the stamps", e)),
+            Err(e) => return Err(commit_failed(e, "cannot record the stamps")),
         };
         answers.insert(kind.field().to_owned(), answer);
     }

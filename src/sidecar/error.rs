@@ -8,6 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::store::committer::CommitError;
+use crate::store::retry;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -35,9 +38,29 @@ pub enum ApiError {
     InsufficientStorage(String),
 }
 
-/// A database error behind a request: 500, its cause logged.
+/// A database error behind a request: 503 when the database cannot be
+/// reached (the component's outage line says so, once, not each request),
+/// else 500 with its cause logged.
 pub fn db_down(e: sea_orm::DbErr) -> ApiError {
-    ApiError::internal("the database is unavailable", e)
+    if retry::classify(&e) == retry::Failure::Connection {
+        database_unavailable()
+    } else {
+        ApiError::internal("the database is unavailable", e)
+    }
+}
+
+/// An upload the committer did not record: 503 when the database cannot be
+/// reached, else 500 with `public` and the cause logged.
+pub fn commit_failed(e: CommitError, public: &str) -> ApiError {
+    if e.is_unavailable() {
+        database_unavailable()
+    } else {
+        ApiError::internal(public.to_owned(), e)
+    }
+}
+
+fn database_unavailable() -> ApiError {
+    ApiError::Unavailable("The database is unavailable; try again later".into())
 }
 
 /// A file that could not be stored: 507 when the storage is full, 503 when

@@ -44,7 +44,19 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     refused.extend(crate::files::health::problem(&state.files.describe()));
     match (db, bus) {
         (Ok(()), Ok(())) if refused.is_empty() => {
-            Json(json!({"status": "success", "data": {"database": "ok", "broker": "ok"}}))
+            // A broker blocking publishes (a resource alarm) still serves:
+            // uploads answer and their events wait in the outbox.
+            let blocked = crate::bus::blocked::blocked_now();
+            let broker = match blocked.first() {
+                None => json!("ok"),
+                Some(first) => json!({
+                    "blocked_since": chrono::DateTime::<chrono::Utc>::from(first.since)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    "reason": first.reason,
+                    "connections": blocked.iter().map(|b| b.connection.as_str()).collect::<Vec<_>>(),
+                }),
+            };
+            Json(json!({"status": "success", "data": {"database": "ok", "broker": broker}}))
                 .into_response()
         }
         (db, bus) => {

@@ -13,8 +13,9 @@ use serde_json::Value;
 
 use super::api::{self, UploadBody};
 use super::auth::Caller;
-use super::error::{db_down, storage_failed, ApiError};
+use super::error::{commit_failed, db_down, storage_failed, ApiError};
 use super::{metrics, AppState};
+use crate::bus::BusError;
 use crate::config::Scope;
 use crate::cutouts::{self, CutoutSettings, Kind, Orientation};
 use crate::files::inspect_png;
@@ -221,7 +222,7 @@ async fn store_upload(state: &AppState, body: Bytes) -> Result<i32, ApiError> {
     let (id, event) = state.committer.commit(upload).await.map_err(|e| match e {
         CommitError::NoSuchObj => invalid_obj(&obj_id),
         CommitError::File(e) => storage_failed(e),
-        e => ApiError::internal("cannot record the thumbnail in the database", e),
+        e => commit_failed(e, "cannot record the thumbnail in the database"),
     })?;
     metrics::counter_bytes(size);
     tracing::info!(id, obj_id = %obj_id, ttype = %ttype, bytes = size, "thumbnail uploaded");
@@ -231,7 +232,17 @@ async fn store_upload(state: &AppState, body: Bytes) -> Result<i32, ApiError> {
 
 /// Publishes a committed event; on failure the relay task retries it.
 pub async fn publish_now(state: &AppState, event: &outbox::Pending) {
-    if let Err(e) = outbox::publish_pending(&state.bus, &state.deleter, event).await {
-        tracing::warn!(event = event.id, error = %super::error::cause_chain(&e), "publishing thumbnail.stored failed; the outbox relay will retry");
+    match outbox::publish_pending(&state.bus, &state.deleter, event).await {
+        Ok(()) => {}
+        // Said once by the connection's blocked line, not per upload.
+        Err(outbox::OutboxError::Bus(BusError::Blocked)) => {
+            tracing::debug!(
+                event = event.id,
+                "the broker blocks publishing; the outbox relay sends the event once it clears"
+            );
+        }
+        Err(e) => {
+            tracing::warn!(event = event.id, error = %super::error::cause_chain(&e), "publishing thumbnail.stored failed; the outbox relay will retry");
+        }
     }
 }

@@ -19,6 +19,7 @@ use sea_orm::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use super::outage::{component, Outage};
 use super::outbox::Pending;
 use super::waves;
 use crate::bus::{StoredThumbnail, ThumbnailStored, ORIGIN_UPLOAD, ROUTING_THUMBNAIL_STORED};
@@ -57,6 +58,13 @@ pub enum CommitError {
     Stopped,
 }
 
+impl CommitError {
+    /// The database could not be reached: the upload may pass if sent again.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, CommitError::Db(e) if is_connection_error(e))
+    }
+}
+
 /// What a committed upload gives back: its row id and the event to publish.
 pub type Committed = (i32, Pending);
 type Reply = oneshot::Sender<Result<Committed, CommitError>>;
@@ -88,12 +96,29 @@ impl Committer {
 }
 
 async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<(Upload, Reply)>) {
+    let outage = Outage::new(component::UPLOADS);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (uploads, replies): (Vec<Upload>, Vec<Reply>) = batch.drain(..).unzip();
-        for (reply, result) in replies.into_iter().zip(commit_all(&db, uploads).await) {
+        let results = commit_all(&db, uploads).await;
+        watch(&outage, &results);
+        for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);
         }
+    }
+}
+
+/// Tells `outage` what a batch met: any upload committed means the
+/// database answers; a connection failure means it does not. (Uploads are
+/// not retried here: the client gets 503 and sends again.)
+fn watch(outage: &Outage, results: &[Result<Committed, CommitError>]) {
+    if results.iter().any(Result::is_ok) {
+        outage.recovered();
+    } else if let Some(e) = results.iter().find_map(|r| match r {
+        Err(e) if e.is_unavailable() => Some(e),
+        _ => None,
+    }) {
+        outage.failed(&crate::telemetry::cause_chain(e));
     }
 }
 

@@ -6,6 +6,7 @@ mod connect;
 pub mod cutouts;
 pub mod entities;
 pub mod on_demand;
+pub mod outage;
 pub mod outbox;
 pub mod remote;
 pub mod retry;
@@ -41,16 +42,21 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// A transient error may succeed if retried unchanged (connection lost,
-    /// database restarting, deadlock); a permanent one never will.
-    pub fn is_transient(&self) -> bool {
+    /// What the error means for a retry: the connection (the database is
+    /// away), transient (may succeed if retried unchanged: restart,
+    /// deadlock) or permanent (never will).
+    pub fn failure(&self) -> retry::Failure {
         match self {
-            StoreError::Connect { .. } => true,
-            StoreError::Migrate(e) | StoreError::Db(e) => retry::classify(e).is_retryable(),
-            StoreError::Stamps(e) => retry::classify_sqlx(e).is_retryable(),
+            StoreError::Connect { .. } => retry::Failure::Connection,
+            StoreError::Migrate(e) | StoreError::Db(e) => retry::classify(e),
+            StoreError::Stamps(e) => retry::classify_sqlx(e),
             // A full or read-only disk may be fixed while the message waits.
-            StoreError::File(_) => true,
+            StoreError::File(_) => retry::Failure::Transient,
         }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.failure().is_retryable()
     }
 }
 

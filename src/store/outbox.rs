@@ -16,6 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::entities::thumbnail;
+use super::outage::{component, Outage};
+use super::retry::{classify, Failure};
 use crate::bus::{BusError, BusLink, StoredThumbnail, ThumbnailStored};
 use crate::surveys::ThumbnailType;
 
@@ -146,13 +148,14 @@ async fn delete_loop(db: DatabaseConnection, mut rx: mpsc::UnboundedReceiver<Del
 }
 
 /// Publishes a committed event from memory, then deletes its row. On any
-/// failure the row stays for the relay.
+/// failure, or while the broker blocks publishing (the request answers
+/// without waiting for the alarm), the row stays for the relay.
 pub async fn publish_pending(
     bus: &BusLink,
     deleter: &Deleter,
     event: &Pending,
 ) -> Result<(), OutboxError> {
-    bus.publish(event.routing_key, event.body.as_bytes())
+    bus.publish_unless_blocked(event.routing_key, event.body.as_bytes())
         .await?;
     deleter.delete(event.id).await
 }
@@ -222,14 +225,23 @@ pub async fn relay_loop(
     interval: Duration,
     shutdown: CancellationToken,
 ) {
+    let outage = Outage::new(component::OUTBOX);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        match relay_older_than(&db, &bus, RELAY_MIN_AGE).await {
+        let result = relay_older_than(&db, &bus, RELAY_MIN_AGE).await;
+        if result.is_ok() {
+            outage.recovered();
+        }
+        match result {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "republished outbox events"),
+            Err(OutboxError::Db(e)) if classify(&e) == Failure::Connection => {
+                metrics::counter!("thumbnails_outbox_relay_failures_total").increment(1);
+                outage.failed(&e);
+            }
             Err(e) => {
                 metrics::counter!("thumbnails_outbox_relay_failures_total").increment(1);
                 tracing::warn!(error = %crate::telemetry::cause_chain(&e), "outbox relay failed; will retry");

@@ -9,6 +9,8 @@ use std::time::Duration;
 use sea_orm::{sqlx, DbErr, RuntimeErr};
 use tokio_util::sync::CancellationToken;
 
+use super::outage::Outage;
+
 /// What a database error means for the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -32,7 +34,10 @@ impl Failure {
 /// Classifies by SQLSTATE: class 08 is the connection, 22 (data) and 23
 /// (integrity) are permanent, anything else is worth retrying.
 fn by_code(code: &str) -> Failure {
-    if code.starts_with("08") {
+    // 57P01 (the backend was terminated), 57P02 (crash shutdown) and
+    // 57P03 (starting up or shutting down) mean a restart, not a bad
+    // statement: the next connection will do.
+    if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03") {
         Failure::Connection
     } else if code.starts_with("22") || code.starts_with("23") {
         Failure::Permanent
@@ -88,9 +93,12 @@ pub struct Backoff {
 impl Backoff {
     /// The worker and the committer: deliveries wait unacked while the
     /// database is away, however long that is.
+    /// The cap is short so that work resumes within about a second of the
+    /// database answering again (each attempt may also wait in the pool for
+    /// `acquire_timeout`, which retries its own connects meanwhile).
     pub const UNTIL_STOPPED: Backoff = Backoff {
         first: Duration::from_millis(50),
-        max: Duration::from_secs(5),
+        max: Duration::from_secs(1),
         attempts: None,
     };
     /// The operator tools: a few tries, then report and let the operator
@@ -117,12 +125,15 @@ pub enum Gave<E> {
     Stopped,
 }
 
-/// Runs `f` until it succeeds, fails in a way `worth_retrying` refuses,
-/// runs out of attempts, or `stop` fires. Each retry is logged at WARN.
+/// Runs `f` until it succeeds, fails in a way `judge` calls permanent,
+/// runs out of attempts, or `stop` fires. A connection failure is told to
+/// `outage` (one line per outage, see [`Outage`]); without one, and for
+/// other retried failures, each retry is logged at WARN.
 pub async fn retry<T, E, F, Fut>(
     backoff: Backoff,
     stop: Option<&CancellationToken>,
-    worth_retrying: impl Fn(&E) -> bool,
+    judge: impl Fn(&E) -> Failure,
+    outage: Option<&Outage>,
     mut f: F,
 ) -> Result<T, Gave<E>>
 where
@@ -132,11 +143,28 @@ where
 {
     let mut attempt = 1;
     loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e) if worth_retrying(&e) && backoff.attempts.is_none_or(|max| attempt < max) => {
+        let failure = match f().await {
+            Ok(v) => {
+                if let Some(outage) = outage {
+                    outage.recovered();
+                }
+                return Ok(v);
+            }
+            Err(e) => (judge(&e), e),
+        };
+        match failure {
+            (kind, e)
+                if kind.is_retryable() && backoff.attempts.is_none_or(|max| attempt < max) =>
+            {
                 let wait = backoff.delay(attempt);
-                tracing::warn!(error = %e, attempt, retry_in_s = wait.as_secs_f64(), "write failed; retrying");
+                match outage {
+                    Some(outage) if kind == Failure::Connection => {
+                        outage.failed(&e);
+                    }
+                    _ => {
+                        tracing::warn!(error = %e, attempt, retry_in_s = wait.as_secs_f64(), "write failed; retrying")
+                    }
+                }
                 match stop {
                     Some(stop) => tokio::select! {
                         _ = stop.cancelled() => return Err(Gave::Stopped),
@@ -146,7 +174,7 @@ where
                 }
                 attempt += 1;
             }
-            Err(e) => return Err(Gave::Up(e)),
+            (_, e) => return Err(Gave::Up(e)),
         }
     }
 }
@@ -161,7 +189,9 @@ mod tests {
         assert_eq!(by_code("23505"), Failure::Permanent);
         assert_eq!(by_code("22P02"), Failure::Permanent);
         assert_eq!(by_code("40P01"), Failure::Transient);
-        assert_eq!(by_code("57P01"), Failure::Transient);
+        assert_eq!(by_code("57P01"), Failure::Connection);
+        assert_eq!(by_code("57P03"), Failure::Connection);
+        assert_eq!(by_code("57014"), Failure::Transient);
         assert_eq!(by_code("42P01"), Failure::Transient);
     }
 
@@ -186,7 +216,7 @@ mod tests {
         let b = Backoff::UNTIL_STOPPED;
         assert_eq!(b.delay(1), Duration::from_millis(50));
         assert_eq!(b.delay(2), Duration::from_millis(100));
-        assert_eq!(b.delay(40), Duration::from_secs(5));
+        assert_eq!(b.delay(40), Duration::from_secs(1));
     }
 
     #[tokio::test]
@@ -200,7 +230,8 @@ mod tests {
         let r: Result<(), _> = retry(
             fast,
             None,
-            |_: &String| true,
+            |_: &String| Failure::Transient,
+            None,
             || {
                 calls += 1;
                 async { Err("down".to_string()) }
@@ -213,7 +244,8 @@ mod tests {
         let r: Result<(), _> = retry(
             fast,
             None,
-            |_: &String| false,
+            |_: &String| Failure::Permanent,
+            None,
             || {
                 calls += 1;
                 async { Err("bad".to_string()) }
@@ -231,7 +263,8 @@ mod tests {
         let r: Result<(), _> = retry(
             Backoff::UNTIL_STOPPED,
             Some(&stop),
-            |_: &String| true,
+            |_: &String| Failure::Connection,
+            None,
             || async { Err("down".to_string()) },
         )
         .await;

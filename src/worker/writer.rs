@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::files::FileStore;
 use crate::store::cutouts::{write_stamps, StampJob, StampsWritten};
+use crate::store::outage::{component, Outage};
 use crate::store::retry::{retry, Backoff, Gave};
 use crate::store::{write_batch, StoreError, WriteJob, Written};
 
@@ -19,6 +20,8 @@ use crate::store::{write_batch, StoreError, WriteJob, Written};
 pub trait Batch: Send + Sync + 'static {
     type Job: Send + Sync + 'static;
     type Out: Default + Send + 'static;
+    /// The name its database outages are logged under.
+    const COMPONENT: &'static str;
     /// Writes all `jobs` in one transaction; one output per job, in order.
     /// Must be safe to call again with the same jobs after an error.
     async fn write(&self, jobs: &[Self::Job]) -> Result<Vec<Self::Out>, StoreError>;
@@ -31,6 +34,7 @@ pub struct ArchivalBatch(pub DatabaseConnection);
 impl Batch for ArchivalBatch {
     type Job = WriteJob;
     type Out = Written;
+    const COMPONENT: &'static str = component::WORKER;
     async fn write(&self, jobs: &[WriteJob]) -> Result<Vec<Written>, StoreError> {
         write_batch(&self.0, jobs).await
     }
@@ -46,6 +50,7 @@ pub struct StampBatch {
 impl Batch for StampBatch {
     type Job = StampJob;
     type Out = StampsWritten;
+    const COMPONENT: &'static str = component::CUTOUTS;
     async fn write(&self, jobs: &[StampJob]) -> Result<Vec<StampsWritten>, StoreError> {
         write_stamps(&self.db, &self.files, jobs).await
     }
@@ -84,8 +89,12 @@ impl<B: Batch> Writer<B> {
         let (tx, rx) = mpsc::channel(max_batch * parallel.max(1) * 2);
         let rx = Arc::new(Mutex::new(rx));
         let batch = Arc::new(batch);
+        // One outage for all the tasks: one line when the database goes,
+        // one when it is back.
+        let outage = Arc::new(Outage::new(B::COMPONENT));
         for _ in 0..parallel.max(1) {
-            tokio::spawn(run(batch.clone(), rx.clone(), max_batch, abort.clone()));
+            let (batch, rx, outage) = (batch.clone(), rx.clone(), outage.clone());
+            tokio::spawn(run(batch, rx, max_batch, outage, abort.clone()));
         }
         Self { tx }
     }
@@ -105,6 +114,7 @@ async fn run<B: Batch>(
     batch_writer: Arc<B>,
     rx: Arc<Mutex<Queue<B>>>,
     max_batch: usize,
+    outage: Arc<Outage>,
     abort: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
@@ -120,7 +130,7 @@ async fn run<B: Batch>(
             return;
         }
         let (jobs, replies): (Vec<B::Job>, Vec<Reply<B::Out>>) = batch.drain(..).unzip();
-        let results = commit(&*batch_writer, &jobs, &abort).await;
+        let results = commit(&*batch_writer, &jobs, &outage, &abort).await;
         for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);
         }
@@ -132,9 +142,10 @@ async fn run<B: Batch>(
 async fn commit<B: Batch>(
     db: &B,
     jobs: &[B::Job],
+    outage: &Outage,
     abort: &CancellationToken,
 ) -> Vec<Result<B::Out, WriteError>> {
-    match commit_retrying(db, jobs, abort).await {
+    match commit_retrying(db, jobs, outage, abort).await {
         Ok(rows) => rows.into_iter().map(Ok).collect(),
         Err(WriteError::Permanent(reason)) if jobs.len() == 1 => {
             vec![Err(WriteError::Permanent(reason))]
@@ -143,7 +154,7 @@ async fn commit<B: Batch>(
             let mut out = Vec::with_capacity(jobs.len());
             for job in jobs {
                 out.push(
-                    commit_retrying(db, std::slice::from_ref(job), abort)
+                    commit_retrying(db, std::slice::from_ref(job), outage, abort)
                         .await
                         .map(|mut rows| rows.pop().unwrap_or_default()),
                 );
@@ -157,12 +168,14 @@ async fn commit<B: Batch>(
 async fn commit_retrying<B: Batch>(
     db: &B,
     jobs: &[B::Job],
+    outage: &Outage,
     abort: &CancellationToken,
 ) -> Result<Vec<B::Out>, WriteError> {
     retry(
         Backoff::UNTIL_STOPPED,
         Some(abort),
-        StoreError::is_transient,
+        StoreError::failure,
+        Some(outage),
         || db.write(jobs),
     )
     .await
