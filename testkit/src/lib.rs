@@ -8,4 +8,5 @@
 
 pub mod helpers;
 pub mod lsst;
+pub mod pg_server;
 pub mod ps1;

@@ -8,6 +8,7 @@ mod cli;
 mod cluster;
 mod cutouts;
 mod cutouts_cli;
+mod db_restart;
 mod faults;
 mod feed;
 mod full_disk;

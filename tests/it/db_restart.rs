@@ -1,0 +1,474 @@
+//! PostgreSQL restarted, then every connection ended with
+//! `pg_terminate_backend`, while the whole mixed load flows through
+//! `thumbnails run` (issue "faults", case 3): 20,000 `obj.created`, 2,000
+//! alerts, 200 uploads and 5,000 objects inserted by plain SQL for the feed.
+//! The server is the test's own (a restart of the machine's would disturb
+//! every other test). Afterwards: every row exactly once, every row
+//! announced by `thumbnail.stored`, the feed's outbox empty, nothing
+//! dead-lettered, one WARN line per component when the database went and
+//! one INFO line when it came back; and, printed for docs/reliability.md,
+//! how many seconds after the database answered again each component
+//! resumed.
+
+use std::collections::{BTreeMap, HashSet};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt;
+use lapin::options::BasicConsumeOptions;
+use lapin::types::FieldTable;
+use reqwest::StatusCode;
+use sea_orm::ConnectionTrait;
+use serde_json::{json, Value};
+use tokio::io::AsyncBufReadExt;
+
+use crate::cutouts::{cutouts_json, publish_alert};
+use crate::helpers::*;
+use crate::sidecar::app::{b64, png};
+use testkit::pg_server::PgServer;
+
+const EVENTS: usize = 20_000;
+const ALERTS: usize = 2_000;
+const UPLOADS: usize = 200;
+const FEED: usize = 5_000;
+/// The load is sent in this many slices over a few seconds, so that the
+/// faults meet every component with work in hand.
+const SLICES: usize = 20;
+const TOKEN: &str = "restart-uploader";
+const LONG: Duration = Duration::from_secs(300);
+/// How long the restarted server stays down.
+const DOWN: Duration = Duration::from_secs(12);
+
+const LOST: &str = "database unreachable; holding work and retrying until it answers";
+const BACK: &str = "database reachable again; resumed";
+
+/// The service's JSON log lines, as they come.
+type Logs = Arc<Mutex<Vec<Value>>>;
+
+fn message(line: &Value) -> &str {
+    line["fields"]["message"].as_str().unwrap_or("")
+}
+
+fn timestamp(line: &Value) -> Option<SystemTime> {
+    let t = chrono::DateTime::parse_from_rfc3339(line["timestamp"].as_str()?).ok()?;
+    Some(SystemTime::from(t))
+}
+
+/// `thumbnails run` on the private server, JSON logs collected.
+async fn spawn_run(
+    db: &TestDb,
+    bus: &TestBus,
+    port: u16,
+    dir: &std::path::Path,
+) -> (tokio::process::Child, Logs) {
+    let tokens = dir.join("tokens.yaml");
+    std::fs::write(&tokens, format!("[{{token: {TOKEN}, scopes: [upload]}}]"))
+        .expect("tokens file");
+    let storage = dir.join("storage");
+    let mut child = crate::cli::service("run", &db.url, bus, port)
+        .env("THUMBNAILS_HTTP__TOKENS_FILE", &tokens)
+        .env("THUMBNAILS_STORAGE__ROOT", &storage)
+        .env("THUMBNAILS_LOG__FORMAT", "json")
+        .env("THUMBNAILS_GRAYSCALE__ENABLED", "false")
+        .env("THUMBNAILS_FEED__POLL_INTERVAL_S", "1")
+        // No sweep: it would heal a loss and hide it.
+        .env("THUMBNAILS_RECONCILE__INTERVAL_S", "86400")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn thumbnails run");
+    let logs: Logs = Arc::default();
+    let stderr = child.stderr.take().expect("stderr");
+    let keep = logs.clone();
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                keep.lock().expect("logs").push(v);
+            }
+        }
+    });
+    (child, logs)
+}
+
+/// Every row id announced by `thumbnail.stored`.
+async fn collect_stored(bus: &TestBus) -> Arc<Mutex<HashSet<i64>>> {
+    let queue = bus.listen_stored().await;
+    let mut consumer = bus
+        .channel
+        .basic_consume(
+            queue.as_str().into(),
+            "restart-test".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume thumbnail.stored");
+    let ids: Arc<Mutex<HashSet<i64>>> = Arc::default();
+    let keep = ids.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(delivery)) = consumer.next().await {
+            let Ok(event) = serde_json::from_slice::<Value>(&delivery.data) else {
+                continue;
+            };
+            let mut ids = keep.lock().expect("ids");
+            for t in event["thumbnails"].as_array().into_iter().flatten() {
+                if let Some(id) = t["id"].as_i64() {
+                    ids.insert(id);
+                }
+            }
+        }
+    });
+    ids
+}
+
+/// Objects inserted the way SkyPortal does (no event), retried through the
+/// outages as a client would (`ON CONFLICT DO NOTHING`: a retry of an
+/// insert that did commit changes nothing).
+async fn insert_objs(url: &str, prefix: &str, range: std::ops::Range<usize>) {
+    let values = range
+        .map(|i| {
+            format!(
+                "('{prefix}-{i}', {}, 12.5, false, gen_random_uuid()::text, now(), now())",
+                10.0 + i as f64 / 1000.0
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let sql = format!(
+        "INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified) VALUES {values} ON CONFLICT (id) DO NOTHING"
+    );
+    eventually("objs inserted", LONG, || async {
+        match store_connect(url).await {
+            Ok(conn) => conn.execute_unprepared(&sql).await.ok().map(|_| ()),
+            Err(_) => None,
+        }
+    })
+    .await;
+}
+
+async fn store_connect(url: &str) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    Ok(thumbnails::store::connect(url, 1).await?)
+}
+
+/// One upload, sent again on 503 (the database away) or a refused
+/// connection, as a client would.
+async fn upload(client: &reqwest::Client, port: u16, obj_id: &str, body: &[u8]) {
+    let request = json!({"obj_id": obj_id, "ttype": "new", "data": b64(body)});
+    eventually("the upload accepted", LONG, || async {
+        let answer = client
+            .post(format!("http://127.0.0.1:{port}/api/thumbnail"))
+            .header("Authorization", format!("token {TOKEN}"))
+            .header("Content-Type", "application/json")
+            .body(request.to_string())
+            .send()
+            .await
+            .ok()?;
+        match answer.status() {
+            StatusCode::OK => Some(()),
+            StatusCode::SERVICE_UNAVAILABLE => None,
+            other => panic!("upload of {obj_id}: {other}: {:?}", answer.text().await),
+        }
+    })
+    .await;
+}
+
+/// The whole load, in slices, three senders side by side: the broker's
+/// (events and alerts), SkyPortal's inserts (the feed) and the uploads.
+async fn send_load(url: String, bus: Arc<TestBus>, port: u16) {
+    let pace = || tokio::time::sleep(Duration::from_millis(250));
+    let part = |n: usize, s: usize| (n * s / SLICES)..(n * (s + 1) / SLICES);
+    let broker = async {
+        for s in 0..SLICES {
+            let events: Vec<Vec<u8>> = part(EVENTS, s)
+                .map(|i| event(&format!("pgr-ev-{i}"), 20.0 + i as f64 / 10_000.0, -5.0))
+                .collect();
+            bus.publish_many(&events).await;
+            for i in part(ALERTS, s) {
+                let body = cutouts_json(&format!("pgr-al-{i}")).to_string();
+                publish_alert(&bus, body.as_bytes(), Some("application/json")).await;
+            }
+            pace().await;
+        }
+    };
+    let feed = async {
+        for s in 0..SLICES {
+            insert_objs(&url, "pgr-feed", part(FEED, s)).await;
+            pace().await;
+        }
+    };
+    let uploads = async {
+        let client = reqwest::Client::new();
+        let picture = png(40, 40, true);
+        for s in 0..SLICES {
+            for i in part(UPLOADS, s) {
+                upload(&client, port, &format!("pgr-up-{i}"), &picture).await;
+            }
+            pace().await;
+        }
+    };
+    tokio::join!(broker, feed, uploads);
+}
+
+/// The counts that make the run complete, each `(what, found, expected)`.
+async fn counts(db: &TestDb) -> Vec<(&'static str, i64, i64)> {
+    let objs = (EVENTS + ALERTS + UPLOADS + FEED) as i64;
+    vec![
+        (
+            "objs",
+            db.scalar_i64("SELECT count(*) FROM objs").await,
+            objs,
+        ),
+        (
+            "archival rows (sdss, ls, ps1 of every object)",
+            db.scalar_i64("SELECT count(*) FROM thumbnails WHERE type IN ('sdss', 'ls', 'ps1')")
+                .await,
+            3 * objs,
+        ),
+        (
+            "alert stamps",
+            db.scalar_i64("SELECT count(*) FROM thumbnails WHERE survey = 'ZTF'")
+                .await,
+            3 * ALERTS as i64,
+        ),
+        (
+            "uploads",
+            db.scalar_i64(
+                "SELECT count(*) FROM thumbnails WHERE origin = 'upload' AND survey IS NULL",
+            )
+            .await,
+            UPLOADS as i64,
+        ),
+        (
+            "feed outbox rows left",
+            db.scalar_i64("SELECT count(*) FROM thumbnails_feed_outbox")
+                .await,
+            0,
+        ),
+        (
+            "upload outbox rows left",
+            db.scalar_i64("SELECT count(*) FROM thumbnail_outbox").await,
+            0,
+        ),
+    ]
+}
+
+/// Each component's outage lines after `from` (and before `to`):
+/// `(lost, back, seconds from `back_at` to its back line)`.
+fn outages(
+    logs: &Logs,
+    from: SystemTime,
+    to: Option<SystemTime>,
+    back_at: SystemTime,
+) -> BTreeMap<String, (usize, usize, Option<f64>)> {
+    let mut seen: BTreeMap<String, (usize, usize, Option<f64>)> = BTreeMap::new();
+    for line in logs.lock().expect("logs").iter() {
+        let Some(t) = timestamp(line) else { continue };
+        if t < from || to.is_some_and(|to| t >= to) {
+            continue;
+        }
+        let component = line["fields"]["component"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string();
+        let entry = seen.entry(component).or_default();
+        match message(line) {
+            LOST => entry.0 += 1,
+            BACK => {
+                entry.1 += 1;
+                let after = t.duration_since(back_at).map_or(0.0, |d| d.as_secs_f64());
+                entry.2.get_or_insert(after);
+            }
+            _ => {}
+        }
+    }
+    seen.retain(|_, (lost, back, _)| *lost + *back > 0);
+    seen
+}
+
+async fn rows(db: &TestDb) -> i64 {
+    db.scalar_i64("SELECT count(*) FROM thumbnails").await
+}
+
+#[tokio::test]
+async fn a_restarted_database_and_ended_sessions_lose_nothing_and_each_component_resumes() {
+    let server = PgServer::start()
+        .await
+        .expect("a PostgreSQL server of the test's own (needs root)");
+    let db = TestDb::create_on(
+        &format!("postgres://postgres@127.0.0.1:{}", server.port),
+        "thumbnails_it_restart",
+    )
+    .await
+    .expect("test database");
+    let bus = Arc::new(TestBus::new().await);
+    let stored = collect_stored(&bus).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let (mut child, logs) = spawn_run(&db, &bus, port, dir.path()).await;
+    wait_healthy(port).await;
+    // The feed records inserts once it runs (earlier ones are the sweep's).
+    eventually("the feed enabled", LONG, || async {
+        (db.scalar_i64("SELECT count(*) FROM thumbnails_feed_state WHERE enabled")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    // The uploads' objects.
+    insert_objs(&db.url, "pgr-up", 0..UPLOADS).await;
+    let started = std::time::Instant::now();
+
+    let load = tokio::spawn(send_load(db.url.clone(), bus.clone(), port));
+
+    // Fault 1: the server restarted (fast shutdown: every session ended,
+    // connections refused until it is up again).
+    eventually("work under way", LONG, || async {
+        (rows(&db).await > 6_000).then_some(())
+    })
+    .await;
+    let restart_from = SystemTime::now();
+    println!(
+        "{:.1} s: restarting PostgreSQL, {} rows",
+        started.elapsed().as_secs_f64(),
+        rows(&db).await
+    );
+    // Down for longer than the pool's acquire timeout (10 s), so that every
+    // component with work in hand meets the outage (a shorter one is waited
+    // out inside the pool and never shows).
+    server
+        .restart_after(DOWN)
+        .await
+        .expect("restart PostgreSQL");
+    let restart_back = SystemTime::now();
+    let at_restart = rows(&db).await;
+
+    // Fault 2: every session of the service's database ended.
+    eventually("more work done", LONG, || async {
+        (rows(&db).await > at_restart + 15_000).then_some(())
+    })
+    .await;
+    let terminate_at = SystemTime::now();
+    println!(
+        "{:.1} s: ending every session",
+        started.elapsed().as_secs_f64()
+    );
+    let ended = db
+        .scalar_i64(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+            db.name
+        ))
+        .await;
+    assert!(ended > 0, "sessions to end");
+
+    load.await.expect("the load was sent");
+    println!("{:.1} s: load sent", started.elapsed().as_secs_f64());
+    let mut last_report = std::time::Instant::now();
+    eventually("every row written and announced", LONG, || {
+        let report = last_report.elapsed() > Duration::from_secs(10);
+        if report {
+            last_report = std::time::Instant::now();
+        }
+        let (db, stored) = (&db, &stored);
+        async move {
+            let c = counts(db).await;
+            let complete = c.iter().all(|(_, found, expected)| found == expected);
+            let rows = rows(db).await;
+            let announced = stored.lock().expect("ids").len() as i64;
+            if report {
+                println!("waiting: {c:?}, {rows} rows, {announced} announced");
+            }
+            (complete && announced >= rows).then_some(())
+        }
+    })
+    .await;
+    println!(
+        "{:.1} s: all written and announced",
+        started.elapsed().as_secs_f64()
+    );
+    // Exactly: no more rows than the counts, each row announced.
+    let c = counts(&db).await;
+    for (what, found, expected) in &c {
+        assert_eq!(found, expected, "{what}");
+    }
+    let total = rows(&db).await;
+    assert_eq!(
+        total,
+        (3 * (EVENTS + ALERTS + UPLOADS + FEED) + 3 * ALERTS + UPLOADS) as i64,
+        "no duplicate rows"
+    );
+    let ids = db
+        .db
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT id FROM thumbnails",
+        ))
+        .await
+        .expect("ids");
+    let announced = stored.lock().expect("ids").clone();
+    let unannounced = ids
+        .iter()
+        .filter_map(|r| r.try_get_by_index::<i32>(0).ok())
+        .filter(|id| !announced.contains(&i64::from(*id)))
+        .count();
+    assert_eq!(unannounced, 0, "every row has its thumbnail.stored");
+    assert_eq!(
+        bus.queue_len(&bus.topology.dead_queue()).await,
+        0,
+        "nothing dead-lettered"
+    );
+    assert_eq!(
+        bus.queue_len(&bus.cutouts.dead_queue()).await,
+        0,
+        "no alert dead-lettered"
+    );
+
+    // One line each way per component per outage; none per retry.
+    let restart = outages(&logs, restart_from, Some(terminate_at), restart_back);
+    let terminate = outages(&logs, terminate_at, None, terminate_at);
+    println!(
+        "database restarted: per component (lost lines, back lines, resumed after s): {restart:?}"
+    );
+    println!("sessions terminated: per component (lost lines, back lines, resumed after s): {terminate:?}");
+    for component in ["worker", "cutouts", "uploads", "feed"] {
+        let (lost, back, after) = restart.get(component).copied().unwrap_or_default();
+        assert_eq!(
+            (lost, back),
+            (1, 1),
+            "{component}: one line when lost, one when back"
+        );
+        let after = after.expect("resumed");
+        assert!(
+            after <= 5.0,
+            "{component} resumed {after:.2} s after the database answered"
+        );
+    }
+    for (component, (lost, back, after)) in &terminate {
+        assert!(
+            *lost <= 1 && *back <= 1 && lost == back,
+            "{component}: {lost} lost, {back} back"
+        );
+        if let Some(after) = after {
+            assert!(
+                *after <= 5.0,
+                "{component} resumed {after:.2} s after its sessions ended"
+            );
+        }
+    }
+    let per_retry = logs
+        .lock()
+        .expect("logs")
+        .iter()
+        .filter(|l| message(l) == "write failed; retrying")
+        .count();
+    assert_eq!(per_retry, 0, "no line per retry");
+
+    let status = sigterm(&mut child).await;
+    assert!(status.success(), "SIGTERM exits 0, got {status}");
+    drop(db);
+    drop(server);
+}
