@@ -278,9 +278,14 @@ pub struct TestBus {
 
 impl TestBus {
     pub async fn new() -> Self {
+        Self::on(AMQP).await
+    }
+
+    /// [`Self::new`] on another broker (`url`).
+    pub async fn on(url: &str) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let topology = Topology::new(&format!("it-{id}"), &format!("it-{id}.object-created"));
-        let conn = bus::connect(AMQP, &format!("it-test {id}"))
+        let conn = bus::connect(url, &format!("it-test {id}"))
             .await
             .expect("amqp");
         let channel = conn.create_channel().await.expect("channel");

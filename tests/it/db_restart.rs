@@ -10,22 +10,14 @@
 //! how many seconds after the database answered again each component
 //! resumed.
 
-use std::collections::{BTreeMap, HashSet};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-
-use futures_util::StreamExt;
-use lapin::options::BasicConsumeOptions;
-use lapin::types::FieldTable;
-use reqwest::StatusCode;
-use sea_orm::ConnectionTrait;
-use serde_json::{json, Value};
-use tokio::io::AsyncBufReadExt;
 
 use crate::cutouts::{cutouts_json, publish_alert};
 use crate::helpers::*;
-use crate::sidecar::app::{b64, png};
+use crate::running::*;
+use crate::sidecar::app::png;
 use testkit::pg_server::PgServer;
 
 const EVENTS: usize = 20_000;
@@ -35,147 +27,12 @@ const FEED: usize = 5_000;
 /// The load is sent in this many slices over a few seconds, so that the
 /// faults meet every component with work in hand.
 const SLICES: usize = 20;
-const TOKEN: &str = "restart-uploader";
 const LONG: Duration = Duration::from_secs(300);
 /// How long the restarted server stays down.
 const DOWN: Duration = Duration::from_secs(12);
 
 const LOST: &str = "database unreachable; holding work and retrying until it answers";
 const BACK: &str = "database reachable again; resumed";
-
-/// The service's JSON log lines, as they come.
-type Logs = Arc<Mutex<Vec<Value>>>;
-
-fn message(line: &Value) -> &str {
-    line["fields"]["message"].as_str().unwrap_or("")
-}
-
-fn timestamp(line: &Value) -> Option<SystemTime> {
-    let t = chrono::DateTime::parse_from_rfc3339(line["timestamp"].as_str()?).ok()?;
-    Some(SystemTime::from(t))
-}
-
-/// `thumbnails run` on the private server, JSON logs collected.
-async fn spawn_run(
-    db: &TestDb,
-    bus: &TestBus,
-    port: u16,
-    dir: &std::path::Path,
-) -> (tokio::process::Child, Logs) {
-    let tokens = dir.join("tokens.yaml");
-    std::fs::write(&tokens, format!("[{{token: {TOKEN}, scopes: [upload]}}]"))
-        .expect("tokens file");
-    let storage = dir.join("storage");
-    let mut child = crate::cli::service("run", &db.url, bus, port)
-        .env("THUMBNAILS_HTTP__TOKENS_FILE", &tokens)
-        .env("THUMBNAILS_STORAGE__ROOT", &storage)
-        .env("THUMBNAILS_LOG__FORMAT", "json")
-        .env("THUMBNAILS_GRAYSCALE__ENABLED", "false")
-        .env("THUMBNAILS_FEED__POLL_INTERVAL_S", "1")
-        // No sweep: it would heal a loss and hide it.
-        .env("THUMBNAILS_RECONCILE__INTERVAL_S", "86400")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn thumbnails run");
-    let logs: Logs = Arc::default();
-    let stderr = child.stderr.take().expect("stderr");
-    let keep = logs.clone();
-    tokio::spawn(async move {
-        let mut lines = tokio::io::BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                keep.lock().expect("logs").push(v);
-            }
-        }
-    });
-    (child, logs)
-}
-
-/// Every row id announced by `thumbnail.stored`.
-async fn collect_stored(bus: &TestBus) -> Arc<Mutex<HashSet<i64>>> {
-    let queue = bus.listen_stored().await;
-    let mut consumer = bus
-        .channel
-        .basic_consume(
-            queue.as_str().into(),
-            "restart-test".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume thumbnail.stored");
-    let ids: Arc<Mutex<HashSet<i64>>> = Arc::default();
-    let keep = ids.clone();
-    tokio::spawn(async move {
-        while let Some(Ok(delivery)) = consumer.next().await {
-            let Ok(event) = serde_json::from_slice::<Value>(&delivery.data) else {
-                continue;
-            };
-            let mut ids = keep.lock().expect("ids");
-            for t in event["thumbnails"].as_array().into_iter().flatten() {
-                if let Some(id) = t["id"].as_i64() {
-                    ids.insert(id);
-                }
-            }
-        }
-    });
-    ids
-}
-
-/// Objects inserted the way SkyPortal does (no event), retried through the
-/// outages as a client would (`ON CONFLICT DO NOTHING`: a retry of an
-/// insert that did commit changes nothing).
-async fn insert_objs(url: &str, prefix: &str, range: std::ops::Range<usize>) {
-    let values = range
-        .map(|i| {
-            format!(
-                "('{prefix}-{i}', {}, 12.5, false, gen_random_uuid()::text, now(), now())",
-                10.0 + i as f64 / 1000.0
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(",");
-    let sql = format!(
-        "INSERT INTO objs (id, ra, dec, is_roid, internal_key, created_at, modified) VALUES {values} ON CONFLICT (id) DO NOTHING"
-    );
-    eventually("objs inserted", LONG, || async {
-        match store_connect(url).await {
-            Ok(conn) => conn.execute_unprepared(&sql).await.ok().map(|_| ()),
-            Err(_) => None,
-        }
-    })
-    .await;
-}
-
-async fn store_connect(url: &str) -> anyhow::Result<sea_orm::DatabaseConnection> {
-    Ok(thumbnails::store::connect(url, 1).await?)
-}
-
-/// One upload, sent again on 503 (the database away) or a refused
-/// connection, as a client would.
-async fn upload(client: &reqwest::Client, port: u16, obj_id: &str, body: &[u8]) {
-    let request = json!({"obj_id": obj_id, "ttype": "new", "data": b64(body)});
-    eventually("the upload accepted", LONG, || async {
-        let answer = client
-            .post(format!("http://127.0.0.1:{port}/api/thumbnail"))
-            .header("Authorization", format!("token {TOKEN}"))
-            .header("Content-Type", "application/json")
-            .body(request.to_string())
-            .send()
-            .await
-            .ok()?;
-        match answer.status() {
-            StatusCode::OK => Some(()),
-            StatusCode::SERVICE_UNAVAILABLE => None,
-            other => panic!("upload of {obj_id}: {other}: {:?}", answer.text().await),
-        }
-    })
-    .await;
-}
 
 /// The whole load, in slices, three senders side by side: the broker's
 /// (events and alerts), SkyPortal's inserts (the feed) and the uploads.
@@ -306,19 +163,10 @@ async fn a_restarted_database_and_ended_sessions_lose_nothing_and_each_component
     .await
     .expect("test database");
     let bus = Arc::new(TestBus::new().await);
-    let stored = collect_stored(&bus).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let (mut child, logs) = spawn_run(&db, &bus, port, dir.path()).await;
-    wait_healthy(port).await;
-    // The feed records inserts once it runs (earlier ones are the sweep's).
-    eventually("the feed enabled", LONG, || async {
-        (db.scalar_i64("SELECT count(*) FROM thumbnails_feed_state WHERE enabled")
-            .await
-            == 1)
-            .then_some(())
-    })
-    .await;
+    let stored = collect_stored(&bus.channel, &bus.topology).await;
+    let service = Service::start(&db.url, &bus, None).await;
+    let (port, logs) = (service.port, service.logs.clone());
+    feed_enabled(&db).await;
     // The uploads' objects.
     insert_objs(&db.url, "pgr-up", 0..UPLOADS).await;
     let started = std::time::Instant::now();
@@ -401,20 +249,7 @@ async fn a_restarted_database_and_ended_sessions_lose_nothing_and_each_component
         (3 * (EVENTS + ALERTS + UPLOADS + FEED) + 3 * ALERTS + UPLOADS) as i64,
         "no duplicate rows"
     );
-    let ids = db
-        .db
-        .query_all_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT id FROM thumbnails",
-        ))
-        .await
-        .expect("ids");
-    let announced = stored.lock().expect("ids").clone();
-    let unannounced = ids
-        .iter()
-        .filter_map(|r| r.try_get_by_index::<i32>(0).ok())
-        .filter(|id| !announced.contains(&i64::from(*id)))
-        .count();
+    let unannounced = unannounced(&db, &stored).await;
     assert_eq!(unannounced, 0, "every row has its thumbnail.stored");
     assert_eq!(
         bus.queue_len(&bus.topology.dead_queue()).await,
@@ -459,16 +294,10 @@ async fn a_restarted_database_and_ended_sessions_lose_nothing_and_each_component
             );
         }
     }
-    let per_retry = logs
-        .lock()
-        .expect("logs")
-        .iter()
-        .filter(|l| message(l) == "write failed; retrying")
-        .count();
+    let per_retry = lines_saying(&logs, "write failed; retrying").len();
     assert_eq!(per_retry, 0, "no line per retry");
 
-    let status = sigterm(&mut child).await;
-    assert!(status.success(), "SIGTERM exits 0, got {status}");
+    service.stop().await;
     drop(db);
     drop(server);
 }

@@ -4,6 +4,7 @@
 
 use testkit::helpers;
 
+mod blocked;
 mod cli;
 mod cluster;
 mod cutouts;
@@ -19,6 +20,7 @@ mod migration;
 mod ops;
 mod refused;
 mod remote;
+mod running;
 mod sidecar;
 mod skyportal;
 mod tls;
