@@ -69,6 +69,18 @@ fn describe() {
         "thumbnails_outbox_relay_failures_total",
         "Outbox relay rounds that failed"
     );
+    metrics::describe_gauge!(
+        "thumbnails_database_unreachable",
+        "1 while a component (worker, cutouts, uploads, feed, outbox) finds the database unreachable"
+    );
+    metrics::describe_counter!(
+        "thumbnails_database_reconnects_total",
+        "Database outages a component came back from"
+    );
+    metrics::describe_gauge!(
+        "thumbnails_broker_blocked_since_seconds",
+        "Unix time since which the broker blocks a connection's publishes (memory or disk alarm); 0 when free"
+    );
     metrics::describe_histogram!(
         "thumbnails_http_request_duration_seconds",
         "HTTP request latency by route, method and status"
