@@ -11,6 +11,7 @@
 //! resumed.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -34,9 +35,28 @@ const DOWN: Duration = Duration::from_secs(12);
 const LOST: &str = "database unreachable; holding work and retrying until it answers";
 const BACK: &str = "database reachable again; resumed";
 
+/// Slices each sender has sent.
+#[derive(Default)]
+struct Progress {
+    broker: AtomicUsize,
+    feed: AtomicUsize,
+    uploads: AtomicUsize,
+}
+
+impl Progress {
+    /// The slices every sender has sent.
+    fn all(&self) -> usize {
+        [&self.broker, &self.feed, &self.uploads]
+            .iter()
+            .map(|n| n.load(Ordering::SeqCst))
+            .min()
+            .unwrap_or(0)
+    }
+}
+
 /// The whole load, in slices, three senders side by side: the broker's
 /// (events and alerts), SkyPortal's inserts (the feed) and the uploads.
-async fn send_load(url: String, bus: Arc<TestBus>, port: u16) {
+async fn send_load(url: String, bus: Arc<TestBus>, port: u16, done: Arc<Progress>) {
     let pace = || tokio::time::sleep(Duration::from_millis(250));
     let part = |n: usize, s: usize| (n * s / SLICES)..(n * (s + 1) / SLICES);
     let broker = async {
@@ -49,12 +69,14 @@ async fn send_load(url: String, bus: Arc<TestBus>, port: u16) {
                 let body = cutouts_json(&format!("pgr-al-{i}")).to_string();
                 publish_alert(&bus, body.as_bytes(), Some("application/json")).await;
             }
+            done.broker.fetch_add(1, Ordering::SeqCst);
             pace().await;
         }
     };
     let feed = async {
         for s in 0..SLICES {
             insert_objs(&url, "pgr-feed", part(FEED, s)).await;
+            done.feed.fetch_add(1, Ordering::SeqCst);
             pace().await;
         }
     };
@@ -65,6 +87,7 @@ async fn send_load(url: String, bus: Arc<TestBus>, port: u16) {
             for i in part(UPLOADS, s) {
                 upload(&client, port, &format!("pgr-up-{i}"), &picture).await;
             }
+            done.uploads.fetch_add(1, Ordering::SeqCst);
             pace().await;
         }
     };
@@ -171,12 +194,20 @@ async fn a_restarted_database_and_ended_sessions_lose_nothing_and_each_component
     insert_objs(&db.url, "pgr-up", 0..UPLOADS).await;
     let started = std::time::Instant::now();
 
-    let load = tokio::spawn(send_load(db.url.clone(), bus.clone(), port));
+    let progress = Arc::new(Progress::default());
+    let load = tokio::spawn(send_load(
+        db.url.clone(),
+        bus.clone(),
+        port,
+        progress.clone(),
+    ));
 
     // Fault 1: the server restarted (fast shutdown: every session ended,
     // connections refused until it is up again).
+    // Once every sender is a few slices in: each component has work in
+    // hand, and more comes while the database is away.
     eventually("work under way", LONG, || async {
-        (rows(&db).await > 6_000).then_some(())
+        (progress.all() >= 3 && rows(&db).await > 3_000).then_some(())
     })
     .await;
     let restart_from = SystemTime::now();
@@ -196,8 +227,10 @@ async fn a_restarted_database_and_ended_sessions_lose_nothing_and_each_component
     let at_restart = rows(&db).await;
 
     // Fault 2: every session of the service's database ended.
+    let slices_at_restart = progress.all();
     eventually("more work done", LONG, || async {
-        (rows(&db).await > at_restart + 15_000).then_some(())
+        (progress.all() >= slices_at_restart + 3 && rows(&db).await > at_restart + 10_000)
+            .then_some(())
     })
     .await;
     let terminate_at = SystemTime::now();
