@@ -4,6 +4,7 @@
 //! - [`thumbnails`]: read, edit, delete and list rows.
 //! - [`static_files`]: `GET /static/thumbnails/...`.
 //! - [`meta`]: health, readiness, metrics, OpenAPI.
+//! - [`preview`]: the HTML pages `/preview` and `/preview/objs/{obj_id}`.
 //! - [`auth`], [`error`]: tokens and the one error-to-HTTP mapping.
 //!
 //! The upload committer and the event outbox live in [`crate::store`], the
@@ -18,6 +19,7 @@ pub mod error;
 pub mod meta;
 pub mod metrics;
 pub mod on_demand;
+pub mod preview;
 pub mod static_files;
 pub mod thumbnails;
 pub mod upload;
@@ -70,6 +72,8 @@ pub struct AppState {
     /// The worker's queues of this config (`amqp.queue`,
     /// `amqp.cutouts_queue`): `/readyz` reports a refusal of either.
     pub queues: Arc<[String]>,
+    /// The preview pages' settings and dead-letter reader.
+    pub preview: Arc<preview::Preview>,
 }
 
 /// Knobs tests turn; `run` uses the defaults.
@@ -112,7 +116,7 @@ impl utoipa::Modify for TokenScheme {
             "token",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "Authorization",
-                "`token <T>`, a token from http.tokens (scopes: upload, manage)",
+                "`token <T>`, a token from http.tokens (scopes: upload, manage, view)",
             ))),
         );
     }
@@ -149,6 +153,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
         .routes(routes!(meta::metrics))
         .routes(routes!(meta::openapi))
         .route("/static/thumbnails/{*path}", get(static_files::serve_file))
+        .route("/preview", get(preview::list_page))
+        .route("/preview/objs/{obj_id}", get(preview::obj_page))
         .split_for_parts();
     match doc.to_json() {
         Ok(json) => {
@@ -225,6 +231,10 @@ impl AppState {
                 config.amqp.queue.clone(),
                 config.amqp.cutouts_queue.clone(),
             ]),
+            preview: Arc::new(preview::Preview {
+                open: config.http.preview_open,
+                dead_letters: preview::dead_letters::DeadLetters::new(&config.amqp),
+            }),
         })
     }
 }
@@ -264,6 +274,7 @@ pub async fn serve(
         shutdown.clone(),
     ));
     let upkeep = tokio::spawn(crate::telemetry::metrics::upkeep_loop(shutdown.clone()));
+    let gauges = tokio::spawn(preview::gauges_loop(state.clone(), shutdown.clone()));
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let mut server = tokio::spawn(async move { server.await });
@@ -281,6 +292,7 @@ pub async fn serve(
     // Whatever ended the server ends the relay too.
     relay.abort();
     upkeep.abort();
+    gauges.abort();
     let _ = relay.await;
     state.bus.close().await;
     result.context("sidecar task")?.context("HTTP server")?;

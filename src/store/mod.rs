@@ -7,6 +7,7 @@ pub mod cutouts;
 pub mod entities;
 pub mod on_demand;
 pub mod outbox;
+pub mod preview;
 pub mod remote;
 pub mod retry;
 pub mod schema;

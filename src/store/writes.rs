@@ -234,6 +234,18 @@ pub async fn write_batch(
     db: &DatabaseConnection,
     jobs: &[WriteJob],
 ) -> Result<Vec<Written>, StoreError> {
+    let started = std::time::Instant::now();
+    let result = write_batch_timed(db, jobs).await;
+    let outcome = if result.is_ok() { "committed" } else { "failed" };
+    metrics::histogram!("thumbnails_worker_write_duration_seconds", "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn write_batch_timed(
+    db: &DatabaseConnection,
+    jobs: &[WriteJob],
+) -> Result<Vec<Written>, StoreError> {
     let mut out = vec![Written::default(); jobs.len()];
     let now = Utc::now().naive_utc();
     let txn = db.begin().await?;

@@ -1,0 +1,188 @@
+//! The dead-letter queues as the list page (and the `thumbnails_dead_letters`
+//! gauge) show them: each queue's message count (a passive declare, as
+//! [`crate::bus::dead_letters`] counts) and the reasons
+//! (`x-thumbnails-error`) of the last few of its first [`PEEK`] messages,
+//! read with `basic.get` and put back by closing the channel unacked.
+//!
+//! The read is bounded and cheap: one connection kept open, counts every
+//! time, reasons at most once per [`REASONS_TTL`] per queue (a quorum queue
+//! counts each return as a delivery, and RabbitMQ 4 drops a message after
+//! 20 by default: reading on every page view would wear them out).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lapin::options::BasicGetOptions;
+use lapin::types::AMQPValue;
+use lapin::Connection;
+use tokio::sync::Mutex;
+
+use crate::bus::{passive_declare, Brokers, BusError, Topology};
+use crate::config::AmqpConfig;
+
+/// Messages read from the head of a queue for their reasons.
+pub const PEEK: usize = 20;
+/// Reasons shown per queue (the last of those read).
+pub const SHOWN: usize = 5;
+/// How long reasons read are shown before the queue is read again.
+pub const REASONS_TTL: Duration = Duration::from_secs(600);
+/// How long the broker may take to answer a page.
+const TIMEOUT: Duration = Duration::from_secs(3);
+const REASON_HEADER: &str = "x-thumbnails-error";
+
+/// One dead-letter queue's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadQueue {
+    pub queue: String,
+    /// Messages waiting, or why they could not be counted.
+    pub messages: Result<u32, String>,
+    /// Reasons of the last few of the first [`PEEK`] messages, oldest first.
+    pub reasons: Vec<String>,
+    /// Whether the reasons are those of every message (none beyond [`PEEK`]).
+    pub reasons_are_newest: bool,
+}
+
+pub struct DeadLetters {
+    brokers: Brokers,
+    queues: Vec<String>,
+    conn: Mutex<Option<Arc<Connection>>>,
+    reasons: Mutex<HashMap<String, (Instant, Vec<String>)>>,
+}
+
+impl DeadLetters {
+    /// The dead-letter queues of `amqp.queue` and `amqp.cutouts_queue`.
+    pub fn new(amqp: &AmqpConfig) -> Self {
+        let topologies = [
+            Topology::new(&amqp.exchange, &amqp.queue),
+            Topology::cutouts(&amqp.exchange, &amqp.cutouts_queue),
+        ];
+        Self {
+            brokers: Brokers::from_config(amqp),
+            queues: topologies.iter().map(Topology::dead_queue).collect(),
+            conn: Mutex::new(None),
+            reasons: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Every queue's count, and its (cached) reasons `with_reasons`. A
+    /// broker that does not answer makes each count an error; the page
+    /// still renders.
+    pub async fn read(&self, with_reasons: bool) -> Vec<DeadQueue> {
+        let mut out = Vec::new();
+        for queue in &self.queues {
+            let messages = match tokio::time::timeout(TIMEOUT, self.count(queue)).await {
+                Ok(Ok(n)) => Ok(n),
+                Ok(Err(e)) => {
+                    self.forget().await;
+                    Err(e.to_string())
+                }
+                Err(_) => {
+                    self.forget().await;
+                    Err(format!("the broker did not answer within {TIMEOUT:?}"))
+                }
+            };
+            let n = *messages.as_ref().unwrap_or(&0);
+            let reasons = if n == 0 || !with_reasons {
+                Vec::new()
+            } else {
+                self.reasons_of(queue).await
+            };
+            out.push(DeadQueue {
+                queue: queue.clone(),
+                messages,
+                reasons,
+                reasons_are_newest: (n as usize) <= PEEK,
+            });
+        }
+        out
+    }
+
+    async fn connection(&self) -> Result<Arc<Connection>, BusError> {
+        let mut conn = self.conn.lock().await;
+        if let Some(c) = conn.as_ref().filter(|c| c.status().connected()) {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(self.brokers.connect("thumbnails-sidecar preview").await?);
+        *conn = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn forget(&self) {
+        if let Some(c) = self.conn.lock().await.take() {
+            let _ = c.close(200, "reconnecting".into()).await;
+        }
+    }
+
+    /// A queue that does not exist (nothing was ever dead-lettered with
+    /// this config's names) counts 0.
+    async fn count(&self, queue: &str) -> Result<u32, BusError> {
+        let channel = self.connection().await?.create_channel().await?;
+        let declared = passive_declare(&channel, queue).await;
+        let _ = channel.close(200, "counted".into()).await;
+        match declared {
+            Ok(q) => Ok(q.message_count()),
+            Err(e) => match e.kind() {
+                lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 404 => Ok(0),
+                _ => Err(e.into()),
+            },
+        }
+    }
+
+    async fn reasons_of(&self, queue: &str) -> Vec<String> {
+        if let Some((at, r)) = self.reasons.lock().await.get(queue) {
+            if at.elapsed() < REASONS_TTL {
+                return r.clone();
+            }
+        }
+        let read = match tokio::time::timeout(TIMEOUT, self.peek(queue)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => vec![format!("(the reasons could not be read: {e})")],
+            Err(_) => vec!["(the reasons could not be read in time)".into()],
+        };
+        self.reasons
+            .lock()
+            .await
+            .insert(queue.to_string(), (Instant::now(), read.clone()));
+        read
+    }
+
+    /// Gets up to [`PEEK`] messages without acking them, keeps the last
+    /// [`SHOWN`] reasons, and closes the channel: the broker requeues them
+    /// all, in their order.
+    async fn peek(&self, queue: &str) -> Result<Vec<String>, BusError> {
+        let channel = self.connection().await?.create_channel().await?;
+        let mut reasons = Vec::new();
+        let mut result: Result<(), BusError> = Ok(());
+        for _ in 0..PEEK {
+            match channel
+                .basic_get(queue.into(), BasicGetOptions { no_ack: false })
+                .await
+            {
+                Ok(Some(msg)) => reasons.push(reason_of(&msg.delivery.properties)),
+                Ok(None) => break,
+                Err(e) => {
+                    result = Err(e.into());
+                    break;
+                }
+            }
+        }
+        let _ = channel.close(200, "peeked".into()).await;
+        result?;
+        let skip = reasons.len().saturating_sub(SHOWN);
+        Ok(reasons.split_off(skip))
+    }
+}
+
+fn reason_of(properties: &lapin::BasicProperties) -> String {
+    properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(REASON_HEADER).cloned())
+        .and_then(|v| match v {
+            AMQPValue::LongString(s) => Some(s.to_string()),
+            AMQPValue::ShortString(s) => Some(s.to_string()),
+            _ => None,
+        })
+        .unwrap_or_else(|| format!("(no {REASON_HEADER} header)"))
+}
