@@ -237,23 +237,35 @@ mod tests {
             b.body(()).expect("request").into_parts().0
         };
         let query = req("/preview?survey=ZTF&token=viewer+t%26%3D", None);
-        assert_eq!(check_viewer(&query, &t, false).ok(), Some(Some("viewer t&=".into())));
-        let cookie = req("/preview", Some(("cookie", "a=b; thumbnails_view_token=uploader")));
         assert_eq!(
-            check_viewer(&cookie, &t, false).map_err(|e| e.status().as_u16()).err(),
+            check_viewer(&query, &t, false).ok(),
+            Some(Some("viewer t&=".into()))
+        );
+        let cookie = req(
+            "/preview",
+            Some(("cookie", "a=b; thumbnails_view_token=uploader")),
+        );
+        assert_eq!(
+            check_viewer(&cookie, &t, false)
+                .map_err(|e| e.status().as_u16())
+                .err(),
             Some(403)
         );
         let header = req("/preview", Some(("authorization", "token viewer t&=")));
         assert_eq!(check_viewer(&header, &t, false).ok(), Some(None));
         let none = req("/preview?token=", None);
         assert_eq!(
-            check_viewer(&none, &t, false).map_err(|e| e.status().as_u16()).err(),
+            check_viewer(&none, &t, false)
+                .map_err(|e| e.status().as_u16())
+                .err(),
             Some(401)
         );
         assert_eq!(check_viewer(&none, &t, true).ok(), Some(None));
         let unknown = req("/preview?token=nope", None);
         assert_eq!(
-            check_viewer(&unknown, &t, false).map_err(|e| e.status().as_u16()).err(),
+            check_viewer(&unknown, &t, false)
+                .map_err(|e| e.status().as_u16())
+                .err(),
             Some(401)
         );
     }

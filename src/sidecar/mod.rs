@@ -294,6 +294,8 @@ pub async fn serve(
     upkeep.abort();
     gauges.abort();
     let _ = relay.await;
+    let _ = gauges.await;
+    state.preview.dead_letters.close().await;
     state.bus.close().await;
     result.context("sidecar task")?.context("HTTP server")?;
     tracing::info!("sidecar stopped");

@@ -206,11 +206,20 @@ mod tests {
     #[test]
     fn the_list_statement_numbers_its_parameters() {
         let plain = latest_sql(false, false);
-        assert!(plain.contains("LIMIT $1") && !plain.contains("WHERE"), "{plain}");
+        assert!(
+            plain.contains("LIMIT $1") && !plain.contains("WHERE"),
+            "{plain}"
+        );
         let both = latest_sql(true, true);
         assert!(both.contains("(o.created_at, o.id) < ($1, $2)"), "{both}");
-        assert!(both.contains("s.survey = $3") && both.contains("LIMIT $4"), "{both}");
+        assert!(
+            both.contains("s.survey = $3") && both.contains("LIMIT $4"),
+            "{both}"
+        );
         let survey = latest_sql(false, true);
-        assert!(survey.contains("s.survey = $1") && survey.contains("LIMIT $2"), "{survey}");
+        assert!(
+            survey.contains("s.survey = $1") && survey.contains("LIMIT $2"),
+            "{survey}"
+        );
     }
 }

@@ -236,7 +236,11 @@ pub async fn write_batch(
 ) -> Result<Vec<Written>, StoreError> {
     let started = std::time::Instant::now();
     let result = write_batch_timed(db, jobs).await;
-    let outcome = if result.is_ok() { "committed" } else { "failed" };
+    let outcome = if result.is_ok() {
+        "committed"
+    } else {
+        "failed"
+    };
     metrics::histogram!("thumbnails_worker_write_duration_seconds", "outcome" => outcome)
         .record(started.elapsed().as_secs_f64());
     result

@@ -49,7 +49,8 @@ impl Ps1Client {
         }
         let outcome = match self.in_flight.acquire().await {
             Ok(_permit) => {
-                let _in_flight = crate::telemetry::metrics::InFlight::new("thumbnails_ps1_lookups_in_flight");
+                let _in_flight =
+                    crate::telemetry::metrics::InFlight::new("thumbnails_ps1_lookups_in_flight");
                 self.ask(ra, dec).await
             }
             // Never closed; were it, no lookup is better than an unbounded one.

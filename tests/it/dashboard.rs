@@ -18,9 +18,29 @@ const DASHBOARD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/grafana/thumb
 /// Keywords, and the aggregation operators (which may be followed by
 /// `by (...)` rather than by their parenthesis).
 const KEYWORDS: [&str; 23] = [
-    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
-    "unless", "offset", "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count",
-    "count_values", "bottomk", "topk", "quantile",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
 ];
 
 /// Removes `open`..`close` spans (not nested: label matchers, ranges).
@@ -50,13 +70,18 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
         let c = chars[i];
         if c.is_ascii_alphabetic() || c == '_' || c == ':' {
             let start = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':') {
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+            {
                 i += 1;
             }
             let word: String = chars[start..i].iter().collect();
             let next = chars[i..].iter().find(|c| !c.is_whitespace());
             if KEYWORDS.contains(&word.as_str()) {
-                after_grouping = matches!(word.as_str(), "by" | "without" | "on" | "ignoring" | "group_left" | "group_right");
+                after_grouping = matches!(
+                    word.as_str(),
+                    "by" | "without" | "on" | "ignoring" | "group_left" | "group_right"
+                );
                 continue;
             }
             if next != Some(&'(') {
@@ -89,7 +114,9 @@ fn dashboard_metrics() -> BTreeSet<String> {
     let panels = dashboard["panels"].as_array().expect("panels");
     for panel in panels {
         for target in panel["targets"].as_array().into_iter().flatten() {
-            let expr = target["expr"].as_str().expect("every target has a PromQL expr");
+            let expr = target["expr"]
+                .as_str()
+                .expect("every target has a PromQL expr");
             names.extend(metric_names(expr));
         }
     }

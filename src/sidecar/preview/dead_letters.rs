@@ -45,6 +45,8 @@ pub struct DeadQueue {
 
 pub struct DeadLetters {
     brokers: Brokers,
+    /// The connection's name, as `rabbitmqctl list_connections` shows it.
+    name: String,
     queues: Vec<String>,
     conn: Mutex<Option<Arc<Connection>>>,
     reasons: Mutex<HashMap<String, (Instant, Vec<String>)>>,
@@ -59,6 +61,7 @@ impl DeadLetters {
         ];
         Self {
             brokers: Brokers::from_config(amqp),
+            name: format!("thumbnails-sidecar-preview {}", amqp.exchange),
             queues: topologies.iter().map(Topology::dead_queue).collect(),
             conn: Mutex::new(None),
             reasons: Mutex::new(HashMap::new()),
@@ -103,9 +106,14 @@ impl DeadLetters {
         if let Some(c) = conn.as_ref().filter(|c| c.status().connected()) {
             return Ok(c.clone());
         }
-        let c = Arc::new(self.brokers.connect("thumbnails-sidecar preview").await?);
+        let c = Arc::new(self.brokers.connect(&self.name).await?);
         *conn = Some(c.clone());
         Ok(c)
+    }
+
+    /// Closes the connection (at shutdown; a later read reopens one).
+    pub async fn close(&self) {
+        self.forget().await;
     }
 
     async fn forget(&self) {

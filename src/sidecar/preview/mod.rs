@@ -121,7 +121,10 @@ fn move_token_to_cookie(parts: &Parts, token: &str) -> Response {
     );
     let mut r = StatusCode::SEE_OTHER.into_response();
     let h = r.headers_mut();
-    match (HeaderValue::from_str(&target), HeaderValue::from_str(&cookie)) {
+    match (
+        HeaderValue::from_str(&target),
+        HeaderValue::from_str(&cookie),
+    ) {
         (Ok(location), Ok(cookie)) => {
             h.insert(LOCATION, location);
             h.insert(SET_COOKIE, cookie);
@@ -237,7 +240,8 @@ fn record_gauges(backlog: i64, dead: &[dead_letters::DeadQueue]) {
     metrics::gauge!("thumbnails_feed_backlog").set(backlog as f64);
     for d in dead {
         if let Ok(n) = d.messages {
-            metrics::gauge!("thumbnails_dead_letters", "queue" => d.queue.clone()).set(f64::from(n));
+            metrics::gauge!("thumbnails_dead_letters", "queue" => d.queue.clone())
+                .set(f64::from(n));
         }
     }
 }

@@ -267,7 +267,12 @@ mod tests {
         ];
         let order: Vec<(String, Option<String>)> = layout(rows)
             .iter()
-            .map(|r| (r.ttype.map_or("none", |t| t.as_str()).into(), r.survey.clone()))
+            .map(|r| {
+                (
+                    r.ttype.map_or("none", |t| t.as_str()).into(),
+                    r.survey.clone(),
+                )
+            })
             .collect();
         let s = |t: &str, v: Option<&str>| (t.to_string(), v.map(String::from));
         assert_eq!(
@@ -316,17 +321,36 @@ mod tests {
                 ..
             }
         ));
-        assert!(matches!(picture(Some("/static/thumbnails/a.png")), Picture::Image { .. }));
-        assert!(matches!(picture(Some("https://x/y.jpg")), Picture::Image { .. }));
-        for bad in ["javascript:alert(1)", "//evil/x.png", "data:image/png;base64,AA", ""] {
-            assert!(matches!(picture(Some(bad)), Picture::Unusable { .. }), "{bad}");
+        assert!(matches!(
+            picture(Some("/static/thumbnails/a.png")),
+            Picture::Image { .. }
+        ));
+        assert!(matches!(
+            picture(Some("https://x/y.jpg")),
+            Picture::Image { .. }
+        ));
+        for bad in [
+            "javascript:alert(1)",
+            "//evil/x.png",
+            "data:image/png;base64,AA",
+            "",
+        ] {
+            assert!(
+                matches!(picture(Some(bad)), Picture::Unusable { .. }),
+                "{bad}"
+            );
         }
         assert!(matches!(picture(None), Picture::Unusable { .. }));
     }
 
     #[test]
     fn tiles_say_what_each_row_is() {
-        let mut r = row(7, Some(T::New), Some("ZTF"), "/static/thumbnails/ab/cd/Z_new_ZTF.png");
+        let mut r = row(
+            7,
+            Some(T::New),
+            Some("ZTF"),
+            "/static/thumbnails/ab/cd/Z_new_ZTF.png",
+        );
         r.file_uri = Some("/data/thumbnails/ab/cd/Z_new_ZTF.png".into());
         r.is_grayscale = Some(false);
         let t = tile(&r, true);

@@ -105,7 +105,12 @@ impl Browser {
             let all = v.as_array()?.clone();
             all.iter().all(|i| i[1] == true).then(|| {
                 all.iter()
-                    .map(|i| (i[0].as_str().unwrap_or("").to_string(), i[2].as_u64().unwrap_or(0)))
+                    .map(|i| {
+                        (
+                            i[0].as_str().unwrap_or("").to_string(),
+                            i[2].as_u64().unwrap_or(0),
+                        )
+                    })
                     .collect()
             })
         })
@@ -140,7 +145,10 @@ impl Browser {
 fn assert_all_loaded(page: &str, images: &[(String, u64)], at_least: usize) {
     assert!(images.len() >= at_least, "{page}: {images:?}");
     let broken: Vec<_> = images.iter().filter(|(_, w)| *w == 0).collect();
-    assert!(broken.is_empty(), "{page}: images that did not load: {broken:?}");
+    assert!(
+        broken.is_empty(),
+        "{page}: images that did not load: {broken:?}"
+    );
 }
 
 #[tokio::test]
@@ -162,19 +170,31 @@ async fn both_pages_in_chromium_load_every_image_in_skyportal_order_and_escape_i
     let placeholders = b
         .js("return [...document.querySelectorAll('[data-placeholder]')].map(e => e.dataset.placeholder).sort();", vec![])
         .await;
-    assert_eq!(placeholders, json!(["currently_unavailable", "outside_survey"]));
+    assert_eq!(
+        placeholders,
+        json!(["currently_unavailable", "outside_survey"])
+    );
     let status = b
         .js("return [document.getElementById('feed-backlog').innerText, [...document.querySelectorAll('.dead-queue')].map(d => d.innerText)];", vec![])
         .await;
-    assert!(status[0].as_str().is_some_and(|s| s.contains("1 rows")), "{status}");
+    assert!(
+        status[0].as_str().is_some_and(|s| s.contains("1 rows")),
+        "{status}"
+    );
     let dead = status[1].as_array().expect("queues");
     assert_eq!(dead.len(), 2, "{status}");
     for d in dead {
         let d = d.as_str().unwrap_or("");
-        assert!(d.contains("1 messages") && d.contains("newest 1"), "{status}");
+        assert!(
+            d.contains("1 messages") && d.contains("newest 1"),
+            "{status}"
+        );
     }
     // Read, not taken: the dead letters are still there.
-    for q in [&scene.app.config.amqp.queue, &scene.app.config.amqp.cutouts_queue] {
+    for q in [
+        &scene.app.config.amqp.queue,
+        &scene.app.config.amqp.cutouts_queue,
+    ] {
         let dead = format!("{q}.dead");
         eventually("the dead letter requeued", WAIT, || async {
             (scene.app.bus.queue_len(&dead).await == 1).then_some(())
@@ -207,7 +227,10 @@ async fn both_pages_in_chromium_load_every_image_in_skyportal_order_and_escape_i
     )
     .expect("hrefs");
     assert_eq!(fits.len(), 3, "{fits:?}");
-    let (status, _, _) = scene.app.send(reqwest::Method::GET, &fits[0], None, None).await;
+    let (status, _, _) = scene
+        .app
+        .send(reqwest::Method::GET, &fits[0], None, None)
+        .await;
     assert_eq!(status, reqwest::StatusCode::OK, "{}", fits[0]);
     b.screenshot("object.png").await;
 
@@ -226,7 +249,10 @@ async fn both_pages_in_chromium_load_every_image_in_skyportal_order_and_escape_i
 
     // Markup in an id is text: no script element, no alert.
     b.client
-        .goto(&format!("{base}/preview/objs/{}", encode_segment(SCRIPT_ID)))
+        .goto(&format!(
+            "{base}/preview/objs/{}",
+            encode_segment(SCRIPT_ID)
+        ))
         .await
         .expect("markup page");
     let shown = b
@@ -240,7 +266,9 @@ async fn both_pages_in_chromium_load_every_image_in_skyportal_order_and_escape_i
         .goto(&format!("{base}/preview/objs/no-such-object"))
         .await
         .expect("404 page");
-    let h1 = b.js("return document.querySelector('h1').textContent;", vec![]).await;
+    let h1 = b
+        .js("return document.querySelector('h1').textContent;", vec![])
+        .await;
     assert_eq!(h1, json!("404 Not Found"));
 
     b.stop().await;

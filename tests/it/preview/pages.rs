@@ -24,7 +24,10 @@ async fn spawn(open: bool) -> TestApp {
 
 async fn page(app: &TestApp, path: &str, token: Option<&str>) -> (StatusCode, String) {
     let (status, headers, body) = app.send(Method::GET, path, token, None).await;
-    let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     assert!(ct.starts_with("text/html"), "{path}: {ct}");
     assert!(headers.contains_key(CONTENT_SECURITY_POLICY), "{path}");
     (status, String::from_utf8_lossy(&body).into_owned())
@@ -38,7 +41,10 @@ async fn pages_need_a_view_token_unless_open() {
         let (status, body) = page(&app, path, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
         assert!(body.contains("scope &#39;view&#39;"), "{body}");
-        assert_eq!(page(&app, path, Some(UPLOADER)).await.0, StatusCode::FORBIDDEN);
+        assert_eq!(
+            page(&app, path, Some(UPLOADER)).await.0,
+            StatusCode::FORBIDDEN
+        );
         assert_eq!(page(&app, path, Some(VIEWER)).await.0, StatusCode::OK);
     }
     // ?token= once: a 303 to the same URL without it, and a cookie.
@@ -54,7 +60,10 @@ async fn pages_need_a_view_token_unless_open() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(r.headers()[LOCATION], "/preview?survey=ZTF");
     let cookie = r.headers()[SET_COOKIE].to_str().expect("ascii").to_string();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     let pair = cookie.split(';').next().expect("name=value").to_string();
     let r = browser
         .get(app.url("/preview?survey=ZTF"))
@@ -76,7 +85,10 @@ async fn unknown_objects_bad_queries_and_markup_get_escaped_pages() {
     let (status, body) = page(&app, "/preview/objs/%3Cb%3Enope", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body.contains("No object with id &#60;b&#62;nope"), "{body}");
-    for (query, says) in [("survey=a_b", "Invalid survey"), ("before=yesterday", "Invalid before")] {
+    for (query, says) in [
+        ("survey=a_b", "Invalid survey"),
+        ("before=yesterday", "Invalid before"),
+    ] {
         let (status, body) = page(&app, &format!("/preview?{query}"), None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
         assert!(body.contains(says), "{body}");
@@ -87,7 +99,10 @@ async fn unknown_objects_bad_queries_and_markup_get_escaped_pages() {
         let (status, body) = page(&app, path, None).await;
         assert_eq!(status, StatusCode::OK, "{path}");
         assert!(!body.contains("<script"), "{path}: {body}");
-        assert!(body.contains("&#60;script&#62;alert(&#34;pwned&#34;)"), "{path}: {body}");
+        assert!(
+            body.contains("&#60;script&#62;alert(&#34;pwned&#34;)"),
+            "{path}: {body}"
+        );
     }
     app.stop().await;
 }
@@ -149,7 +164,9 @@ async fn each_page_statement_can_be_served_by_indexes() {
     let statements = [
         OBJ_SQL.replace("$1", "'x'"),
         latest_sql(false, false).replace("$1", "50"),
-        latest_sql(false, true).replace("$2", "50").replace("$1", "'ZTF'"),
+        latest_sql(false, true)
+            .replace("$2", "50")
+            .replace("$1", "'ZTF'"),
         latest_sql(true, true)
             .replace("$4", "50")
             .replace("$3", "'ZTF'")
@@ -164,7 +181,10 @@ async fn each_page_statement_can_be_served_by_indexes() {
         .expect("set");
     for sql in statements {
         let rows = txn
-            .query_all_raw(Statement::from_string(DbBackend::Postgres, format!("EXPLAIN {sql}")))
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!("EXPLAIN {sql}"),
+            ))
             .await
             .expect("explain");
         let plan: Vec<String> = rows

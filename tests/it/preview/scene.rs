@@ -23,7 +23,7 @@ use thumbnails::config::{Scope, TokenConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::cutouts::{cutouts_json, fixture, publish_alert, AVRO_ALERT};
-use crate::helpers::{eventually, event, Ps1StandIn, RunningWorker};
+use crate::helpers::{event, eventually, Ps1StandIn, RunningWorker};
 use crate::lsst::{lsst_fixture, PACKETS};
 use crate::sidecar::app::{png, TestApp, UPLOADER};
 
@@ -108,7 +108,12 @@ impl Scene {
         }
         let path = format!("/api/objs/{OBJ_A}/cutouts");
         let (status, reply) = app
-            .json(Method::POST, &path, Some(UPLOADER), Some(&cutouts_json(OBJ_A)))
+            .json(
+                Method::POST,
+                &path,
+                Some(UPLOADER),
+                Some(&cutouts_json(OBJ_A)),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "ZTF cutouts: {reply}");
         let (status, reply) = app.upload_png(OBJ_A, "new", &png(64, 64, false)).await;
@@ -121,7 +126,12 @@ impl Scene {
                 Some(lsst_fixture(PACKETS[0].0)),
             )
             .await;
-        assert_eq!(status, StatusCode::OK, "LSST: {}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "LSST: {}",
+            String::from_utf8_lossy(&body)
+        );
         publish_alert(&app.bus, &fixture(AVRO_ALERT), Some("avro/binary")).await;
         publish_alert(&app.bus, b"neither Avro nor JSON", None).await;
         // Two of three cutouts drawn: a cutout failure with a reason.
@@ -130,8 +140,9 @@ impl Scene {
         let partial = serde_json::to_vec(&partial).expect("json");
         publish_alert(&app.bus, &partial, None).await;
         for (obj, n) in [(ZTF_ALERT_OBJ, 3), (OBJ_C, 2)] {
-            let sql =
-                format!("SELECT count(*) FROM thumbnails WHERE obj_id = '{obj}' AND survey = 'ZTF'");
+            let sql = format!(
+                "SELECT count(*) FROM thumbnails WHERE obj_id = '{obj}' AND survey = 'ZTF'"
+            );
             eventually(&format!("the worker's stamps of {obj}"), WAIT, || async {
                 (app.db.scalar_i64(&sql).await == n).then_some(())
             })
