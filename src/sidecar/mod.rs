@@ -165,8 +165,19 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
     router
         .fallback(|| async { error::ApiError::NotFound("Not found".into()) })
         .layer(axum::middleware::from_fn(metrics::track))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// A request's span names its path, never its query: a browser may carry
+/// its preview token there (`/preview?token=`), and tokens are never logged.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        version = ?req.version(),
+    )
 }
 
 /// tower-http answers 413 in plain text; clients get the usual JSON.
