@@ -125,8 +125,42 @@ fn token_in_query(query: &str) -> Option<String> {
 fn token_in_cookies(header: &str) -> Option<String> {
     header.split(';').find_map(|c| {
         let (name, value) = c.trim().split_once('=')?;
-        (name == VIEW_COOKIE && !value.is_empty()).then(|| value.to_string())
+        (name == VIEW_COOKIE && !value.is_empty())
+            .then(|| decode_cookie_value(value))
+            .flatten()
     })
+}
+
+/// The [`VIEW_COOKIE`] header for `token`: percent-encoded (a cookie value
+/// takes no spaces, `;`, `,` or quotes), HttpOnly, SameSite=Strict, sent
+/// back for `/preview` only.
+pub fn view_cookie(token: &str) -> String {
+    let mut value = String::with_capacity(token.len());
+    for b in token.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            value.push(char::from(b));
+        } else {
+            value.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{VIEW_COOKIE}={value}; Path=/preview; HttpOnly; SameSite=Strict")
+}
+
+fn decode_cookie_value(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// May this request see the preview pages? Open with `http.preview_open`,

@@ -32,7 +32,7 @@ use chrono::NaiveDateTime;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::auth::{check_viewer, VIEW_COOKIE};
+use super::auth::{check_viewer, view_cookie};
 use super::error::ApiError;
 use super::AppState;
 use crate::store::preview::{self as queries, Cursor, PAGE_SIZE};
@@ -115,10 +115,7 @@ fn move_token_to_cookie(parts: &Parts, token: &str) -> Response {
     } else {
         format!("{}?{query}", parts.uri.path())
     };
-    let cookie = format!(
-        "{VIEW_COOKIE}={}; Path=/preview; HttpOnly; SameSite=Strict",
-        view::encode_segment(token)
-    );
+    let cookie = view_cookie(token);
     let mut r = StatusCode::SEE_OTHER.into_response();
     let h = r.headers_mut();
     match (
