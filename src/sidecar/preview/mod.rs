@@ -150,14 +150,12 @@ pub async fn obj_page(
 }
 
 /// The list page's query: `survey`, `before` (`<created_at>~<id>` of the
-/// last object of the previous page). `token` is the viewer's.
+/// last object of the previous page). Other parameters are ignored.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct ListQuery {
     survey: Option<String>,
     before: Option<String>,
-    #[allow(dead_code)]
-    token: Option<String>,
 }
 
 const CURSOR_TIME: &str = "%Y-%m-%dT%H:%M:%S%.f";
