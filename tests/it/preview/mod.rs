@@ -4,5 +4,6 @@
 //! test reuses for its short run).
 
 pub mod browser;
+mod dead_letters;
 mod pages;
 pub mod scene;
