@@ -2,18 +2,22 @@
 //! gauge) show them: each queue's message count (a passive declare, as
 //! [`crate::bus::dead_letters`] counts) and the reasons
 //! (`x-thumbnails-error`) of the last few of its first [`PEEK`] messages,
-//! read with `basic.get` and put back by closing the channel unacked.
+//! read with `basic.get` and put back with one `basic.nack` (requeue).
 //!
 //! The read is bounded and cheap: one connection kept open, counts every
-//! time, reasons at most once per [`REASONS_TTL`] per queue (a quorum queue
-//! counts each return as a delivery, and RabbitMQ 4 drops a message after
-//! 20 by default: reading on every page view would wear them out).
+//! time, reasons at most once per [`REASONS_TTL`] per queue. A quorum
+//! queue counts returns: RabbitMQ 3.x in `x-delivery-count` (no limit by
+//! default), 4.0 to 4.2 toward the default delivery limit of 20 (then the
+//! message is dropped); 4.3 counts an explicit nack only in
+//! `x-acquired-count`, not toward the limit, while a channel closed on
+//! unacked messages does count, hence the nack. Reading on every page
+//! view would wear messages out on 4.0 to 4.2.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lapin::options::BasicGetOptions;
+use lapin::options::{BasicGetOptions, BasicNackOptions};
 use lapin::types::AMQPValue;
 use lapin::Connection;
 use tokio::sync::Mutex;
@@ -156,23 +160,37 @@ impl DeadLetters {
     }
 
     /// Gets up to [`PEEK`] messages without acking them, keeps the last
-    /// [`SHOWN`] reasons, and closes the channel: the broker requeues them
-    /// all, in their order.
+    /// [`SHOWN`] reasons, and nacks them all at once with requeue: the
+    /// broker puts them back in their order. (Were the nack lost, closing
+    /// the channel requeues them too.)
     async fn peek(&self, queue: &str) -> Result<Vec<String>, BusError> {
         let channel = self.connection().await?.create_channel().await?;
         let mut reasons = Vec::new();
+        let mut last_tag = None;
         let mut result: Result<(), BusError> = Ok(());
         for _ in 0..PEEK {
             match channel
                 .basic_get(queue.into(), BasicGetOptions { no_ack: false })
                 .await
             {
-                Ok(Some(msg)) => reasons.push(reason_of(&msg.delivery.properties)),
+                Ok(Some(msg)) => {
+                    reasons.push(reason_of(&msg.delivery.properties));
+                    last_tag = Some(msg.delivery.delivery_tag);
+                }
                 Ok(None) => break,
                 Err(e) => {
                     result = Err(e.into());
                     break;
                 }
+            }
+        }
+        if let Some(tag) = last_tag {
+            let requeue = BasicNackOptions {
+                multiple: true,
+                requeue: true,
+            };
+            if let Err(e) = channel.basic_nack(tag, requeue).await {
+                result = result.and(Err(e.into()));
             }
         }
         let _ = channel.close(200, "peeked".into()).await;
