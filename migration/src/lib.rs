@@ -14,6 +14,10 @@ mod m20261205_000001_feed_definer;
 mod m20261205_000002_event_order;
 mod m20261207_000001_preview_index;
 
+/// The index on `objs (created_at, id)` the preview's list page reads by;
+/// building it needs the owner's rights on `objs`.
+pub use m20261207_000001_preview_index::INDEX as PREVIEW_INDEX;
+
 pub struct Migrator;
 
 #[async_trait::async_trait]
