@@ -61,14 +61,14 @@ pub fn list(input: ListInput<'_>) -> Result<String, askama::Error> {
     let backlog = if input.backlog >= BACKLOG_CAP {
         format!("at least {BACKLOG_CAP} rows")
     } else {
-        format!("{} rows", input.backlog)
+        plural(input.backlog, "row")
     };
     let dead = input
         .dead
         .iter()
         .map(|d| {
             let (count, failed) = match &d.messages {
-                Ok(n) => (format!("{n} messages"), false),
+                Ok(n) => (plural(i64::from(*n), "message"), false),
                 Err(e) => (format!("not counted: {e}"), true),
             };
             let note = match (d.reasons.is_empty(), d.reasons_are_newest) {
@@ -97,6 +97,14 @@ pub fn list(input: ListInput<'_>) -> Result<String, askama::Error> {
         page_size: PAGE_SIZE,
     }
     .render()
+}
+
+fn plural(n: i64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// An error page; falls back to plain text if even that cannot render.

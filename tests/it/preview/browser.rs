@@ -178,7 +178,7 @@ async fn both_pages_in_chromium_load_every_image_in_skyportal_order_and_escape_i
         .js("return [document.getElementById('feed-backlog').innerText, [...document.querySelectorAll('.dead-queue')].map(d => d.innerText)];", vec![])
         .await;
     assert!(
-        status[0].as_str().is_some_and(|s| s.contains("1 rows")),
+        status[0].as_str().is_some_and(|s| s.contains("1 row")),
         "{status}"
     );
     let dead = status[1].as_array().expect("queues");
@@ -186,7 +186,7 @@ async fn both_pages_in_chromium_load_every_image_in_skyportal_order_and_escape_i
     for d in dead {
         let d = d.as_str().unwrap_or("");
         assert!(
-            d.contains("1 messages") && d.contains("newest 1"),
+            d.contains("1 message") && d.contains("newest 1"),
             "{status}"
         );
     }
