@@ -103,6 +103,7 @@ impl Default for ServeOptions {
         (name = "thumbnails", description = "Thumbnail rows and uploads"),
         (name = "files", description = "Stored files"),
         (name = "operations", description = "Health, readiness, metrics"),
+        (name = "preview", description = "HTML pages for people (scope view)"),
     )
 )]
 struct ApiDoc;
@@ -152,9 +153,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
         .routes(routes!(meta::readyz))
         .routes(routes!(meta::metrics))
         .routes(routes!(meta::openapi))
+        .routes(routes!(preview::list_page))
+        .routes(routes!(preview::obj_page))
         .route("/static/thumbnails/{*path}", get(static_files::serve_file))
-        .route("/preview", get(preview::list_page))
-        .route("/preview/objs/{obj_id}", get(preview::obj_page))
         .split_for_parts();
     match doc.to_json() {
         Ok(json) => {

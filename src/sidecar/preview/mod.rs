@@ -132,7 +132,22 @@ fn move_token_to_cookie(parts: &Parts, token: &str) -> Response {
     }
 }
 
-/// `GET /preview/objs/{obj_id}`.
+/// An object's thumbnails as an HTML page (scope `view`, or open with
+/// `http.preview_open`; a browser may send `?token=` once).
+#[utoipa::path(
+    get,
+    path = "/preview/objs/{obj_id}",
+    tag = "preview",
+    params(("obj_id" = String, Path, description = "Object id")),
+    security((), ("token" = [])),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html"),
+        (status = 303, description = "`?token=` moved into a cookie"),
+        (status = 401, description = "Missing or unknown token (an HTML page)", content_type = "text/html"),
+        (status = 403, description = "The token lacks the view scope", content_type = "text/html"),
+        (status = 404, description = "No such object", content_type = "text/html"),
+    )
+)]
 pub async fn obj_page(
     State(state): State<AppState>,
     _viewer: Viewer,
@@ -173,7 +188,26 @@ pub fn parse_cursor(s: &str) -> Option<Cursor> {
     })
 }
 
-/// `GET /preview`.
+/// The newest objects with their thumbnails, the dead-letter queues and
+/// the feed's backlog, as an HTML page (scope `view`, or open with
+/// `http.preview_open`).
+#[utoipa::path(
+    get,
+    path = "/preview",
+    tag = "preview",
+    params(
+        ("survey" = Option<String>, Query, description = "Only objects with rows of this survey (ZTF, LSST, ...)"),
+        ("before" = Option<String>, Query, description = "`<created_at>~<obj_id>`: the page after this object (the page's `older` link)"),
+    ),
+    security((), ("token" = [])),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html"),
+        (status = 303, description = "`?token=` moved into a cookie"),
+        (status = 400, description = "Invalid survey or before", content_type = "text/html"),
+        (status = 401, description = "Missing or unknown token", content_type = "text/html"),
+        (status = 403, description = "The token lacks the view scope", content_type = "text/html"),
+    )
+)]
 pub async fn list_page(
     State(state): State<AppState>,
     _viewer: Viewer,

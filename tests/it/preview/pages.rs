@@ -76,6 +76,10 @@ async fn pages_need_a_view_token_unless_open() {
 
     let open = spawn(true).await;
     assert_eq!(page(&open, "/preview", None).await.0, StatusCode::OK);
+    let (_, doc) = open.json(Method::GET, "/openapi.json", None, None).await;
+    for path in ["/preview", "/preview/objs/{obj_id}"] {
+        assert!(doc["paths"][path]["get"].is_object(), "{path} undocumented");
+    }
     open.stop().await;
 }
 
