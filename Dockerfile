@@ -6,6 +6,8 @@ COPY Cargo.toml Cargo.lock ./
 COPY migration ./migration
 COPY testkit ./testkit
 COPY src ./src
+# The preview pages' askama templates, compiled into the binary.
+COPY templates ./templates
 COPY tests ./tests
 RUN cargo build --release --locked --bin thumbnails
 

@@ -146,6 +146,9 @@ pub struct HttpConfig {
     /// (a Docker or Kubernetes secret); added to `tokens` at load.
     pub tokens_file: Option<PathBuf>,
     pub max_body_bytes: usize,
+    /// Serve the preview pages (`/preview`, `/preview/objs/{obj_id}`) to
+    /// anyone; when false (the default) they need a token with scope `view`.
+    pub preview_open: bool,
 }
 
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -200,6 +203,19 @@ impl std::fmt::Debug for TokenConfig {
 pub enum Scope {
     Upload,
     Manage,
+    /// Read the HTML preview pages.
+    View,
+}
+
+impl Scope {
+    /// The name in `http.tokens` (and in error messages).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Upload => "upload",
+            Self::Manage => "manage",
+            Self::View => "view",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -322,6 +338,7 @@ impl Default for HttpConfig {
             tokens: Vec::new(),
             tokens_file: None,
             max_body_bytes: 10 * 1024 * 1024,
+            preview_open: false,
         }
     }
 }

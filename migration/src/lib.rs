@@ -12,6 +12,11 @@ mod m20261204_000001_feed;
 mod m20261204_000003_remote_attempts;
 mod m20261205_000001_feed_definer;
 mod m20261205_000002_event_order;
+mod m20261207_000001_preview_index;
+
+/// The index on `objs (created_at, id)` the preview's list page reads by;
+/// building it needs the owner's rights on `objs`.
+pub use m20261207_000001_preview_index::INDEX as PREVIEW_INDEX;
 
 pub struct Migrator;
 
@@ -25,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000003_remote_attempts::Migration),
             Box::new(m20261205_000001_feed_definer::Migration),
             Box::new(m20261205_000002_event_order::Migration),
+            Box::new(m20261207_000001_preview_index::Migration),
         ]
     }
 }

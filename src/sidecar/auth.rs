@@ -66,12 +66,9 @@ impl Caller {
         if self.scopes.contains(&scope) {
             Ok(())
         } else {
-            let name = match scope {
-                Scope::Upload => "upload",
-                Scope::Manage => "manage",
-            };
             Err(ApiError::Forbidden(format!(
-                "Forbidden: this token lacks the '{name}' scope"
+                "Forbidden: this token lacks the '{}' scope",
+                scope.as_str()
             )))
         }
     }
@@ -85,6 +82,108 @@ fn presented_token(parts: &Parts) -> Option<&str> {
     let ok = scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer");
     let token = token.trim();
     (ok && !token.is_empty()).then_some(token)
+}
+
+/// The cookie a browser keeps the preview token in, set by the first page
+/// opened with `?token=T` (HttpOnly, SameSite=Strict, path `/preview`).
+pub const VIEW_COOKIE: &str = "thumbnails_view_token";
+
+/// Where a preview page's token came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    Header,
+    Query,
+    Cookie,
+}
+
+/// A browser's token: the `Authorization` header as the API takes it, else
+/// the `token` query parameter, else the [`VIEW_COOKIE`] cookie.
+pub fn browser_token(parts: &Parts) -> Option<(String, TokenSource)> {
+    if let Some(t) = presented_token(parts) {
+        return Some((t.to_string(), TokenSource::Header));
+    }
+    if let Some(t) = parts.uri.query().and_then(token_in_query) {
+        return Some((t, TokenSource::Query));
+    }
+    parts
+        .headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(token_in_cookies)
+        .map(|t| (t, TokenSource::Cookie))
+}
+
+fn token_in_query(query: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
+    pairs
+        .into_iter()
+        .find(|(k, v)| k == "token" && !v.is_empty())
+        .map(|(_, v)| v)
+}
+
+fn token_in_cookies(header: &str) -> Option<String> {
+    header.split(';').find_map(|c| {
+        let (name, value) = c.trim().split_once('=')?;
+        (name == VIEW_COOKIE && !value.is_empty())
+            .then(|| decode_cookie_value(value))
+            .flatten()
+    })
+}
+
+/// The [`VIEW_COOKIE`] header for `token`: percent-encoded (a cookie value
+/// takes no spaces, `;`, `,` or quotes), HttpOnly, SameSite=Strict, sent
+/// back for `/preview` only.
+pub fn view_cookie(token: &str) -> String {
+    let mut value = String::with_capacity(token.len());
+    for b in token.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            value.push(char::from(b));
+        } else {
+            value.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{VIEW_COOKIE}={value}; Path=/preview; HttpOnly; SameSite=Strict")
+}
+
+fn decode_cookie_value(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// May this request see the preview pages? Open with `http.preview_open`,
+/// else a token with scope `view` (compared as the API's are). Returns the
+/// token when it came in the query, so the page can set the cookie.
+pub fn check_viewer(
+    parts: &Parts,
+    tokens: &Tokens,
+    open: bool,
+) -> Result<Option<String>, ApiError> {
+    if open {
+        return Ok(None);
+    }
+    let Some((token, source)) = browser_token(parts) else {
+        return Err(ApiError::Unauthorized(
+            "Unauthorized: these pages need a token with scope 'view': open them once with ?token=<T> (a cookie keeps it), or send 'Authorization: token <T>'".into(),
+        ));
+    };
+    let Some(scopes) = tokens.scopes_of(&token) else {
+        return Err(ApiError::Unauthorized("Unauthorized: unknown token".into()));
+    };
+    Caller { scopes }.require(Scope::View)?;
+    Ok((source == TokenSource::Query).then_some(token))
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -150,5 +249,58 @@ mod tests {
         assert_eq!(presented_token(&parts("Bearer abc")), Some("abc"));
         assert_eq!(presented_token(&parts("Basic abc")), None);
         assert_eq!(presented_token(&parts("token")), None);
+    }
+
+    #[test]
+    fn browsers_may_send_the_token_in_the_query_or_a_cookie() {
+        let t = Tokens::new(&[
+            TokenConfig {
+                token: "viewer t&=".into(),
+                scopes: vec![Scope::View],
+            },
+            TokenConfig {
+                token: "uploader".into(),
+                scopes: vec![Scope::Upload],
+            },
+        ]);
+        let req = |uri: &str, header: Option<(&str, &str)>| {
+            let mut b = axum::http::Request::builder().uri(uri);
+            if let Some((k, v)) = header {
+                b = b.header(k, v);
+            }
+            b.body(()).expect("request").into_parts().0
+        };
+        let query = req("/preview?survey=ZTF&token=viewer+t%26%3D", None);
+        assert_eq!(
+            check_viewer(&query, &t, false).ok(),
+            Some(Some("viewer t&=".into()))
+        );
+        let cookie = req(
+            "/preview",
+            Some(("cookie", "a=b; thumbnails_view_token=uploader")),
+        );
+        assert_eq!(
+            check_viewer(&cookie, &t, false)
+                .map_err(|e| e.status().as_u16())
+                .err(),
+            Some(403)
+        );
+        let header = req("/preview", Some(("authorization", "token viewer t&=")));
+        assert_eq!(check_viewer(&header, &t, false).ok(), Some(None));
+        let none = req("/preview?token=", None);
+        assert_eq!(
+            check_viewer(&none, &t, false)
+                .map_err(|e| e.status().as_u16())
+                .err(),
+            Some(401)
+        );
+        assert_eq!(check_viewer(&none, &t, true).ok(), Some(None));
+        let unknown = req("/preview?token=nope", None);
+        assert_eq!(
+            check_viewer(&unknown, &t, false)
+                .map_err(|e| e.status().as_u16())
+                .err(),
+            Some(401)
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! - [`thumbnails`]: read, edit, delete and list rows.
 //! - [`static_files`]: `GET /static/thumbnails/...`.
 //! - [`meta`]: health, readiness, metrics, OpenAPI.
+//! - [`preview`]: the HTML pages `/preview` and `/preview/objs/{obj_id}`.
 //! - [`auth`], [`error`]: tokens and the one error-to-HTTP mapping.
 //!
 //! The upload committer and the event outbox live in [`crate::store`], the
@@ -18,6 +19,7 @@ pub mod error;
 pub mod meta;
 pub mod metrics;
 pub mod on_demand;
+pub mod preview;
 pub mod static_files;
 pub mod thumbnails;
 pub mod upload;
@@ -70,6 +72,8 @@ pub struct AppState {
     /// The worker's queues of this config (`amqp.queue`,
     /// `amqp.cutouts_queue`): `/readyz` reports a refusal of either.
     pub queues: Arc<[String]>,
+    /// The preview pages' settings and dead-letter reader.
+    pub preview: Arc<preview::Preview>,
 }
 
 /// Knobs tests turn; `run` uses the defaults.
@@ -99,6 +103,7 @@ impl Default for ServeOptions {
         (name = "thumbnails", description = "Thumbnail rows and uploads"),
         (name = "files", description = "Stored files"),
         (name = "operations", description = "Health, readiness, metrics"),
+        (name = "preview", description = "HTML pages for people (scope view)"),
     )
 )]
 struct ApiDoc;
@@ -112,7 +117,7 @@ impl utoipa::Modify for TokenScheme {
             "token",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "Authorization",
-                "`token <T>`, a token from http.tokens (scopes: upload, manage)",
+                "`token <T>`, a token from http.tokens (scopes: upload, manage, view)",
             ))),
         );
     }
@@ -148,6 +153,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
         .routes(routes!(meta::readyz))
         .routes(routes!(meta::metrics))
         .routes(routes!(meta::openapi))
+        .routes(routes!(preview::list_page))
+        .routes(routes!(preview::obj_page))
         .route("/static/thumbnails/{*path}", get(static_files::serve_file))
         .split_for_parts();
     match doc.to_json() {
@@ -159,8 +166,19 @@ pub fn router(state: AppState, max_body_bytes: usize) -> axum::Router {
     router
         .fallback(|| async { error::ApiError::NotFound("Not found".into()) })
         .layer(axum::middleware::from_fn(metrics::track))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// A request's span names its path, never its query: a browser may carry
+/// its preview token there (`/preview?token=`), and tokens are never logged.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        version = ?req.version(),
+    )
 }
 
 /// tower-http answers 413 in plain text; clients get the usual JSON.
@@ -225,6 +243,10 @@ impl AppState {
                 config.amqp.queue.clone(),
                 config.amqp.cutouts_queue.clone(),
             ]),
+            preview: Arc::new(preview::Preview {
+                open: config.http.preview_open,
+                dead_letters: preview::dead_letters::DeadLetters::new(&config.amqp),
+            }),
         })
     }
 }
@@ -264,6 +286,7 @@ pub async fn serve(
         shutdown.clone(),
     ));
     let upkeep = tokio::spawn(crate::telemetry::metrics::upkeep_loop(shutdown.clone()));
+    let gauges = tokio::spawn(preview::gauges_loop(state.clone(), shutdown.clone()));
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let mut server = tokio::spawn(async move { server.await });
@@ -281,7 +304,10 @@ pub async fn serve(
     // Whatever ended the server ends the relay too.
     relay.abort();
     upkeep.abort();
+    gauges.abort();
     let _ = relay.await;
+    let _ = gauges.await;
+    state.preview.dead_letters.close().await;
     state.bus.close().await;
     result.context("sidecar task")?.context("HTTP server")?;
     tracing::info!("sidecar stopped");

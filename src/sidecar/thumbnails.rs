@@ -259,33 +259,18 @@ pub async fn list_for_obj(
         .all(&state.db)
         .await
         .map_err(db_down)?;
-    let views: Vec<ThumbnailView> = newest_per_survey_and_type(rows)
+    let views: Vec<ThumbnailView> = super::preview::view::newest_per_survey_and_type(rows)
         .into_iter()
         .map(ThumbnailView::from)
         .collect();
     Ok(api::success(views))
 }
 
-/// Keeps the newest row (`created_at`, then `id`) of each `(survey, type)`,
-/// in id order. The unique indexes already allow only one, but a database
-/// that SkyPortal writes to beside us may predate them.
-fn newest_per_survey_and_type(rows: Vec<thumbnail::Model>) -> Vec<thumbnail::Model> {
-    use std::collections::HashMap;
-    let mut newest: HashMap<(Option<String>, Option<String>), thumbnail::Model> = HashMap::new();
-    for row in rows {
-        let key = (
-            row.survey.clone(),
-            row.ttype
-                .map(|t| ThumbnailType::from(t).as_str().to_string()),
-        );
-        match newest.get(&key) {
-            Some(kept) if (kept.created_at, kept.id) >= (row.created_at, row.id) => {}
-            _ => {
-                newest.insert(key, row);
-            }
-        }
+impl super::preview::view::RowKey for thumbnail::Model {
+    fn key(&self) -> (Option<String>, Option<ThumbnailType>) {
+        (self.survey.clone(), self.ttype.map(ThumbnailType::from))
     }
-    let mut kept: Vec<thumbnail::Model> = newest.into_values().collect();
-    kept.sort_by_key(|r| r.id);
-    kept
+    fn age(&self) -> (chrono::NaiveDateTime, i32) {
+        (self.created_at, self.id)
+    }
 }

@@ -8,6 +8,7 @@ pub mod entities;
 pub mod on_demand;
 pub mod outage;
 pub mod outbox;
+pub mod preview;
 pub mod remote;
 pub mod retry;
 pub mod schema;

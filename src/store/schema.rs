@@ -169,13 +169,18 @@ const PRIVILEGES: &str = "SELECT current_user::text,
                          'thumbnails_obj_id_type_survey_key',
                          'thumbnails_ps1_unavailable_idx')) = 3,
     has_schema_privilege(current_schema(), 'CREATE')
-      OR to_regclass('thumbnails_feed_state') IS NOT NULL";
+      OR to_regclass('thumbnails_feed_state') IS NOT NULL,
+    (SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = to_regclass('objs')),
+    COALESCE((SELECT pg_has_role(relowner, 'USAGE') FROM pg_class
+              WHERE oid = to_regclass('objs')), true),
+    to_regclass($1) IS NOT NULL";
 
 /// Checks, before migrating, that the role can do what migrating and
 /// running need on SkyPortal's tables: read and write `objs` and create its
 /// triggers, write `thumbnails`, create the service's own tables, and (until
-/// they exist) build the unique indexes on `thumbnails`, which PostgreSQL
-/// lets only its owner (or a member of the owner's role) do.
+/// they exist) build the unique indexes on `thumbnails` and the preview's
+/// index on `objs`, which PostgreSQL lets only a table's owner (or a member
+/// of the owner's role) do.
 pub async fn check_privileges(pool: &PgPool) -> Result<(), SchemaError> {
     type Row = (
         String,
@@ -183,6 +188,9 @@ pub async fn check_privileges(pool: &PgPool) -> Result<(), SchemaError> {
         Vec<String>,
         Vec<String>,
         bool,
+        bool,
+        bool,
+        Option<String>,
         bool,
         bool,
     );
@@ -194,7 +202,13 @@ pub async fn check_privileges(pool: &PgPool) -> Result<(), SchemaError> {
         owns_thumbnails,
         indexes_built,
         can_create,
-    ): Row = sqlx::query_as(PRIVILEGES).fetch_one(pool).await?;
+        objs_owner,
+        owns_objs,
+        preview_index_built,
+    ): Row = sqlx::query_as(PRIVILEGES)
+        .bind(migration::PREVIEW_INDEX)
+        .fetch_one(pool)
+        .await?;
     let quoted = |r: &str| format!("\"{}\"", r.replace('"', "\"\""));
     let grant = |privileges: &[String], table: &str| SchemaError::Grant {
         role: quoted(&role),
@@ -218,6 +232,18 @@ pub async fn check_privileges(pool: &PgPool) -> Result<(), SchemaError> {
             what: format!(
                 "the rights of {} (owner of thumbnails) to build its unique indexes",
                 quoted(&owner)
+            ),
+            grant: format!("GRANT {} TO {};", quoted(&owner), quoted(&role)),
+        });
+    }
+    if !owns_objs && !preview_index_built {
+        let owner = objs_owner.unwrap_or_default();
+        return Err(SchemaError::Grant {
+            role: quoted(&role),
+            what: format!(
+                "the rights of {} (owner of objs) to build the index {} on objs (created_at, id)",
+                quoted(&owner),
+                migration::PREVIEW_INDEX
             ),
             grant: format!("GRANT {} TO {};", quoted(&owner), quoted(&role)),
         });

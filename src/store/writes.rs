@@ -229,8 +229,25 @@ const PROBE_PS1: &str = "SELECT obj_id, public_url FROM thumbnails
     WHERE type = 'ps1' AND survey IS NULL AND obj_id = ANY($1::text[])";
 
 /// Writes every job in one transaction. Returns, per job, the rows that were
-/// inserted or changed (unchanged rows are not returned).
+/// inserted or changed (unchanged rows are not returned). Its time goes to
+/// `thumbnails_worker_write_duration_seconds{outcome}`.
 pub async fn write_batch(
+    db: &DatabaseConnection,
+    jobs: &[WriteJob],
+) -> Result<Vec<Written>, StoreError> {
+    let started = std::time::Instant::now();
+    let result = write_batch_untimed(db, jobs).await;
+    let outcome = if result.is_ok() {
+        "committed"
+    } else {
+        "failed"
+    };
+    metrics::histogram!("thumbnails_worker_write_duration_seconds", "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn write_batch_untimed(
     db: &DatabaseConnection,
     jobs: &[WriteJob],
 ) -> Result<Vec<Written>, StoreError> {

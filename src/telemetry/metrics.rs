@@ -85,6 +85,51 @@ fn describe() {
         "thumbnails_http_request_duration_seconds",
         "HTTP request latency by route, method and status"
     );
+    metrics::describe_histogram!(
+        "thumbnails_worker_write_duration_seconds",
+        "Time to write one batch of survey rows (one transaction), by outcome"
+    );
+    metrics::describe_gauge!(
+        "thumbnails_ps1_lookups_in_flight",
+        "PS1 lookups waiting for the PS1 service's answer"
+    );
+    metrics::describe_gauge!(
+        "thumbnails_feed_backlog",
+        "Rows waiting in thumbnails_feed_outbox (sampled by the sidecar, capped at 10000)"
+    );
+    metrics::describe_gauge!(
+        "thumbnails_dead_letters",
+        "Messages in each dead-letter queue (sampled by the sidecar)"
+    );
+    metrics::describe_counter!(
+        "thumbnails_grayscale_rows_total",
+        "Rows the grayscale pass judged, by verdict"
+    );
+    metrics::describe_counter!(
+        "thumbnails_cutouts_failed_total",
+        "Cutouts of stored alerts that could not be drawn, by reason"
+    );
+    metrics::describe_counter!(
+        "thumbnails_cutouts_stamps_total",
+        "Alert stamps written by the worker"
+    );
+}
+
+/// A gauge counting what is in progress: up by one now, down by one when
+/// dropped (whichever way the work ends).
+pub struct InFlight(&'static str);
+
+impl InFlight {
+    pub fn new(gauge: &'static str) -> Self {
+        metrics::gauge!(gauge).increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(self.0).decrement(1.0);
+    }
 }
 
 /// Runs the recorder's upkeep (histogram maintenance) every 10 seconds.

@@ -48,7 +48,11 @@ impl Ps1Client {
             return Ps1Outcome::Unavailable;
         }
         let outcome = match self.in_flight.acquire().await {
-            Ok(_permit) => self.ask(ra, dec).await,
+            Ok(_permit) => {
+                let _in_flight =
+                    crate::telemetry::metrics::InFlight::new("thumbnails_ps1_lookups_in_flight");
+                self.ask(ra, dec).await
+            }
             // Never closed; were it, no lookup is better than an unbounded one.
             Err(_) => Ps1Outcome::Unavailable,
         };

@@ -251,6 +251,56 @@ async fn migrate_without_the_grants_stops_with_one_line_naming_the_grant() {
 }
 
 #[tokio::test]
+async fn a_deployment_migrated_before_the_preview_index_is_told_the_grant_it_needs() {
+    let roles = Roles::create(&["skyportal", "thumbnails_svc"]).await;
+    let (sp, svc) = (roles.0[0].as_str(), roles.0[1].as_str());
+    let db = skyportal_db(sp, &[svc]).await;
+    let bus = TestBus::new().await;
+    db.db
+        .execute_unprepared(&format!(
+            "GRANT SELECT, INSERT, UPDATE, TRIGGER ON objs TO {svc};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON thumbnails TO {svc};"
+        ))
+        .await
+        .expect("table grants");
+    // Migrated by the owner before this version: everything but the
+    // preview's index on objs.
+    let out = migrate_as(&url_as(&db, sp), &bus, true).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    connect_as(&db, sp)
+        .await
+        .execute_unprepared(&format!(
+            "DROP INDEX {index};
+             DELETE FROM seaql_migrations WHERE version = 'm20261207_000001_preview_index';",
+            index = migration::PREVIEW_INDEX
+        ))
+        .await
+        .expect("undo the preview index");
+    let out = migrate_as(&url_as(&db, svc), &bus, true).await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("owner of objs")
+            && err.contains(migration::PREVIEW_INDEX)
+            && err.contains(&format!("GRANT \"{sp}\" TO \"{svc}\"")),
+        "{err}"
+    );
+    // The owner builds it; the service's check passes from then on.
+    let out = migrate_as(&url_as(&db, sp), &bus, true).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let built = db
+        .scalar_i64(&format!(
+            "SELECT count(*) FROM pg_indexes WHERE indexname = '{}'",
+            migration::PREVIEW_INDEX
+        ))
+        .await;
+    assert_eq!(built, 1);
+    drop(db);
+    drop(roles);
+}
+
+#[tokio::test]
 async fn an_older_skyportal_schema_is_refused_at_migrate_and_at_start_with_one_line() {
     let bus = TestBus::new().await;
     // No survey column (SkyPortal before per-survey stamps).
