@@ -8,6 +8,9 @@ COPY testkit ./testkit
 COPY src ./src
 # The preview pages' askama templates, compiled into the binary.
 COPY templates ./templates
+# The Rubin alert schemas shipped inside the binary (GPL-3.0, see
+# schemas/lsst/COPYRIGHT).
+COPY schemas ./schemas
 COPY tests ./tests
 RUN cargo build --release --locked --bin thumbnails
 
