@@ -138,7 +138,7 @@ async fn counts(db: &TestDb) -> Vec<(&'static str, i64, i64)> {
 }
 
 /// Each component's outage lines after `from` (and before `to`):
-/// `(lost, back, seconds from `back_at` to its back line)`.
+/// `(lost, back, seconds from `back_at` to its last back line)`.
 fn outages(
     logs: &Logs,
     from: SystemTime,
@@ -160,8 +160,10 @@ fn outages(
             LOST => entry.0 += 1,
             BACK => {
                 entry.1 += 1;
-                let after = t.duration_since(back_at).map_or(0.0, |d| d.as_secs_f64());
-                entry.2.get_or_insert(after);
+                // The last one: a component may have got a statement
+                // through while the server was still shutting down (a
+                // session not yet ended), and lost it again.
+                entry.2 = Some(t.duration_since(back_at).map_or(0.0, |d| d.as_secs_f64()));
             }
             _ => {}
         }
@@ -304,10 +306,11 @@ async fn a_restarted_database_and_ended_sessions_lose_nothing_and_each_component
     println!("sessions terminated: per component (lost lines, back lines, resumed after s): {terminate:?}");
     for component in ["worker", "cutouts", "uploads", "feed"] {
         let (lost, back, after) = restart.get(component).copied().unwrap_or_default();
-        assert_eq!(
-            (lost, back),
-            (1, 1),
-            "{component}: one line when lost, one when back"
+        // One line each way per outage; a statement that got through
+        // while the server was shutting down makes two outages.
+        assert!(
+            lost == back && (1..=2).contains(&back),
+            "{component}: {lost} lines when lost, {back} when back"
         );
         let after = after.expect("resumed");
         assert!(
