@@ -94,35 +94,26 @@ pub async fn run(
     let mut attempt = 0;
     tracing::info!("feed: relaying objs inserts and position changes");
     loop {
-        let drained = match link.publisher().await {
-            Err(e) => {
-                tracing::warn!(error = %e, "feed: cannot reach the broker; retrying");
-                false
-            }
+        match link.publisher().await {
+            Err(e) => tracing::warn!(error = %e, "feed: cannot reach the broker; retrying"),
             Ok(publisher) => match relay.drain(&publisher, &shutdown).await {
                 Ok(d) => {
+                    outage.recovered();
                     if d.published > 0 {
                         tracing::debug!(events = d.published, rows = d.rows, "feed: published");
                     }
-                    true
                 }
                 Err(FeedError::Bus(e)) => {
                     tracing::warn!(error = %e, "feed: publishing failed; the rows stay for the next try");
                     link.reset().await;
-                    false
                 }
                 Err(e) if e.is_connection() => {
                     outage.failed(&e);
-                    false
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "feed: relay failed; the rows stay for the next try");
-                    false
+                    tracing::warn!(error = %e, "feed: relay failed; the rows stay for the next try")
                 }
             },
-        };
-        if drained {
-            outage.recovered();
         }
         // While the database is away, try again soon (doubling up to the
         // poll interval) rather than once per poll interval: the feed

@@ -55,10 +55,6 @@ impl StoreError {
             StoreError::File(_) => retry::Failure::Transient,
         }
     }
-
-    pub fn is_transient(&self) -> bool {
-        self.failure().is_retryable()
-    }
 }
 
 /// The service runs on PostgreSQL only (its SQL is PostgreSQL's).
