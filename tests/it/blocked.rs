@@ -21,7 +21,6 @@ use crate::helpers::*;
 use crate::running::*;
 use crate::sidecar::app::png;
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rabbitmq-cluster");
 const NODE: &str = "thumbnails-blocked-1@localhost";
 const URL: &str = "amqp://guest:guest@127.0.0.1:5741/%2f";
 const EVENTS: usize = 10_000;
@@ -35,20 +34,13 @@ const UNBLOCKED: &str = "the broker unblocked this connection; publishes resume"
 
 /// `scripts/rabbitmq-cluster` for the one-node broker of this test.
 async fn node(args: &[&str]) {
-    let out = Command::new(SCRIPT)
-        .args(args)
-        .env("CLUSTER_SIZE", "1")
-        .env("CLUSTER_DIR", "/tmp/thumbnails-rabbitmq-blocked")
-        .env("CLUSTER_BASE_PORT", "5741")
-        .env("CLUSTER_NODE_PREFIX", "thumbnails-blocked")
-        .output()
-        .await
-        .expect("run scripts/rabbitmq-cluster (needs root)");
-    assert!(
-        out.status.success(),
-        "rabbitmq-cluster {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let one_node = [
+        ("CLUSTER_SIZE", "1"),
+        ("CLUSTER_DIR", "/tmp/thumbnails-rabbitmq-blocked"),
+        ("CLUSTER_BASE_PORT", "5741"),
+        ("CLUSTER_NODE_PREFIX", "thumbnails-blocked"),
+    ];
+    crate::cluster::rabbitmq_cluster(&one_node, args).await;
 }
 
 async fn watermark(value: &str) {
@@ -89,7 +81,7 @@ async fn a_blocked_broker_holds_publishers_and_uploads_still_answer() {
     let stored = collect_stored(&channel, &bus.topology).await;
     let service = Service::start(&db.url, &bus, Some(URL)).await;
     let client = reqwest::Client::new();
-    feed_enabled(&db).await;
+    feed_enabled(&db, WAIT).await;
     insert_objs(&db.url, "blk-up", 0..20).await;
     eventually("the uploads' objects relayed", WAIT, || async {
         (db.scalar_i64("SELECT count(*) FROM thumbnails").await == 60).then_some(())

@@ -222,8 +222,15 @@ fn node(i: usize) -> String {
 }
 
 async fn script(args: &[&str]) -> String {
+    rabbitmq_cluster(&[], args).await
+}
+
+/// `scripts/rabbitmq-cluster ARGS` with settings in `env` (another
+/// `CLUSTER_*` for a cluster of its own); its stdout, or a failed test.
+pub async fn rabbitmq_cluster(env: &[(&str, &str)], args: &[&str]) -> String {
     let out = Command::new(SCRIPT)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .await
         .expect("run scripts/rabbitmq-cluster");

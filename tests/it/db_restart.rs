@@ -191,7 +191,7 @@ async fn a_restarted_database_and_ended_sessions_lose_nothing_and_each_component
     let stored = collect_stored(&bus.channel, &bus.topology).await;
     let service = Service::start(&db.url, &bus, None).await;
     let (port, logs) = (service.port, service.logs.clone());
-    feed_enabled(&db).await;
+    feed_enabled(&db, LONG).await;
     // The uploads' objects.
     insert_objs(&db.url, "pgr-up", 0..UPLOADS).await;
     let started = std::time::Instant::now();

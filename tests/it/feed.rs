@@ -34,13 +34,7 @@ impl RunningFeed {
             .expect("connect");
         let (config, s) = (config.clone(), shutdown.clone());
         let task = tokio::spawn(async move { feed::run(&config, conn, s).await });
-        eventually("the feed switched on", WAIT, || async {
-            (db.scalar_i64("SELECT count(*) FROM thumbnails_feed_state WHERE enabled")
-                .await
-                == 1)
-                .then_some(())
-        })
-        .await;
+        crate::running::feed_enabled(db, WAIT).await;
         Self { shutdown, task }
     }
 

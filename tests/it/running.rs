@@ -109,9 +109,10 @@ impl Service {
     }
 }
 
-/// Waits until the feed records inserts (earlier ones are the sweep's).
-pub async fn feed_enabled(db: &TestDb) {
-    eventually("the feed enabled", LONG, || async {
+/// Waits (at most `within`) until the feed records inserts (earlier ones
+/// are the sweep's).
+pub async fn feed_enabled(db: &TestDb, within: Duration) {
+    eventually("the feed switched on", within, || async {
         (db.scalar_i64("SELECT count(*) FROM thumbnails_feed_state WHERE enabled")
             .await
             == 1)
