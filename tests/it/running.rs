@@ -221,3 +221,63 @@ pub async fn unannounced(db: &TestDb, announced: &Mutex<HashSet<i64>>) -> usize 
         .filter(|id| !announced.contains(&i64::from(*id)))
         .count()
 }
+
+/// `thumbnails sidecar` as a user starts it, from a config file of its own
+/// in a temporary folder, with `tokens` (`(token, scope)`), its stderr at
+/// `RUST_LOG=trace` kept in a file: for what must never reach the logs.
+pub struct TracedSidecar {
+    pub db: TestDb,
+    pub bus: TestBus,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl TracedSidecar {
+    /// Starts it; returns once it answers `/healthz`.
+    pub async fn start(tokens: &[(&str, &str)]) -> Self {
+        let (db, bus) = (TestDb::new().await, TestBus::new().await);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let tokens: String = tokens
+            .iter()
+            .map(|(token, scope)| format!("    - {{token: \"{token}\", scopes: [{scope}]}}\n"))
+            .collect();
+        let config = format!(
+            "database: {{url: \"{}\"}}\namqp: {{exchange: \"{}\", queue: \"{}\", cutouts_queue: \"{}\"}}\n\
+             http:\n  listen: \"127.0.0.1:{port}\"\n  tokens:\n{tokens}\
+             storage: {{root: \"{}\"}}\n",
+            db.url,
+            bus.topology.exchange,
+            bus.topology.queue,
+            bus.cutouts.queue,
+            dir.path().join("store").display()
+        );
+        std::fs::write(dir.path().join("config.yaml"), config).expect("config");
+        let log = std::fs::File::create(dir.path().join("log.txt")).expect("log file");
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_thumbnails"))
+            .args(["--config", "config.yaml", "sidecar"])
+            .current_dir(dir.path())
+            .env("RUST_LOG", "trace")
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start thumbnails sidecar");
+        wait_healthy(port).await;
+        Self {
+            db,
+            bus,
+            port,
+            dir,
+            child,
+        }
+    }
+
+    /// SIGTERM (the one shutdown path: asserts exit 0); returns its log.
+    pub async fn stop(mut self) -> String {
+        let status = sigterm(&mut self.child).await;
+        assert!(status.success(), "{status}");
+        self.bus.delete().await;
+        std::fs::read_to_string(self.dir.path().join("log.txt")).expect("log")
+    }
+}

@@ -208,33 +208,8 @@ async fn each_page_statement_can_be_served_by_indexes() {
 #[tokio::test]
 async fn a_token_in_the_query_is_never_logged() {
     // The real `thumbnails sidecar` process, logging at trace level.
-    let (db, bus) = (
-        crate::helpers::TestDb::new().await,
-        crate::helpers::TestBus::new().await,
-    );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = crate::helpers::free_port();
-    let config = format!(
-        "database: {{url: \"{}\"}}\namqp: {{exchange: \"{}\", queue: \"{}\", cutouts_queue: \"{}\"}}\n\
-         http:\n  listen: \"127.0.0.1:{port}\"\n  tokens:\n    - {{token: \"{VIEWER}\", scopes: [view]}}\n\
-         storage: {{root: \"{}\"}}\n",
-        db.url,
-        bus.topology.exchange,
-        bus.topology.queue,
-        bus.cutouts.queue,
-        dir.path().join("store").display()
-    );
-    std::fs::write(dir.path().join("config.yaml"), config).expect("config");
-    let log = std::fs::File::create(dir.path().join("log.txt")).expect("log file");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_thumbnails"))
-        .args(["--config", "config.yaml", "sidecar"])
-        .current_dir(dir.path())
-        .env("RUST_LOG", "trace")
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start thumbnails sidecar");
-    crate::helpers::wait_healthy(port).await;
+    let sidecar = crate::running::TracedSidecar::start(&[(VIEWER, "view")]).await;
+    let port = sidecar.port;
     let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -250,12 +225,9 @@ async fn a_token_in_the_query_is_never_logged() {
             .expect("request");
         assert_eq!(r.status().as_u16(), expected, "{token}");
     }
-    let status = crate::helpers::sigterm(&mut child).await;
-    assert!(status.success(), "{status}");
-    let text = std::fs::read_to_string(dir.path().join("log.txt")).expect("log");
+    let text = sidecar.stop().await;
     assert!(text.contains("/preview"), "the requests are logged: {text}");
     for token in [VIEWER, wrong] {
         assert!(!text.contains(token), "{token} was logged");
     }
-    bus.delete().await;
 }

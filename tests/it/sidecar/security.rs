@@ -218,43 +218,15 @@ async fn static_requests_cannot_escape_the_root() {
 #[tokio::test]
 async fn tokens_never_appear_in_logs_of_the_sidecar_command() {
     // The real `thumbnails sidecar` process, logging at trace level.
-    let (db, bus) = (
-        crate::helpers::TestDb::new().await,
-        crate::helpers::TestBus::new().await,
-    );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = crate::helpers::free_port();
-    let config = format!(
-        "database: {{url: \"{}\"}}\namqp: {{exchange: \"{}\", queue: \"{}\"}}\n\
-         http:\n  listen: \"127.0.0.1:{port}\"\n  tokens:\n    - {{token: \"{UPLOADER}\", scopes: [upload]}}\n    - {{token: \"{MANAGER}\", scopes: [manage]}}\n\
-         storage: {{root: \"{}\"}}\n",
-        db.url,
-        bus.topology.exchange,
-        bus.topology.queue,
-        dir.path().join("store").display()
-    );
-    std::fs::write(dir.path().join("config.yaml"), config).expect("config");
-    let stderr = std::fs::File::create(dir.path().join("log.txt")).expect("log file");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_thumbnails"))
-        .args(["--config", "config.yaml", "sidecar"])
-        .current_dir(dir.path())
-        .env("RUST_LOG", "trace")
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start thumbnails sidecar");
-    let base = format!("http://127.0.0.1:{port}");
+    let sidecar =
+        crate::running::TracedSidecar::start(&[(UPLOADER, "upload"), (MANAGER, "manage")]).await;
+    let base = format!("http://127.0.0.1:{}", sidecar.port);
     let client = reqwest::Client::builder()
         .timeout(WAIT)
         .build()
         .expect("client");
-    crate::helpers::eventually("the sidecar to answer", WAIT, || async {
-        let r = client.get(format!("{base}/healthz")).send().await.ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
 
-    db.add_obj("ZTF18").await;
+    sidecar.db.add_obj("ZTF18").await;
     let near_miss = "uploader-token-0002";
     let body = serde_json::to_vec(
         &json!({"obj_id": "ZTF18", "data": b64(&png(32, 32, false)), "ttype": "new"}),
@@ -280,10 +252,7 @@ async fn tokens_never_appear_in_logs_of_the_sidecar_command() {
     assert_eq!(r.status().as_u16(), 200);
 
     // SIGTERM: the one shutdown path.
-    let status = crate::helpers::sigterm(&mut child).await;
-    assert!(status.success(), "{status}");
-
-    let text = std::fs::read_to_string(dir.path().join("log.txt")).expect("log");
+    let text = sidecar.stop().await;
     assert!(
         text.contains("thumbnail uploaded") && text.contains("sidecar stopped"),
         "{text}"
@@ -291,5 +260,4 @@ async fn tokens_never_appear_in_logs_of_the_sidecar_command() {
     for token in [UPLOADER, MANAGER, near_miss] {
         assert!(!text.contains(token), "{token} was logged");
     }
-    bus.delete().await;
 }
