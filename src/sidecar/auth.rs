@@ -6,6 +6,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use percent_encoding::percent_decode_str;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -126,8 +127,9 @@ fn token_in_cookies(header: &str) -> Option<String> {
     header.split(';').find_map(|c| {
         let (name, value) = c.trim().split_once('=')?;
         (name == VIEW_COOKIE && !value.is_empty())
-            .then(|| decode_cookie_value(value))
+            .then(|| percent_decode_str(value).decode_utf8().ok())
             .flatten()
+            .map(|t| t.into_owned())
     })
 }
 
@@ -135,32 +137,8 @@ fn token_in_cookies(header: &str) -> Option<String> {
 /// takes no spaces, `;`, `,` or quotes), HttpOnly, SameSite=Strict, sent
 /// back for `/preview` only.
 pub fn view_cookie(token: &str) -> String {
-    let mut value = String::with_capacity(token.len());
-    for b in token.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            value.push(char::from(b));
-        } else {
-            value.push_str(&format!("%{b:02X}"));
-        }
-    }
+    let value = super::preview::view::encode_segment(token);
     format!("{VIEW_COOKIE}={value}; Path=/preview; HttpOnly; SameSite=Strict")
-}
-
-fn decode_cookie_value(value: &str) -> Option<String> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// May this request see the preview pages? Open with `http.preview_open`,

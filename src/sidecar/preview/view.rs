@@ -5,6 +5,7 @@
 //! page will not load).
 
 use chrono::NaiveDateTime;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::store::preview::{ObjRows, ThumbRow};
 use crate::surveys::{ThumbnailType, CURRENTLY_UNAVAILABLE, OUTSIDE_SURVEY};
@@ -210,18 +211,18 @@ pub fn format_time(t: NaiveDateTime) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// RFC 3986's unreserved characters, the only ones left as they are.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes everything but RFC 3986's unreserved characters, so an
-/// id is one path segment whatever it holds (`/`, `?`, `<`, spaces).
+/// id is one path segment whatever it holds (`/`, `?`, `<`, spaces), and a
+/// token one cookie value.
 pub fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
 #[cfg(test)]
