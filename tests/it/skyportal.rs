@@ -119,6 +119,25 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_owned()
 }
 
+/// A run that failed with one line on stderr; the line.
+fn one_line_error(out: &std::process::Output) -> String {
+    assert!(!out.status.success());
+    let err = stderr(out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    err
+}
+
+/// The table rights a service role needs on SkyPortal's tables.
+async fn grant_tables(db: &TestDb, role: &str) {
+    db.db
+        .execute_unprepared(&format!(
+            "GRANT SELECT, INSERT, UPDATE, TRIGGER ON objs TO {role};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON thumbnails TO {role};"
+        ))
+        .await
+        .expect("table grants");
+}
+
 async fn insert_obj(conn: &DatabaseConnection, id: &str, ra: f64) {
     conn.execute_unprepared(&format!(
         "INSERT INTO objs (id, ra, dec, internal_key, created_at, modified)
@@ -215,9 +234,7 @@ async fn migrate_without_the_grants_stops_with_one_line_naming_the_grant() {
     let db = skyportal_db(sp, &[svc]).await;
     let bus = TestBus::new().await;
     let out = migrate_as(&url_as(&db, svc), &bus, true).await;
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = one_line_error(&out);
     assert!(
         err.contains(&format!(
             "GRANT SELECT, INSERT, UPDATE, TRIGGER ON objs TO \"{svc}\""
@@ -225,17 +242,9 @@ async fn migrate_without_the_grants_stops_with_one_line_naming_the_grant() {
         "{err}"
     );
     // With the table grants but not the owner's rights, the index step is named.
-    db.db
-        .execute_unprepared(&format!(
-            "GRANT SELECT, INSERT, UPDATE, TRIGGER ON objs TO {svc};
-             GRANT SELECT, INSERT, UPDATE, DELETE ON thumbnails TO {svc};"
-        ))
-        .await
-        .expect("table grants");
+    grant_tables(&db, svc).await;
     let out = migrate_as(&url_as(&db, svc), &bus, true).await;
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = one_line_error(&out);
     assert!(
         err.contains(&format!("GRANT \"{sp}\" TO \"{svc}\"")),
         "{err}"
@@ -256,13 +265,7 @@ async fn a_deployment_migrated_before_the_preview_index_is_told_the_grant_it_nee
     let (sp, svc) = (roles.0[0].as_str(), roles.0[1].as_str());
     let db = skyportal_db(sp, &[svc]).await;
     let bus = TestBus::new().await;
-    db.db
-        .execute_unprepared(&format!(
-            "GRANT SELECT, INSERT, UPDATE, TRIGGER ON objs TO {svc};
-             GRANT SELECT, INSERT, UPDATE, DELETE ON thumbnails TO {svc};"
-        ))
-        .await
-        .expect("table grants");
+    grant_tables(&db, svc).await;
     // Migrated by the owner before this version: everything but the
     // preview's index on objs.
     let out = migrate_as(&url_as(&db, sp), &bus, true).await;
@@ -277,9 +280,7 @@ async fn a_deployment_migrated_before_the_preview_index_is_told_the_grant_it_nee
         .await
         .expect("undo the preview index");
     let out = migrate_as(&url_as(&db, svc), &bus, true).await;
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = one_line_error(&out);
     assert!(
         err.contains("owner of objs")
             && err.contains(migration::PREVIEW_INDEX)
@@ -311,9 +312,7 @@ async fn an_older_skyportal_schema_is_refused_at_migrate_and_at_start_with_one_l
         .await
         .expect("drop survey");
     let out = migrate_as(&db.url, &bus, true).await;
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = one_line_error(&out);
     assert!(err.contains("thumbnails.survey is missing"), "{err}");
     assert!(err.contains("the oldest supported is"), "{err}");
 
@@ -325,9 +324,7 @@ async fn an_older_skyportal_schema_is_refused_at_migrate_and_at_start_with_one_l
         .await
         .expect("not null");
     let out = migrate_as(&db.url, &bus, true).await;
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = one_line_error(&out);
     assert!(err.contains("thumbnails.is_grayscale is NOT NULL"), "{err}");
 
     // A database that became older after migrating is refused at start.
@@ -346,9 +343,7 @@ async fn an_older_skyportal_schema_is_refused_at_migrate_and_at_start_with_one_l
         .output()
         .await
         .expect("run worker");
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = one_line_error(&out);
     assert!(err.contains("thumbnails.is_grayscale is NOT NULL"), "{err}");
 }
 
