@@ -108,6 +108,18 @@ async fn a_queue_with_other_arguments_stops_the_worker_at_start_in_one_line() {
     bus.delete().await;
 }
 
+/// Deletes the test's alert cutouts queue, whoever declared it.
+async fn delete_cutouts_queue(app: &TestApp) {
+    let channel = app.bus._conn.create_channel().await.expect("channel");
+    channel
+        .queue_delete(
+            app.bus.cutouts.queue.as_str().into(),
+            QueueDeleteOptions::default(),
+        )
+        .await
+        .expect("delete");
+}
+
 #[tokio::test]
 async fn a_queue_redeclared_while_running_is_waited_for_and_reported() {
     let app = TestApp::spawn().await;
@@ -121,14 +133,7 @@ async fn a_queue_redeclared_while_running_is_waited_for_and_reported() {
 
     // The queue deleted under the worker (RabbitMQ 3.10, quorum queue): the
     // consumer is still counted on it and alerts go on being consumed.
-    let channel = app.bus._conn.create_channel().await.expect("channel");
-    channel
-        .queue_delete(
-            app.bus.cutouts.queue.as_str().into(),
-            QueueDeleteOptions::default(),
-        )
-        .await
-        .expect("delete");
+    delete_cutouts_queue(&app).await;
     eventually("the queue declared again", WAIT, || async {
         let check = app.bus._conn.create_channel().await.expect("channel");
         thumbnails::bus::passive_declare(&check, &app.bus.cutouts.queue)
@@ -171,14 +176,7 @@ async fn a_queue_redeclared_while_running_is_waited_for_and_reported() {
     .await;
 
     // The operator deletes the stray queue: alerts are consumed again.
-    let channel = app.bus._conn.create_channel().await.expect("channel");
-    channel
-        .queue_delete(
-            app.bus.cutouts.queue.as_str().into(),
-            QueueDeleteOptions::default(),
-        )
-        .await
-        .expect("delete");
+    delete_cutouts_queue(&app).await;
     eventually("ready again", WAIT, || async {
         let (status, _) = app.json(Method::GET, "/readyz", None, None).await;
         (status == StatusCode::OK).then_some(())
