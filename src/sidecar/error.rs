@@ -42,7 +42,7 @@ pub enum ApiError {
 /// reached (the component's outage line says so, once, not each request),
 /// else 500 with its cause logged.
 pub fn db_down(e: sea_orm::DbErr) -> ApiError {
-    if retry::classify(&e) == retry::Failure::Connection {
+    if retry::is_connection(&e) {
         database_unavailable()
     } else {
         ApiError::internal("the database is unavailable", e)

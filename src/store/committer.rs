@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::outage::{component, Outage};
 use super::outbox::Pending;
+use super::retry::is_connection;
 use super::waves;
 use crate::bus::{StoredThumbnail, ThumbnailStored, ORIGIN_UPLOAD, ROUTING_THUMBNAIL_STORED};
 use crate::files::{apply_all, fits_url_beside, FileError, FitsWrite, Staged, Write};
@@ -61,7 +62,7 @@ pub enum CommitError {
 impl CommitError {
     /// The database could not be reached: the upload may pass if sent again.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, CommitError::Db(e) if is_connection_error(e))
+        matches!(self, CommitError::Db(e) if is_connection(e))
     }
 }
 
@@ -185,10 +186,6 @@ impl Failed {
     }
 }
 
-fn is_connection_error(e: &DbErr) -> bool {
-    super::retry::classify(e) == super::retry::Failure::Connection
-}
-
 fn is_fk_violation(e: &DbErr) -> bool {
     matches!(
         e.sql_err(),
@@ -287,7 +284,7 @@ async fn commit_batch(
                         fresh[i] = inserted;
                     }
                 }
-                Err(e) if is_connection_error(&e) => return Err(Failed::Unavailable(Arc::new(e))),
+                Err(e) if is_connection(&e) => return Err(Failed::Unavailable(Arc::new(e))),
                 Err(e) => return Err(Failed::Statement(Arc::new(e), uploads)),
             }
         }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::entities::thumbnail;
 use super::outage::{component, Outage};
-use super::retry::{classify, Failure};
+use super::retry::is_connection;
 use crate::bus::{BusError, BusLink, StoredThumbnail, ThumbnailStored};
 use crate::surveys::ThumbnailType;
 
@@ -231,14 +231,14 @@ pub async fn relay_loop(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        let result = relay_older_than(&db, &bus, RELAY_MIN_AGE).await;
-        if result.is_ok() {
-            outage.recovered();
-        }
-        match result {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(events = n, "republished outbox events"),
-            Err(OutboxError::Db(e)) if classify(&e) == Failure::Connection => {
+        match relay_older_than(&db, &bus, RELAY_MIN_AGE).await {
+            Ok(n) => {
+                outage.recovered();
+                if n > 0 {
+                    tracing::info!(events = n, "republished outbox events");
+                }
+            }
+            Err(OutboxError::Db(e)) if is_connection(&e) => {
                 metrics::counter!("thumbnails_outbox_relay_failures_total").increment(1);
                 outage.failed(&e);
             }

@@ -61,6 +61,12 @@ pub fn classify_sqlx(e: &sqlx::Error) -> Failure {
     }
 }
 
+/// Whether the database could not be reached (refused, lost, restarting):
+/// the same statement may pass once it is back.
+pub fn is_connection(e: &DbErr) -> bool {
+    classify(e) == Failure::Connection
+}
+
 /// Classifies a SeaORM error (the worker and the sidecar).
 pub fn classify(e: &DbErr) -> Failure {
     match e {
