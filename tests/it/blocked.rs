@@ -5,9 +5,9 @@
 //! test's publishes), with `thumbnails run` on it:
 //! - uploads still answer, and their `thumbnail.stored` go out once the
 //!   alarm clears;
-//! - the worker's `thumbnail.stored` and the feed's `obj.created` wait,
-//!   for longer than the publish timeout, without failing, reconnecting or
-//!   dead-lettering;
+//! - the worker's `thumbnail.stored`, the feed's `obj.created` and the
+//!   PS1 retries' `obj.created` wait, for longer than the publish timeout,
+//!   without failing, reconnecting or dead-lettering;
 //! - one line per connection when blocked and one when unblocked, and
 //!   `/readyz` shows since when.
 
@@ -20,11 +20,13 @@ use tokio::process::Command;
 use crate::helpers::*;
 use crate::running::*;
 use crate::sidecar::app::png;
+use thumbnails::surveys::CURRENTLY_UNAVAILABLE;
 
 const NODE: &str = "thumbnails-blocked-1@localhost";
 const URL: &str = "amqp://guest:guest@127.0.0.1:5741/%2f";
 const EVENTS: usize = 10_000;
 const WAIT: Duration = Duration::from_secs(120);
+const RETRIES: Duration = Duration::from_secs(300);
 /// How long the alarm lasts: longer than the publishers' confirm timeout
 /// (10 s), which a blocked connection must not run into.
 const ALARM: Duration = Duration::from_secs(13);
@@ -79,7 +81,19 @@ async fn a_blocked_broker_holds_publishers_and_uploads_still_answer() {
         .expect("listener connection");
     let channel = listener.create_channel().await.expect("channel");
     let stored = collect_stored(&channel, &bus.topology).await;
-    let service = Service::start(&db.url, &bus, Some(URL)).await;
+    // PS1 fails each object's first lookup: its retry is due (2 s
+    // after the first failure) while the broker blocks them.
+    let ps1 = Ps1StandIn::with(testkit::ps1::Ps1Mode::Flaky { failures: 1 }).await;
+    let service = Service::start_with(
+        &db.url,
+        &bus,
+        Some(URL),
+        &[
+            ("THUMBNAILS_SURVEYS__PS1__LOOKUP_URL", ps1.url.as_str()),
+            ("THUMBNAILS_SURVEYS__PS1__RETRY_FIRST_S", "2"),
+        ],
+    )
+    .await;
     let client = reqwest::Client::new();
     feed_enabled(&db, WAIT).await;
     insert_objs(&db.url, "blk-up", 0..20).await;
@@ -142,6 +156,17 @@ async fn a_blocked_broker_holds_publishers_and_uploads_still_answer() {
         (rows == 3 * objs + 20 && outbox == 0 && left == 0).then_some(())
     })
     .await;
+    // The held PS1 retries went out: every ps1 row found its image (10,000
+    // retries, then 10,000 lookups: the longest part of the test).
+    eventually("every PS1 retry sent", RETRIES, || async {
+        let placeholders = db
+            .scalar_i64(&format!(
+                "SELECT count(*) FROM thumbnails WHERE type = 'ps1' AND public_url = '{CURRENTLY_UNAVAILABLE}'"
+            ))
+            .await;
+        (placeholders == 0).then_some(())
+    })
+    .await;
     assert_eq!(
         bus.queue_len(&bus.topology.dead_queue()).await,
         0,
@@ -170,7 +195,12 @@ async fn a_blocked_broker_holds_publishers_and_uploads_still_answer() {
     };
     let (blocked, unblocked) = (per_connection(BLOCKED), per_connection(UNBLOCKED));
     println!("blocked connections: {blocked:?}");
-    for publisher in ["thumbnails-worker", "thumbnails-feed", "thumbnails-sidecar"] {
+    for publisher in [
+        "thumbnails-worker it-",
+        "thumbnails-worker ps1-retries",
+        "thumbnails-feed",
+        "thumbnails-sidecar",
+    ] {
         assert!(
             blocked.iter().any(|name| name.starts_with(publisher)),
             "{publisher} was blocked and said so: {blocked:?}"
@@ -185,6 +215,7 @@ async fn a_blocked_broker_holds_publishers_and_uploads_still_answer() {
         "feed: publishing failed; the rows stay for the next try",
         "lost the broker; reconnecting (unacked messages return to the queue)",
         "outbox relay failed; will retry",
+        "cannot publish a PS1 retry; trying later",
     ] {
         assert!(
             lines_saying(&service.logs, quiet).is_empty(),

@@ -62,6 +62,17 @@ impl Service {
     /// grayscale pass and no sweep (it would heal a loss and hide it), the
     /// feed polling every second; returns once it answers `/healthz`.
     pub async fn start(database_url: &str, bus: &TestBus, amqp_url: Option<&str>) -> Self {
+        Self::start_with(database_url, bus, amqp_url, &[]).await
+    }
+
+    /// [`Self::start`] with more settings (`THUMBNAILS_...` variables,
+    /// which win over the ones above).
+    pub async fn start_with(
+        database_url: &str,
+        bus: &TestBus,
+        amqp_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let tokens = dir.path().join("tokens.yaml");
         std::fs::write(&tokens, format!("[{{token: {TOKEN}, scopes: [upload]}}]"))
@@ -79,6 +90,7 @@ impl Service {
             .env("THUMBNAILS_FEED__POLL_INTERVAL_S", "1")
             .env("THUMBNAILS_RECONCILE__INTERVAL_S", "86400")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn thumbnails run");
