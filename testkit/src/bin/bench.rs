@@ -105,6 +105,22 @@ enum What {
         #[arg(long, default_value = "file")]
         storage: String,
     },
+    /// The store alone, no worker: N PUTs of the stamps `cutouts-e2e`
+    /// writes (the ZTF fixture's three, drawn), C in flight, from this
+    /// process into a fresh prefix of `s3://BUCKET/PREFIX`: PUTs/s, and the
+    /// alerts/s (three stamps each) that rate caps an end-to-end run at.
+    Bucket {
+        #[arg(long, default_value_t = 30_000)]
+        puts: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long)]
+        storage: String,
+        /// Make every object's bytes different (`cutouts-e2e`'s stamps are
+        /// the same three images, which Garage stores once each).
+        #[arg(long)]
+        distinct: bool,
+    },
     /// N objects inserted into objs in one statement, `thumbnails run` with
     /// the feed on, a PS1 stand-in answering after D ms: seconds until every
     /// object has a real PS1 URL, and the most lookups seen in flight.
@@ -156,6 +172,12 @@ async fn main() -> anyhow::Result<()> {
             survey,
             storage,
         } => bench_cutouts_e2e(&cli, *alerts, survey == "lsst", storage).await?,
+        What::Bucket {
+            puts,
+            concurrency,
+            storage,
+            distinct,
+        } => bench_bucket(*puts, *concurrency, storage, *distinct).await?,
         What::Ps1Burst { n, delay_ms } => bench_ps1_burst(&cli, *n, *delay_ms).await?,
         What::All => {
             scale(&cli).await?;
@@ -1081,6 +1103,98 @@ async fn bench_cutouts_e2e(
     let _ = channel.close(200, "done".into()).await;
     let _ = conn.close(200, "done".into()).await;
     drop(db);
+    Ok(())
+}
+
+/// The three stamps of the ZTF fixture, drawn as the worker draws them.
+fn ztf_stamps() -> anyhow::Result<Vec<(thumbnails::surveys::ThumbnailType, Vec<u8>)>> {
+    use thumbnails::cutouts::{self, CutoutSettings, Kind, Orientation};
+    use thumbnails::surveys::ThumbnailType;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/ztf-alerts");
+    let settings = CutoutSettings::default();
+    [
+        ("cutoutScience", Kind::Science, ThumbnailType::New),
+        ("cutoutTemplate", Kind::Template, ThumbnailType::Ref),
+        ("cutoutDifference", Kind::Difference, ThumbnailType::Sub),
+    ]
+    .into_iter()
+    .map(|(field, kind, ttype)| {
+        let path = root.join(format!("ZTF18aaxjdyr_1661382530015060001_{field}.fits.gz"));
+        let fits = std::fs::read(&path).with_context(|| format!("{}", path.display()))?;
+        Ok((
+            ttype,
+            cutouts::draw_bytes(&fits, kind, Orientation::Ztf, &settings)?,
+        ))
+    })
+    .collect()
+}
+
+/// See [`What::Bucket`].
+async fn bench_bucket(
+    puts: usize,
+    concurrency: usize,
+    storage_url: &str,
+    distinct: bool,
+) -> anyhow::Result<()> {
+    use futures_util::StreamExt;
+    use thumbnails::config::{Location, StorageConfig};
+    use thumbnails::files::{Bucket, RelPath};
+    let Location::Bucket { bucket, prefix } =
+        thumbnails::config::parse_location(storage_url).map_err(anyhow::Error::msg)?
+    else {
+        bail!("--storage must be s3://BUCKET/PREFIX");
+    };
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let prefix = [prefix.as_str(), &format!("bench-{id}")]
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("/");
+    let store = Bucket::open(&StorageConfig::default(), &bucket, &prefix)?;
+    let stamps = ztf_stamps()?;
+    let size = stamps.iter().map(|(_, png)| png.len()).sum::<usize>() / stamps.len();
+    let cpu_before = process_cpu_secs(std::process::id()).unwrap_or(f64::NAN);
+    let started = Instant::now();
+    let results: Vec<_> = futures_util::stream::iter(0..puts)
+        .map(|i| {
+            let (ttype, png) = &stamps[i % stamps.len()];
+            let mut bytes = png.clone();
+            if distinct {
+                // A tEXt-free tail byte change would break the PNG; the
+                // store does not care, it only hashes the bytes.
+                bytes.extend_from_slice(&(i as u64).to_le_bytes());
+            }
+            let key = store.key(&RelPath::stamp(
+                &format!("ZTF{:09}", i / stamps.len()),
+                *ttype,
+                Some("ZTF"),
+                2,
+            ));
+            let store = &store;
+            async move { store.put(&key, bytes.into()).await }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = process_cpu_secs(std::process::id()).unwrap_or(f64::NAN) - cpu_before;
+    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+        bail!("a PUT failed: {e}");
+    }
+    let rate = puts as f64 / secs;
+    let what = if distinct {
+        "distinct"
+    } else {
+        "the stamps' own"
+    };
+    println!(
+        "bench bucket-puts: {rate:.0} PUTs/s ({puts} PUTs of {size} B on average, {what} bytes, {concurrency} in flight, {cpu:.1} s of this process's CPU)"
+    );
+    println!(
+        "bench bucket-ceiling: {:.0} alerts/s (three stamps each: the most an end-to-end run can store)",
+        rate / stamps.len() as f64
+    );
     Ok(())
 }
 
