@@ -1161,8 +1161,8 @@ async fn bench_bucket(
             let (ttype, png) = &stamps[i % stamps.len()];
             let mut bytes = png.clone();
             if distinct {
-                // A tEXt-free tail byte change would break the PNG; the
-                // store does not care, it only hashes the bytes.
+                // Eight bytes appended: no longer a PNG, but a store only
+                // keeps and hashes bytes.
                 bytes.extend_from_slice(&(i as u64).to_le_bytes());
             }
             let key = store.key(&RelPath::stamp(
