@@ -1,9 +1,13 @@
 //! An index on `objs (created_at, id)`: the preview list pages the newest
 //! objects by that key (never OFFSET). SkyPortal's `objs` gains an index
-//! only, with `IF NOT EXISTS`; nothing of the table changes.
+//! only; nothing of the table changes.
 //!
-//! Built inside the migrations' transaction (not `CONCURRENTLY`): writes to
-//! `objs` wait while it is built, a few seconds per million objects.
+//! This migration built it inside the migrations' transaction, so
+//! SkyPortal's inserts into `objs` waited for the whole build (a few seconds
+//! per million objects). It is now built `CONCURRENTLY` by the step that
+//! `thumbnails migrate` runs after the migrations (`store::stamps` in the
+//! service), and this migration only keeps its name in the record; `down`
+//! still drops the index.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::ConnectionTrait;
@@ -21,13 +25,7 @@ impl MigrationName for Migration {
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared(&format!(
-                "CREATE INDEX IF NOT EXISTS {INDEX} ON objs (created_at, id)"
-            ))
-            .await?;
+    async fn up(&self, _manager: &SchemaManager) -> Result<(), DbErr> {
         Ok(())
     }
 

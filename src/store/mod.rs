@@ -75,8 +75,9 @@ pub fn pg_pool<'a>(
 }
 
 /// Applies pending migrations under an advisory lock, then the per-survey
-/// unique indexes (built `CONCURRENTLY`, so outside any transaction: see
-/// [`stamps`]); safe to run twice and from several processes at once.
+/// unique indexes and the preview's index on `objs` (built `CONCURRENTLY`,
+/// so outside any transaction: see [`stamps`]); safe to run twice and from
+/// several processes at once.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
     migrate_transactional(db).await?;
     let report = stamps::apply(db).await.map_err(StoreError::Stamps)?;
@@ -87,7 +88,7 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
             built = report.built.len(),
             indexes = %report.built.join(","),
             dropped_old = report.dropped_old,
-            "per-survey thumbnail indexes in place"
+            "per-survey thumbnail indexes and the preview index in place"
         );
     }
     Ok(())

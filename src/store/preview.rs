@@ -4,7 +4,8 @@
 //! - an object with its thumbnails: `objs` by primary key, `thumbnails`
 //!   by `obj_id` (the leading column of the per-survey unique index);
 //! - the newest objects by key `(created_at, id)` (index
-//!   `thumbnails_objs_created_at_id_idx`, migration m20261207_000001),
+//!   `thumbnails_objs_created_at_id_idx`, built `CONCURRENTLY` by
+//!   [`super::stamps`]),
 //!   each with its thumbnails, in one statement.
 
 use chrono::NaiveDateTime;

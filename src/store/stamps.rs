@@ -1,6 +1,7 @@
-//! Alert stamps per survey (issue 11): the schema step that cannot run in a
-//! transaction, so `migrate` runs it after `Migrator::up`, every time (it
-//! returns after one catalog query once done).
+//! Alert stamps per survey (issue 11), and the preview's index on `objs`:
+//! the schema step that cannot run in a transaction, so `migrate` runs it
+//! after `Migrator::up`, every time (it returns after a few catalog queries
+//! once done).
 //!
 //! Uploads are unique on `(obj_id, type, survey)`, a NULL survey being the
 //! archival/legacy row. A plain unique index on the three columns would let
@@ -26,7 +27,12 @@
 //!    on a duplicate written meanwhile (SkyPortal has no constraint) is
 //!    dropped, de-duplicated again and retried;
 //! 4. drop the old `thumbnails_obj_id_type_key`, which would refuse a
-//!    second survey's stamp of the same type.
+//!    second survey's stamp of the same type;
+//! 5. build the preview's index on `objs (created_at, id)`
+//!    ([`migration::PREVIEW_INDEX`]) `CONCURRENTLY` too: SkyPortal keeps
+//!    inserting objects while it is built (migration m20261207_000001
+//!    built it inside the migrations' transaction, which held those inserts
+//!    for the whole build; it now leaves it to this step).
 
 use std::time::{Duration, Instant};
 
@@ -118,7 +124,7 @@ async fn lock(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
             return Ok(());
         }
         if !told {
-            tracing::info!("another migrate is building the survey indexes; waiting for it");
+            tracing::info!("another migrate is building the indexes; waiting for it");
             told = true;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -140,8 +146,16 @@ async fn index_state(conn: &mut PgConnection, name: &str) -> Result<IndexState, 
     })
 }
 
-/// Both new indexes valid and the old one gone.
+/// The preview's index on `objs`, not unique.
+const PREVIEW_INDEX: (&str, &str) = (migration::PREVIEW_INDEX, "ON objs (created_at, id)");
+
+/// Steps 1 to 5 all done.
 async fn done(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    Ok(survey_indexes_done(conn).await? && index_state(conn, PREVIEW_INDEX.0).await?.valid)
+}
+
+/// Both new indexes valid and the old one gone (steps 1 to 4).
+async fn survey_indexes_done(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
     for (name, _) in INDEXES {
         if !index_state(conn, name).await?.valid {
             return Ok(false);
@@ -152,10 +166,20 @@ async fn done(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
 
 async fn run(conn: &mut PgConnection) -> Result<StampsReport, sqlx::Error> {
     let mut report = StampsReport::default();
-    if done(conn).await? {
-        // Another process finished while we waited for the lock.
-        return Ok(report);
+    // Either may have been done by another process while we waited for
+    // the lock.
+    if !survey_indexes_done(conn).await? {
+        survey_indexes(conn, &mut report).await?;
     }
+    preview_index(conn, &mut report).await?;
+    Ok(report)
+}
+
+/// Steps 1 to 4.
+async fn survey_indexes(
+    conn: &mut PgConnection,
+    report: &mut StampsReport,
+) -> Result<(), sqlx::Error> {
     let old = index_state(conn, OLD_KEY).await?;
     if !old.valid {
         report.removed += dedup(conn).await?;
@@ -170,44 +194,19 @@ async fn run(conn: &mut PgConnection) -> Result<StampsReport, sqlx::Error> {
     for (name, definition) in INDEXES {
         let mut attempt = 1;
         loop {
-            let state = index_state(conn, name).await?;
-            if state.valid {
-                break;
-            }
-            if state.exists {
-                tracing::warn!(
-                    index = name,
-                    "dropping an invalid index left by an interrupted build"
-                );
-                drop_index(conn, name).await?;
-            }
-            let started = Instant::now();
-            let built = sqlx::query(AssertSqlSafe(format!(
-                "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {name} {definition}"
-            )))
-            .execute(&mut *conn)
-            .await;
-            match built {
-                Ok(_) => {
-                    tracing::info!(
-                        index = name,
-                        elapsed_s = started.elapsed().as_secs_f64(),
-                        "built"
-                    );
-                    report.built.push(name);
+            match build(conn, "UNIQUE INDEX", name, definition).await {
+                Ok(built) => {
+                    if built {
+                        report.built.push(name);
+                    }
                     break;
                 }
                 Err(e) if is_unique_violation(&e) && attempt < BUILD_ATTEMPTS => {
                     tracing::warn!(index = name, error = %e, "a duplicate was written during the build; de-duplicating again");
-                    drop_index(conn, name).await?;
                     report.removed += dedup(conn).await?;
                     attempt += 1;
                 }
-                Err(e) => {
-                    // Leave no invalid index behind for writers to maintain.
-                    let _ = drop_index(conn, name).await;
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -215,7 +214,58 @@ async fn run(conn: &mut PgConnection) -> Result<StampsReport, sqlx::Error> {
         drop_index(conn, OLD_KEY).await?;
         report.dropped_old = true;
     }
-    Ok(report)
+    Ok(())
+}
+
+/// Step 5.
+async fn preview_index(
+    conn: &mut PgConnection,
+    report: &mut StampsReport,
+) -> Result<(), sqlx::Error> {
+    let (name, definition) = PREVIEW_INDEX;
+    if build(conn, "INDEX", name, definition).await? {
+        report.built.push(name);
+    }
+    Ok(())
+}
+
+/// Builds `CREATE <create> CONCURRENTLY <name> <definition>` unless the
+/// index is valid (`Ok(false)`), dropping first an invalid one left by an
+/// interrupted build. A failed build is dropped too: no invalid index is
+/// left for writers to maintain.
+async fn build(
+    conn: &mut PgConnection,
+    create: &str,
+    name: &str,
+    definition: &str,
+) -> Result<bool, sqlx::Error> {
+    let state = index_state(conn, name).await?;
+    if state.valid {
+        return Ok(false);
+    }
+    if state.exists {
+        tracing::warn!(
+            index = name,
+            "dropping an invalid index left by an interrupted build"
+        );
+        drop_index(conn, name).await?;
+    }
+    let started = Instant::now();
+    let built = sqlx::query(AssertSqlSafe(format!(
+        "CREATE {create} CONCURRENTLY IF NOT EXISTS {name} {definition}"
+    )))
+    .execute(&mut *conn)
+    .await;
+    if let Err(e) = built {
+        let _ = drop_index(conn, name).await;
+        return Err(e);
+    }
+    tracing::info!(
+        index = name,
+        elapsed_s = started.elapsed().as_secs_f64(),
+        "built"
+    );
+    Ok(true)
 }
 
 async fn drop_index(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {

@@ -228,3 +228,68 @@ async fn an_index_left_invalid_by_an_interrupted_build_is_rebuilt() {
         vec![("a".into(), "ls".into(), Some("new".into()))]
     );
 }
+
+#[tokio::test]
+async fn the_preview_index_is_built_while_skyportal_keeps_inserting_objects() {
+    use sea_orm::TransactionTrait;
+    let db = TestDb::empty().await;
+    db.db
+        .execute_unprepared(SKYPORTAL_TABLES)
+        .await
+        .expect("seed");
+    thumbnails::store::migrate(&db.db).await.expect("migrate");
+    // A deployment migrated before the preview index.
+    db.db
+        .execute_unprepared(&format!("DROP INDEX {}", migration::PREVIEW_INDEX))
+        .await
+        .expect("drop the preview index");
+    // SkyPortal inside a transaction that has inserted an object: any build
+    // of an index on objs waits for it to end.
+    let skyportal = sea_orm::Database::connect(&db.url).await.expect("connect");
+    let open = skyportal.begin().await.expect("begin");
+    open.execute_unprepared(
+        "INSERT INTO objs (id, internal_key, created_at, modified) VALUES ('open', 'k1', now(), now())",
+    )
+    .await
+    .expect("insert in the open transaction");
+    let migrating = tokio::spawn({
+        let db = db.db.clone();
+        async move { thumbnails::store::migrate(&db).await }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while db
+        .scalar_i64(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'CREATE INDEX CONCURRENTLY%ON objs%'",
+        )
+        .await
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the preview index build never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // While the build waits, another object goes in at once: a plain
+    // CREATE INDEX would hold every insert behind its SHARE lock.
+    let other = sea_orm::Database::connect(&db.url).await.expect("connect");
+    other
+        .execute_unprepared(
+            "SET statement_timeout = '5s';
+             INSERT INTO objs (id, internal_key, created_at, modified) VALUES ('during', 'k2', now(), now())",
+        )
+        .await
+        .expect("an insert during the build is not held");
+    assert!(
+        !migrating.is_finished(),
+        "the build waits for the open transaction"
+    );
+    open.commit().await.expect("commit");
+    migrating
+        .await
+        .expect("join")
+        .expect("migrate after the transaction ended");
+    assert_eq!(valid_index(&db, migration::PREVIEW_INDEX).await, 1);
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM objs").await, 3);
+}
