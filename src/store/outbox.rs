@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::entities::thumbnail;
 use super::outage::{component, Outage};
-use super::retry::is_connection;
+use super::retry::{is_connection, Backoff};
 use crate::bus::{BusError, BusLink, StoredThumbnail, ThumbnailStored};
 use crate::surveys::ThumbnailType;
 
@@ -218,7 +218,9 @@ pub async fn relay_older_than(
     }
 }
 
-/// Runs [`relay`] every `interval` until `shutdown`.
+/// Runs [`relay`] every `interval` until `shutdown`; while the database is
+/// away, sooner (doubling up to `interval`), so that the events left
+/// meanwhile go out within about a second of its return.
 pub async fn relay_loop(
     db: DatabaseConnection,
     bus: Arc<BusLink>,
@@ -226,10 +228,16 @@ pub async fn relay_loop(
     shutdown: CancellationToken,
 ) {
     let outage = Outage::new(component::OUTBOX);
+    let mut attempt = 0;
     loop {
+        let wait = if attempt > 0 {
+            Backoff::UNTIL_STOPPED.delay(attempt).min(interval)
+        } else {
+            interval
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         match relay_older_than(&db, &bus, RELAY_MIN_AGE).await {
             Ok(n) => {
@@ -247,6 +255,7 @@ pub async fn relay_loop(
                 tracing::warn!(error = %crate::telemetry::cause_chain(&e), "outbox relay failed; will retry");
             }
         }
+        attempt = if outage.is_down() { attempt + 1 } else { 0 };
     }
 }
 

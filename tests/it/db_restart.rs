@@ -304,7 +304,7 @@ async fn a_restarted_database_and_ended_sessions_lose_nothing_and_each_component
         "database restarted: per component (lost lines, back lines, resumed after s): {restart:?}"
     );
     println!("sessions terminated: per component (lost lines, back lines, resumed after s): {terminate:?}");
-    for component in ["worker", "cutouts", "uploads", "feed"] {
+    for component in ["worker", "cutouts", "uploads", "feed", "outbox"] {
         let (lost, back, after) = restart.get(component).copied().unwrap_or_default();
         // One line each way per outage; a statement that got through
         // while the server was shutting down makes two outages.
