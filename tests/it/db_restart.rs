@@ -307,16 +307,22 @@ async fn a_restarted_database_and_ended_sessions_lose_nothing_and_each_component
     for component in ["worker", "cutouts", "uploads", "feed", "outbox"] {
         let (lost, back, after) = restart.get(component).copied().unwrap_or_default();
         // One line each way per outage; a statement that got through
-        // while the server was shutting down makes two outages.
+        // while the server was shutting down makes two outages. The outbox
+        // relay runs every 5 s and waits up to the pool's 10 s for a
+        // connection: a round that starts late in the outage is served
+        // once the server is back and never sees it.
+        let noticed = if component == "outbox" { 0..=2 } else { 1..=2 };
         assert!(
-            lost == back && (1..=2).contains(&back),
+            lost == back && noticed.contains(&back),
             "{component}: {lost} lines when lost, {back} when back"
         );
-        let after = after.expect("resumed");
-        assert!(
-            after <= 5.0,
-            "{component} resumed {after:.2} s after the database answered"
-        );
+        if back > 0 {
+            let after = after.expect("resumed");
+            assert!(
+                after <= 5.0,
+                "{component} resumed {after:.2} s after the database answered"
+            );
+        }
     }
     for (component, (lost, back, after)) in &terminate {
         assert!(
