@@ -256,21 +256,20 @@ async fn the_preview_index_is_built_while_skyportal_keeps_inserting_objects() {
         let db = db.db.clone();
         async move { thumbnails::store::migrate(&db).await }
     });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while db
-        .scalar_i64(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND query LIKE 'CREATE INDEX CONCURRENTLY%ON objs%'",
-        )
-        .await
-        == 0
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the preview index build never started"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the preview index build to start",
+        std::time::Duration::from_secs(30),
+        || async {
+            (db.scalar_i64(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND query LIKE 'CREATE INDEX CONCURRENTLY%ON objs%'",
+            )
+            .await
+                > 0)
+            .then_some(())
+        },
+    )
+    .await;
     // While the build waits, another object goes in at once: a plain
     // CREATE INDEX would hold every insert behind its SHARE lock.
     let other = sea_orm::Database::connect(&db.url).await.expect("connect");
