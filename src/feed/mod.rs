@@ -118,12 +118,7 @@ pub async fn run(
         // While the database is away, try again soon (doubling up to the
         // poll interval) rather than once per poll interval: the feed
         // resumes within about a second of the database answering.
-        attempt = if outage.is_down() { attempt + 1 } else { 0 };
-        let wait = if attempt > 0 {
-            Backoff::UNTIL_STOPPED.delay(attempt).min(poll)
-        } else {
-            poll
-        };
+        let wait = Backoff::UNTIL_STOPPED.round_wait(&outage, &mut attempt, poll);
         let woke = tokio::select! {
             _ = shutdown.cancelled() => break,
             n = listener.recv(), if attempt == 0 => n.map(|_| ()),

@@ -228,13 +228,8 @@ pub async fn relay_loop(
     shutdown: CancellationToken,
 ) {
     let outage = Outage::new(component::OUTBOX);
-    let mut attempt = 0;
+    let (mut wait, mut rounds_down) = (interval, 0);
     loop {
-        let wait = if attempt > 0 {
-            Backoff::UNTIL_STOPPED.delay(attempt).min(interval)
-        } else {
-            interval
-        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
@@ -255,7 +250,7 @@ pub async fn relay_loop(
                 tracing::warn!(error = %crate::telemetry::cause_chain(&e), "outbox relay failed; will retry");
             }
         }
-        attempt = if outage.is_down() { attempt + 1 } else { 0 };
+        wait = Backoff::UNTIL_STOPPED.round_wait(&outage, &mut rounds_down, interval);
     }
 }
 

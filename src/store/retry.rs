@@ -120,6 +120,20 @@ impl Backoff {
         let factor = 2u32.saturating_pow(n.saturating_sub(1).min(16));
         self.first.saturating_mul(factor).min(self.max)
     }
+
+    /// The wait before a polling loop's next round: `every` while the
+    /// database answers; while `outage` goes on, this back-off's delay for
+    /// the loop's `rounds` in it (counted here, 0 once it is over), capped
+    /// at `every`, so the loop resumes soon after the database is back
+    /// rather than at its next regular round.
+    pub fn round_wait(&self, outage: &Outage, rounds: &mut u32, every: Duration) -> Duration {
+        *rounds = if outage.is_down() { *rounds + 1 } else { 0 };
+        if *rounds > 0 {
+            self.delay(*rounds).min(every)
+        } else {
+            every
+        }
+    }
 }
 
 /// Why [`retry`] gave up.
@@ -223,6 +237,35 @@ mod tests {
         assert_eq!(b.delay(1), Duration::from_millis(50));
         assert_eq!(b.delay(2), Duration::from_millis(100));
         assert_eq!(b.delay(40), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_polling_loop_waits_less_while_the_database_is_away() {
+        let (b, outage, every) = (
+            Backoff::UNTIL_STOPPED,
+            Outage::new("test"),
+            Duration::from_secs(5),
+        );
+        let mut rounds = 0;
+        assert_eq!(b.round_wait(&outage, &mut rounds, every), every);
+        outage.failed(&"refused");
+        assert_eq!(
+            b.round_wait(&outage, &mut rounds, every),
+            Duration::from_millis(50)
+        );
+        assert_eq!(
+            b.round_wait(&outage, &mut rounds, every),
+            Duration::from_millis(100)
+        );
+        let short = Duration::from_millis(70);
+        assert_eq!(
+            b.round_wait(&outage, &mut rounds, short),
+            short,
+            "capped at the interval"
+        );
+        outage.recovered();
+        assert_eq!(b.round_wait(&outage, &mut rounds, every), every);
+        assert_eq!(rounds, 0);
     }
 
     #[tokio::test]
