@@ -985,12 +985,8 @@ fn bench_cutouts(seconds: f64, threads: usize) -> anyhow::Result<()> {
 /// JSON messages of one ZTF alert's three cutouts, an object each.
 fn ztf_bodies(alerts: usize) -> anyhow::Result<Vec<Vec<u8>>> {
     use base64::Engine;
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/ztf-alerts");
     let b64 = base64::engine::general_purpose::STANDARD;
-    let cutout = |k: &str| -> anyhow::Result<String> {
-        let path = root.join(format!("ZTF18aaxjdyr_1661382530015060001_{k}.fits.gz"));
-        Ok(b64.encode(std::fs::read(&path).with_context(|| format!("{}", path.display()))?))
-    };
+    let cutout = |k: &str| -> anyhow::Result<String> { Ok(b64.encode(ztf_cutout(k)?)) };
     let (sci, tmpl, diff) = (
         cutout("cutoutScience")?,
         cutout("cutoutTemplate")?,
@@ -1106,11 +1102,18 @@ async fn bench_cutouts_e2e(
     Ok(())
 }
 
+/// One gzipped cutout (`cutoutScience`, ...) of the ZTF fixture alert.
+fn ztf_cutout(field: &str) -> anyhow::Result<Vec<u8>> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "../tests/fixtures/ztf-alerts/ZTF18aaxjdyr_1661382530015060001_{field}.fits.gz"
+    ));
+    std::fs::read(&path).with_context(|| format!("{}", path.display()))
+}
+
 /// The three stamps of the ZTF fixture, drawn as the worker draws them.
 fn ztf_stamps() -> anyhow::Result<Vec<(thumbnails::surveys::ThumbnailType, Vec<u8>)>> {
     use thumbnails::cutouts::{self, CutoutSettings, Kind, Orientation};
     use thumbnails::surveys::ThumbnailType;
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/ztf-alerts");
     let settings = CutoutSettings::default();
     [
         ("cutoutScience", Kind::Science, ThumbnailType::New),
@@ -1119,8 +1122,7 @@ fn ztf_stamps() -> anyhow::Result<Vec<(thumbnails::surveys::ThumbnailType, Vec<u
     ]
     .into_iter()
     .map(|(field, kind, ttype)| {
-        let path = root.join(format!("ZTF18aaxjdyr_1661382530015060001_{field}.fits.gz"));
-        let fits = std::fs::read(&path).with_context(|| format!("{}", path.display()))?;
+        let fits = ztf_cutout(field)?;
         Ok((
             ttype,
             cutouts::draw_bytes(&fits, kind, Orientation::Ztf, &settings)?,
@@ -1139,19 +1141,16 @@ async fn bench_bucket(
     use futures_util::StreamExt;
     use thumbnails::config::{Location, StorageConfig};
     use thumbnails::files::{Bucket, RelPath};
+    // A fresh prefix under the given one, as cutouts-e2e makes.
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let url = format!("{}/bench-{id}", storage_url.trim_end_matches('/'));
     let Location::Bucket { bucket, prefix } =
-        thumbnails::config::parse_location(storage_url).map_err(anyhow::Error::msg)?
+        thumbnails::config::parse_location(&url).map_err(anyhow::Error::msg)?
     else {
         bail!("--storage must be s3://BUCKET/PREFIX");
     };
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let prefix = [prefix.as_str(), &format!("bench-{id}")]
-        .iter()
-        .filter(|p| !p.is_empty())
-        .copied()
-        .collect::<Vec<_>>()
-        .join("/");
-    let store = Bucket::open(&StorageConfig::default(), &bucket, &prefix)?;
+    let config = StorageConfig::default();
+    let store = Bucket::open(&config, &bucket, &prefix)?;
     let stamps = ztf_stamps()?;
     let size = stamps.iter().map(|(_, png)| png.len()).sum::<usize>() / stamps.len();
     let cpu_before = process_cpu_secs(std::process::id()).unwrap_or(f64::NAN);
@@ -1169,7 +1168,7 @@ async fn bench_bucket(
                 &format!("ZTF{:09}", i / stamps.len()),
                 *ttype,
                 Some("ZTF"),
-                2,
+                config.depth,
             ));
             let store = &store;
             async move { store.put(&key, bytes.into()).await }
