@@ -225,28 +225,32 @@ pub async fn check_privileges(pool: &PgPool) -> Result<(), SchemaError> {
     if !thumbnails_missing.is_empty() {
         return Err(grant(&thumbnails_missing, "thumbnails"));
     }
-    if !owns_thumbnails && !indexes_built {
-        let owner = thumbnails_owner.unwrap_or_default();
-        return Err(SchemaError::Grant {
+    // Only a table's owner may build an index on it: membership in the
+    // owner's role is the grant.
+    let owner_rights = |owner: Option<String>, table: &str, to_do: String| {
+        let owner = quoted(&owner.unwrap_or_default());
+        SchemaError::Grant {
             role: quoted(&role),
-            what: format!(
-                "the rights of {} (owner of thumbnails) to build its unique indexes",
-                quoted(&owner)
-            ),
-            grant: format!("GRANT {} TO {};", quoted(&owner), quoted(&role)),
-        });
+            what: format!("the rights of {owner} (owner of {table}) to {to_do}"),
+            grant: format!("GRANT {owner} TO {};", quoted(&role)),
+        }
+    };
+    if !owns_thumbnails && !indexes_built {
+        return Err(owner_rights(
+            thumbnails_owner,
+            "thumbnails",
+            "build its unique indexes".into(),
+        ));
     }
     if !owns_objs && !preview_index_built {
-        let owner = objs_owner.unwrap_or_default();
-        return Err(SchemaError::Grant {
-            role: quoted(&role),
-            what: format!(
-                "the rights of {} (owner of objs) to build the index {} on objs (created_at, id)",
-                quoted(&owner),
+        return Err(owner_rights(
+            objs_owner,
+            "objs",
+            format!(
+                "build the index {} on objs (created_at, id)",
                 migration::PREVIEW_INDEX
             ),
-            grant: format!("GRANT {} TO {};", quoted(&owner), quoted(&role)),
-        });
+        ));
     }
     if !can_create {
         return Err(SchemaError::Grant {
